@@ -1,0 +1,104 @@
+//! Every way a request can fail, mapped to HTTP in one place.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use herd_api::{FieldError, Status, StatusReason};
+
+/// A failed API request. Client mistakes carry a message naming the problem;
+/// internal failures are logged in full and answered with a generic message.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{kind} {name:?} not found")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind} {name:?} already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    #[error("conflict on {kind} {name:?}: {message}")]
+    Conflict {
+        kind: &'static str,
+        name: String,
+        message: String,
+    },
+    #[error("{kind} {name:?} is invalid")]
+    Invalid {
+        kind: &'static str,
+        name: String,
+        errors: Vec<FieldError>,
+    },
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    #[error("request body larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("gone: {0}")]
+    Gone(String),
+    #[error("the server could not find the requested resource {0}")]
+    NoRoute(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    pub fn to_status(&self) -> Status {
+        match self {
+            Self::NotFound { kind, name } => Status::not_found(kind, name),
+            Self::AlreadyExists { kind, name } => Status::already_exists(kind, name),
+            Self::Conflict {
+                kind,
+                name,
+                message,
+            } => Status::conflict(kind, name, message),
+            Self::Invalid { kind, name, errors } => Status::invalid(kind, name, errors),
+            Self::BadRequest(m) => Status::bad_request(m.clone()),
+            Self::UnsupportedMediaType(m) => {
+                Status::new(StatusReason::UnsupportedMediaType, m.clone())
+            }
+            Self::TooLarge { limit } => Status::new(
+                StatusReason::RequestEntityTooLarge,
+                format!("request body is larger than the limit of {limit} bytes"),
+            ),
+            Self::Gone(m) => Status::gone(m.clone()),
+            Self::NoRoute(path) => Status::new(
+                StatusReason::NotFound,
+                format!("the server could not find the requested resource {path}"),
+            ),
+            Self::MethodNotAllowed(m) => Status::new(
+                StatusReason::MethodNotAllowed,
+                format!("method {m} is not allowed on this resource"),
+            ),
+            Self::Internal(_) => Status::internal("internal error; see the server log"),
+            Self::Unavailable(m) => Status::new(StatusReason::ServiceUnavailable, m.clone()),
+        }
+    }
+}
+
+/// Answers with a `Status` JSON body.
+pub fn status_response(status: &Status) -> Response {
+    let code = StatusCode::from_u16(status.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let body = serde_json::to_vec(status).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = (code, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Internal(detail) = &self {
+            tracing::error!(error = %detail, "internal error");
+        }
+        status_response(&self.to_status())
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::Internal(e.to_string())
+    }
+}

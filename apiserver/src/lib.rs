@@ -1,0 +1,130 @@
+//! herd's API server: `Node` and `ModelAssignment` resources over SQLite, with
+//! Kubernetes semantics (resourceVersion, generation, status subresource,
+//! merge patch, label selectors) and NDJSON watch streams.
+//!
+//! [`run`] serves it on a listener until `shutdown` resolves; [`build`] gives
+//! the router and the store separately for `herd server` to add the proxy and
+//! the dashboard beside it.
+
+pub mod error;
+mod extract;
+pub mod mutate;
+pub mod routes;
+pub mod store;
+mod watch;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use herd_api::{ModelAssignment, Node, Resource};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::ApiError;
+pub use routes::AppState;
+pub use store::{Store, StoreOptions, SyncMode};
+
+/// Settings of the API server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where `herd.db` lives.
+    pub data_dir: PathBuf,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// A watch that sent nothing for this long gets a `BOOKMARK`.
+    pub bookmark_interval: Duration,
+    /// Events kept for watchers to resume from; older revisions get 410.
+    pub watch_window: usize,
+    pub sync: SyncMode,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            max_body_bytes: 2 * 1024 * 1024,
+            bookmark_interval: Duration::from_secs(30),
+            watch_window: 20_000,
+            sync: SyncMode::Normal,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("serving HTTP: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// The kinds the store holds.
+pub const KINDS: &[&str] = &[Node::PLURAL, ModelAssignment::PLURAL];
+
+/// Opens the store and builds the API routes.
+pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, AppState), Error> {
+    let store = Store::open(
+        &config.data_dir,
+        KINDS,
+        StoreOptions {
+            watch_window: config.watch_window,
+            sync: config.sync,
+        },
+    )?;
+    tracing::info!(data_dir = %config.data_dir.display(), revision = store.revision(), "store opened");
+    let state = AppState {
+        store,
+        config: Arc::new(config),
+        shutdown,
+    };
+    Ok((routes::api_router(state.clone()), state))
+}
+
+/// Applies the layers every herd HTTP surface shares: panics become a 500
+/// `Status` instead of a dropped connection.
+pub fn with_common_layers(router: Router) -> Router {
+    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+        |_: Box<dyn std::any::Any + Send>| {
+            error::ApiError::Internal("handler panicked".into()).into_response_ext()
+        },
+    ))
+}
+
+impl ApiError {
+    fn into_response_ext(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes
+/// in-flight requests, ends watches, and closes the store.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    let token = CancellationToken::new();
+    let (router, _state) = build(config, token.clone())?;
+    serve(with_common_layers(router), listener, shutdown, token).await
+}
+
+/// Serves any router with herd's shutdown behaviour.
+pub async fn serve(
+    router: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    token: CancellationToken,
+) -> Result<(), Error> {
+    let stop = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.cancel();
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await?;
+    Ok(())
+}

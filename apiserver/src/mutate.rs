@@ -1,0 +1,389 @@
+//! The decisions behind each write, as pure functions of (current object,
+//! request, revision, clock). The store runs them atomically; tests run them
+//! directly.
+
+use herd_api::{Resource, Timestamp};
+use serde_json::Value;
+
+use crate::error::ApiError;
+
+/// What a write wants the store to do.
+#[derive(Debug, PartialEq)]
+pub enum Change<K> {
+    Put(K),
+    Delete(K),
+    Unchanged,
+}
+
+/// Server-owned fields a client may not set.
+pub struct ServerFields {
+    pub uid: String,
+    pub now: Timestamp,
+}
+
+fn check_precondition<K: Resource>(current: &K, requested: Option<&str>) -> Result<(), ApiError> {
+    match requested {
+        None | Some("") => Ok(()),
+        Some(rv) if Some(rv) == current.meta().resource_version.as_deref() => Ok(()),
+        Some(rv) => Err(ApiError::Conflict {
+            kind: K::KIND,
+            name: current.meta().name.clone(),
+            message: format!(
+                "the object has been modified (resourceVersion {rv} is stale, current is {}); please apply your changes to the latest version and try again",
+                current.meta().resource_version.as_deref().unwrap_or("?")
+            ),
+        }),
+    }
+}
+
+fn validated<K: Resource>(obj: K) -> Result<K, ApiError> {
+    let errors = obj.validate();
+    if errors.is_empty() {
+        Ok(obj)
+    } else {
+        Err(ApiError::Invalid {
+            kind: K::KIND,
+            name: obj.meta().name.clone(),
+            errors,
+        })
+    }
+}
+
+/// Same object apart from the revision: nothing to write.
+fn same<K: Resource>(current: &K, next: &K) -> bool {
+    let mut a = current.clone();
+    a.meta_mut().resource_version = None;
+    let mut b = next.clone();
+    b.meta_mut().resource_version = None;
+    a == b
+}
+
+fn finish<K: Resource>(current: &K, mut next: K, rv: u64) -> Change<K> {
+    if same(current, &next) {
+        return Change::Unchanged;
+    }
+    next.meta_mut().resource_version = Some(rv.to_string());
+    Change::Put(next)
+}
+
+/// POST: a new object. Status from the client is dropped (status belongs to
+/// the `/status` subresource), server fields are set.
+pub fn create<K: Resource>(
+    current: Option<K>,
+    mut new: K,
+    rv: u64,
+    server: ServerFields,
+) -> Result<Change<K>, ApiError> {
+    if current.is_some() {
+        return Err(ApiError::AlreadyExists {
+            kind: K::KIND,
+            name: new.meta().name.clone(),
+        });
+    }
+    let meta = new.meta_mut();
+    meta.uid = Some(server.uid);
+    meta.creation_timestamp = Some(server.now);
+    meta.generation = Some(1);
+    meta.resource_version = Some(rv.to_string());
+    *new.status_mut() = K::Status::default();
+    Ok(Change::Put(validated(new)?))
+}
+
+/// PUT: replace spec, labels and annotations. With a `resourceVersion` the
+/// write is conditional; without one it is unconditional. Missing → create.
+pub fn replace<K: Resource>(
+    current: Option<K>,
+    new: K,
+    rv: u64,
+    server: ServerFields,
+) -> Result<Change<K>, ApiError> {
+    let Some(current) = current else {
+        if new
+            .meta()
+            .resource_version
+            .as_deref()
+            .is_some_and(|v| !v.is_empty())
+        {
+            return Err(ApiError::NotFound {
+                kind: K::KIND,
+                name: new.meta().name.clone(),
+            });
+        }
+        return create(None, new, rv, server);
+    };
+    check_precondition(&current, new.meta().resource_version.as_deref())?;
+    let mut next = current.clone();
+    *next.spec_mut() = new.spec().clone();
+    next.meta_mut().labels = new.meta().labels.clone();
+    next.meta_mut().annotations = new.meta().annotations.clone();
+    if next.spec() != current.spec() {
+        next.meta_mut().generation = Some(current.meta().generation.unwrap_or(0) + 1);
+    }
+    let next = validated(next)?;
+    Ok(finish(&current, next, rv))
+}
+
+/// PUT /status: replace status only.
+pub fn replace_status<K: Resource>(
+    current: Option<K>,
+    new: K,
+    rv: u64,
+) -> Result<Change<K>, ApiError> {
+    let current = current.ok_or_else(|| ApiError::NotFound {
+        kind: K::KIND,
+        name: new.meta().name.clone(),
+    })?;
+    check_precondition(&current, new.meta().resource_version.as_deref())?;
+    let mut next = current.clone();
+    *next.status_mut() = new.status().clone();
+    Ok(finish(&current, next, rv))
+}
+
+/// Which part of the object a merge patch may change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PatchTarget {
+    /// spec, labels, annotations
+    Main,
+    Status,
+}
+
+/// PATCH (RFC 7386 JSON merge patch) of the main resource or its status.
+pub fn patch<K: Resource>(
+    current: Option<K>,
+    name: &str,
+    patch: &Value,
+    target: PatchTarget,
+    rv: u64,
+) -> Result<Change<K>, ApiError> {
+    let current = current.ok_or_else(|| ApiError::NotFound {
+        kind: K::KIND,
+        name: name.to_owned(),
+    })?;
+    if !patch.is_object() {
+        return Err(ApiError::BadRequest(
+            "a merge patch must be a JSON object".into(),
+        ));
+    }
+    let requested_rv = patch
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    check_precondition(&current, requested_rv.as_deref())?;
+    if let Some(n) = patch.pointer("/metadata/name").and_then(Value::as_str) {
+        if n != name {
+            return Err(ApiError::BadRequest(format!(
+                "metadata.name {n:?} does not match the name in the URL {name:?}"
+            )));
+        }
+    }
+    let mut doc = serde_json::to_value(&current).map_err(|e| ApiError::Internal(e.to_string()))?;
+    merge_patch(&mut doc, patch);
+    let patched: K = crate::extract::decode_value(doc)?;
+    match target {
+        PatchTarget::Main => {
+            let mut next = current.clone();
+            *next.spec_mut() = patched.spec().clone();
+            next.meta_mut().labels = patched.meta().labels.clone();
+            next.meta_mut().annotations = patched.meta().annotations.clone();
+            if next.spec() != current.spec() {
+                next.meta_mut().generation = Some(current.meta().generation.unwrap_or(0) + 1);
+            }
+            let next = validated(next)?;
+            Ok(finish(&current, next, rv))
+        }
+        PatchTarget::Status => {
+            let mut next = current.clone();
+            *next.status_mut() = patched.status().clone();
+            Ok(finish(&current, next, rv))
+        }
+    }
+}
+
+/// DELETE: the final state carries the deletion's revision.
+pub fn delete<K: Resource>(current: Option<K>, name: &str, rv: u64) -> Result<Change<K>, ApiError> {
+    let mut current = current.ok_or_else(|| ApiError::NotFound {
+        kind: K::KIND,
+        name: name.to_owned(),
+    })?;
+    current.meta_mut().resource_version = Some(rv.to_string());
+    Ok(Change::Delete(current))
+}
+
+/// RFC 7386: objects merge key by key, `null` removes, anything else replaces.
+pub fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch_map) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(target_map) = target {
+        for (k, v) in patch_map {
+            if v.is_null() {
+                target_map.remove(k);
+            } else {
+                merge_patch(target_map.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use herd_api::{Node, NodeSpec, NodeStatus, NodeUsage};
+    use serde_json::json;
+
+    use super::*;
+
+    fn server() -> ServerFields {
+        ServerFields {
+            uid: "u-1".into(),
+            now: "2026-01-01T00:00:00Z".parse().expect("ts"),
+        }
+    }
+
+    fn stored(rv: u64) -> Node {
+        let mut n = Node::new(
+            "a",
+            NodeSpec {
+                ollama_url: "http://127.0.0.1:11434".into(),
+                ..NodeSpec::default()
+            },
+        );
+        match create(None, n.clone(), rv, server()) {
+            Ok(Change::Put(c)) => n = c,
+            other => panic!("{other:?}"),
+        }
+        n
+    }
+
+    #[test]
+    fn merge_patch_rfc7386_examples() {
+        let cases = [
+            (json!({"a":"b"}), json!({"a":"c"}), json!({"a":"c"})),
+            (json!({"a":"b"}), json!({"b":"c"}), json!({"a":"b","b":"c"})),
+            (json!({"a":"b"}), json!({"a":null}), json!({})),
+            (
+                json!({"a":{"b":"c"}}),
+                json!({"a":{"b":"d","c":null}}),
+                json!({"a":{"b":"d"}}),
+            ),
+            (json!({"a":[1]}), json!({"a":[2,3]}), json!({"a":[2,3]})),
+            (json!(["a"]), json!({"a":"b"}), json!({"a":"b"})),
+            (json!({"e":null}), json!({"a":1}), json!({"e":null,"a":1})),
+        ];
+        for (mut target, patch, want) in cases {
+            merge_patch(&mut target, &patch);
+            assert_eq!(target, want, "patch {patch}");
+        }
+    }
+
+    #[test]
+    fn create_sets_server_fields_and_drops_status() {
+        let mut n = Node::new("a", NodeSpec::default());
+        n.meta_mut().uid = Some("client-chosen".into());
+        n.status.usage = Some(NodeUsage {
+            cpu_percent: 5.0,
+            ..Default::default()
+        });
+        let Ok(Change::Put(c)) = create(None, n, 7, server()) else {
+            panic!()
+        };
+        assert_eq!(c.metadata.uid.as_deref(), Some("u-1"));
+        assert_eq!(c.metadata.generation, Some(1));
+        assert_eq!(c.metadata.resource_version.as_deref(), Some("7"));
+        assert_eq!(c.status, NodeStatus::default());
+    }
+
+    #[test]
+    fn replace_table() {
+        let cur = stored(5);
+        // stale resourceVersion → conflict
+        let mut stale = cur.clone();
+        stale.metadata.resource_version = Some("4".into());
+        assert!(matches!(
+            replace(Some(cur.clone()), stale, 6, server()),
+            Err(ApiError::Conflict { .. })
+        ));
+        // same spec, no rv → unchanged
+        let mut same = cur.clone();
+        same.metadata.resource_version = None;
+        assert_eq!(
+            replace(Some(cur.clone()), same, 6, server()).expect("ok"),
+            Change::Unchanged
+        );
+        // spec change bumps generation, keeps uid and status
+        let mut next = cur.clone();
+        next.spec.weight = 50;
+        next.metadata.uid = Some("hijack".into());
+        next.status.usage = Some(NodeUsage::default());
+        let Ok(Change::Put(n)) = replace(Some(cur.clone()), next, 6, server()) else {
+            panic!()
+        };
+        assert_eq!(n.metadata.generation, Some(2));
+        assert_eq!(n.metadata.uid, cur.metadata.uid);
+        assert_eq!(n.status, cur.status);
+        // label change does not bump generation
+        let mut lab = cur.clone();
+        lab.metadata.labels.insert("gpu".into(), "nvidia".into());
+        let Ok(Change::Put(n)) = replace(Some(cur.clone()), lab, 6, server()) else {
+            panic!()
+        };
+        assert_eq!(n.metadata.generation, Some(1));
+        // invalid spec → invalid
+        let mut bad = cur.clone();
+        bad.spec.max_parallel = 0;
+        assert!(matches!(
+            replace(Some(cur), bad, 6, server()),
+            Err(ApiError::Invalid { .. })
+        ));
+    }
+
+    #[test]
+    fn status_writes_never_touch_spec() {
+        let cur = stored(5);
+        let mut w = cur.clone();
+        w.spec.weight = 1;
+        w.status.usage = Some(NodeUsage {
+            cpu_percent: 90.0,
+            ..Default::default()
+        });
+        let Ok(Change::Put(n)) = replace_status(Some(cur.clone()), w, 6) else {
+            panic!()
+        };
+        assert_eq!(n.spec, cur.spec);
+        assert_eq!(n.metadata.generation, cur.metadata.generation);
+        assert_eq!(n.status.usage.as_ref().map(|u| u.cpu_percent), Some(90.0));
+    }
+
+    #[test]
+    fn patch_table() {
+        let cur = stored(5);
+        let p = json!({"spec":{"unschedulable":true},"status":{"usage":{"cpuPercent":1.0}}});
+        let Ok(Change::Put(n)) = patch(Some(cur.clone()), "a", &p, PatchTarget::Main, 6) else {
+            panic!()
+        };
+        assert!(n.spec.unschedulable);
+        assert_eq!(n.status, cur.status, "main patch must not change status");
+        assert_eq!(n.metadata.generation, Some(2));
+        let Ok(Change::Put(n)) = patch(Some(cur.clone()), "a", &p, PatchTarget::Status, 6) else {
+            panic!()
+        };
+        assert!(!n.spec.unschedulable, "status patch must not change spec");
+        assert!(n.status.usage.is_some());
+        let bad = json!({"spec":{"maxParallel":"four"}});
+        assert!(
+            matches!(patch(Some(cur.clone()), "a", &bad, PatchTarget::Main, 6), Err(ApiError::BadRequest(m)) if m.contains("spec.maxParallel"))
+        );
+        let stale = json!({"metadata":{"resourceVersion":"1"},"spec":{"weight":3}});
+        assert!(matches!(
+            patch(Some(cur.clone()), "a", &stale, PatchTarget::Main, 6),
+            Err(ApiError::Conflict { .. })
+        ));
+        assert!(matches!(
+            patch::<Node>(None, "a", &p, PatchTarget::Main, 6),
+            Err(ApiError::NotFound { .. })
+        ));
+    }
+}

@@ -1,0 +1,59 @@
+//! What the API offers: kinds, their schemas, and readiness.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use herd_api::{API_VERSION, ModelAssignment, Node, Resource, api_resources};
+use serde_json::json;
+
+use super::AppState;
+use crate::error::ApiError;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/apis", get(groups))
+        .route(&format!("/apis/{API_VERSION}"), get(resource_list))
+        .route(
+            &format!("/apis/{API_VERSION}/schemas/{{plural}}"),
+            get(schema),
+        )
+}
+
+async fn groups() -> Json<serde_json::Value> {
+    Json(json!({
+        "kind": "APIGroupList",
+        "groups": [{"name": herd_api::GROUP, "versions": [{"groupVersion": API_VERSION, "version": herd_api::VERSION}]}],
+    }))
+}
+
+async fn resource_list() -> Json<serde_json::Value> {
+    Json(
+        json!({"kind": "APIResourceList", "groupVersion": API_VERSION, "resources": api_resources()}),
+    )
+}
+
+async fn schema(Path(plural): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let schema = match plural.as_str() {
+        p if p == Node::PLURAL || p == Node::KIND.to_ascii_lowercase() => Node::kind_schema(),
+        p if p == ModelAssignment::PLURAL || p == ModelAssignment::KIND.to_ascii_lowercase() => {
+            ModelAssignment::kind_schema()
+        }
+        _ => {
+            return Err(ApiError::NoRoute(format!(
+                "/apis/{API_VERSION}/schemas/{plural}"
+            )));
+        }
+    };
+    Ok(Json(schema))
+}
+
+/// Ready once the store answers and its writer is alive.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.store.writer_alive() {
+        (StatusCode::OK, "ok").into_response()
+    } else {
+        ApiError::Unavailable("the store's writer has stopped".into()).into_response()
+    }
+}

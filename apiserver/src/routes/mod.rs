@@ -1,0 +1,42 @@
+//! The HTTP surface: resource REST + watch, discovery, health.
+
+mod discovery;
+pub mod resources;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::Uri;
+use axum::routing::get;
+use herd_api::{ModelAssignment, Node};
+use tokio_util::sync::CancellationToken;
+
+use crate::Config;
+use crate::error::ApiError;
+use crate::store::Store;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<Config>,
+    /// Cancelled when the server shuts down, so long-lived watches end.
+    pub shutdown: CancellationToken,
+}
+
+async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NoRoute(uri.path().to_owned())
+}
+
+/// The apiserver's routes. Other parts of `herd server` (the proxy, the UI)
+/// merge their own routes beside these.
+pub fn api_router(state: AppState) -> Router {
+    Router::new()
+        .merge(resources::routes::<Node>())
+        .merge(resources::routes::<ModelAssignment>())
+        .merge(discovery::routes())
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(discovery::readyz))
+        .fallback(no_route)
+        .with_state(state)
+}

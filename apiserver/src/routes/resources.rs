@@ -1,0 +1,383 @@
+//! REST endpoints of one kind, written once for every `Resource`.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::{Bytes, BytesMut};
+use herd_api::{API_VERSION, LabelSelector, Resource};
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::extract::{self, BodyKind};
+use crate::mutate::{self, Change, PatchTarget, ServerFields};
+use crate::store::{Mutation, Outcome, StoredObject, Written};
+use crate::watch::{self, Start, WatchParams};
+
+pub fn routes<K: Resource>() -> Router<AppState> {
+    let base = format!("/apis/{API_VERSION}/{}", K::PLURAL);
+    Router::new()
+        .route(
+            &base,
+            get(list_or_watch::<K>)
+                .post(create::<K>)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            &format!("{base}/{{name}}"),
+            get(get_one::<K>)
+                .put(replace::<K>)
+                .patch(patch_main::<K>)
+                .delete(delete::<K>)
+                .fallback(method_not_allowed),
+        )
+        .route(
+            &format!("{base}/{{name}}/status"),
+            get(get_one::<K>)
+                .put(replace_status::<K>)
+                .patch(patch_status::<K>)
+                .fallback(method_not_allowed),
+        )
+}
+
+pub async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}
+
+fn json_response(code: StatusCode, body: Bytes) -> Response {
+    let mut resp = (code, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn decode_stored<K: Resource>(obj: &StoredObject) -> Result<K, ApiError> {
+    serde_json::from_slice(&obj.body)
+        .map_err(|e| ApiError::Internal(format!("stored {} is unreadable: {e}", K::KIND)))
+}
+
+fn encode<K: Resource>(obj: &K) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(obj)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Wraps a typed decision into the store's untyped one.
+fn mutation<K, F>(decide: F) -> Mutation
+where
+    K: Resource,
+    F: FnOnce(Option<K>, u64) -> Result<Change<K>, ApiError> + Send + 'static,
+{
+    Box::new(move |current: Option<&StoredObject>, rv| {
+        let current = current.map(decode_stored::<K>).transpose()?;
+        Ok(match decide(current, rv)? {
+            Change::Put(obj) => Outcome::Put {
+                labels: obj.meta().labels.clone(),
+                body: encode(&obj)?,
+            },
+            Change::Delete(obj) => Outcome::Delete {
+                body: encode(&obj)?,
+            },
+            Change::Unchanged => Outcome::Unchanged,
+        })
+    })
+}
+
+/// Runs a write, or with `dry_run` only decides it against the current state.
+async fn write<K, F>(
+    state: &AppState,
+    name: String,
+    dry_run: bool,
+    decide: F,
+) -> Result<Written, ApiError>
+where
+    K: Resource,
+    F: FnOnce(Option<K>, u64) -> Result<Change<K>, ApiError> + Send + 'static,
+{
+    if !dry_run {
+        return state.store.write(K::PLURAL, name, mutation(decide)).await;
+    }
+    let current = state.store.get(K::PLURAL, &name);
+    let typed = current.as_deref().map(decode_stored::<K>).transpose()?;
+    let rv = state.store.revision() + 1;
+    let (object, created, deleted, unchanged) = match decide(typed, rv)? {
+        Change::Put(obj) => {
+            let labels = obj.meta().labels.clone();
+            (
+                std::sync::Arc::new(StoredObject {
+                    rv,
+                    body: encode(&obj)?,
+                    labels,
+                }),
+                current.is_none(),
+                false,
+                false,
+            )
+        }
+        Change::Delete(obj) => (
+            std::sync::Arc::new(StoredObject {
+                rv,
+                body: encode(&obj)?,
+                labels: Default::default(),
+            }),
+            false,
+            true,
+            false,
+        ),
+        Change::Unchanged => match current {
+            Some(c) => (c, false, false, true),
+            None => {
+                return Err(ApiError::NotFound {
+                    kind: K::KIND,
+                    name,
+                });
+            }
+        },
+    };
+    Ok(Written {
+        object,
+        created,
+        deleted,
+        unchanged,
+    })
+}
+
+fn server_fields() -> ServerFields {
+    ServerFields {
+        uid: uuid::Uuid::new_v4().to_string(),
+        now: jiff::Timestamp::now(),
+    }
+}
+
+async fn list_or_watch<K: Resource>(
+    State(state): State<AppState>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let q = extract::query(&uri)?;
+    let selector = match q.get("labelSelector") {
+        Some(s) => LabelSelector::parse(s).map_err(ApiError::BadRequest)?,
+        None => LabelSelector::default(),
+    };
+    let rv = extract::revision(q.get("resourceVersion"))?;
+    let watching = match q.get("watch").map(String::as_str) {
+        None | Some("" | "false" | "0") => false,
+        Some("true" | "1") => true,
+        Some(v) => {
+            return Err(ApiError::BadRequest(format!(
+                "watch {v:?} must be true or false"
+            )));
+        }
+    };
+    if watching {
+        let timeout = match q.get("timeoutSeconds") {
+            None => None,
+            Some(s) => Some(Duration::from_secs(s.parse().map_err(|_| {
+                ApiError::BadRequest(format!("timeoutSeconds {s:?} must be a whole number"))
+            })?)),
+        };
+        let start = match rv {
+            None | Some(0) => Start::Snapshot,
+            Some(n) => Start::After(n),
+        };
+        let params = WatchParams {
+            kind: K::PLURAL,
+            kind_name: K::KIND,
+            selector,
+            start,
+            bookmark_interval: state.config.bookmark_interval,
+            timeout,
+        };
+        return Ok(watch::respond(
+            state.store.clone(),
+            params,
+            state.shutdown.clone(),
+        ));
+    }
+    let (revision, items) = state.store.list(K::PLURAL, |o| selector.matches(&o.labels));
+    let mut body =
+        BytesMut::with_capacity(items.iter().map(|o| o.body.len() + 1).sum::<usize>() + 128);
+    body.extend_from_slice(
+        format!(
+            "{{\"apiVersion\":\"{API_VERSION}\",\"kind\":\"{}List\",\"metadata\":{{\"resourceVersion\":\"{revision}\"}},\"items\":[",
+            K::KIND
+        )
+        .as_bytes(),
+    );
+    for (i, o) in items.iter().enumerate() {
+        if i > 0 {
+            body.extend_from_slice(b",");
+        }
+        body.extend_from_slice(&o.body);
+    }
+    body.extend_from_slice(b"]}");
+    Ok(json_response(StatusCode::OK, body.freeze()))
+}
+
+async fn get_one<K: Resource>(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let obj = state
+        .store
+        .get(K::PLURAL, &name)
+        .ok_or(ApiError::NotFound {
+            kind: K::KIND,
+            name,
+        })?;
+    Ok(json_response(StatusCode::OK, obj.body.clone()))
+}
+
+async fn read_object<K: Resource>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<K, ApiError> {
+    let bytes =
+        extract::read_body(headers, body, BodyKind::Json, state.config.max_body_bytes).await?;
+    extract::decode::<K>(&bytes)
+}
+
+fn name_from_url<K: Resource>(obj: &mut K, name: &str) -> Result<(), ApiError> {
+    let meta = obj.meta_mut();
+    if meta.name.is_empty() {
+        meta.name = name.to_owned();
+    } else if meta.name != name {
+        return Err(ApiError::BadRequest(format!(
+            "metadata.name {:?} does not match the name in the URL {name:?}",
+            meta.name
+        )));
+    }
+    Ok(())
+}
+
+async fn create<K: Resource>(
+    State(state): State<AppState>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let dry_run = extract::dry_run(&extract::query(&uri)?)?;
+    let obj: K = read_object(&state, &headers, body).await?;
+    let name = obj.meta().name.clone();
+    if name.is_empty() {
+        return Err(ApiError::Invalid {
+            kind: K::KIND,
+            name,
+            errors: vec![herd_api::FieldError::required("metadata.name")],
+        });
+    }
+    let server = server_fields();
+    let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
+        mutate::create(cur, obj, rv, server)
+    })
+    .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        written.object.body.clone(),
+    ))
+}
+
+async fn replace<K: Resource>(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let dry_run = extract::dry_run(&extract::query(&uri)?)?;
+    let mut obj: K = read_object(&state, &headers, body).await?;
+    name_from_url(&mut obj, &name)?;
+    let server = server_fields();
+    let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
+        mutate::replace(cur, obj, rv, server)
+    })
+    .await?;
+    let code = if written.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(json_response(code, written.object.body.clone()))
+}
+
+async fn replace_status<K: Resource>(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let dry_run = extract::dry_run(&extract::query(&uri)?)?;
+    let mut obj: K = read_object(&state, &headers, body).await?;
+    name_from_url(&mut obj, &name)?;
+    let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
+        mutate::replace_status(cur, obj, rv)
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, written.object.body.clone()))
+}
+
+async fn patch_any<K: Resource>(
+    state: AppState,
+    name: String,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+    target: PatchTarget,
+) -> Result<Response, ApiError> {
+    let dry_run = extract::dry_run(&extract::query(&uri)?)?;
+    let bytes = extract::read_body(
+        &headers,
+        body,
+        BodyKind::MergePatch,
+        state.config.max_body_bytes,
+    )
+    .await?;
+    let patch: serde_json::Value = extract::decode(&bytes)?;
+    let n = name.clone();
+    let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
+        mutate::patch(cur, &n, &patch, target, rv)
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, written.object.body.clone()))
+}
+
+async fn patch_main<K: Resource>(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    patch_any::<K>(state, name, uri, headers, body, PatchTarget::Main).await
+}
+
+async fn patch_status<K: Resource>(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    patch_any::<K>(state, name, uri, headers, body, PatchTarget::Status).await
+}
+
+async fn delete<K: Resource>(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let dry_run = extract::dry_run(&extract::query(&uri)?)?;
+    let n = name.clone();
+    let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
+        mutate::delete(cur, &n, rv)
+    })
+    .await?;
+    Ok(json_response(StatusCode::OK, written.object.body.clone()))
+}

@@ -1,0 +1,518 @@
+//! The resource store.
+//!
+//! The current objects and a window of recent events live in memory, so reads,
+//! lists and watches never touch the disk. Every change goes through one writer
+//! thread that owns the SQLite connection: it takes all pending writes at once,
+//! applies them in order (each sees the ones before it), commits them in one
+//! transaction, and only then publishes them and answers the callers. A caller
+//! that got an answer therefore has its write on disk (WAL), and one fsync-free
+//! commit serves many writers.
+
+mod sqlite;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::sync::{Arc, RwLock, mpsc};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{oneshot, watch};
+
+use crate::error::ApiError;
+
+pub use sqlite::SyncMode;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("opening the store at {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("stored object {kind}/{name} is corrupt: {message}")]
+    Corrupt {
+        kind: String,
+        name: String,
+        message: String,
+    },
+    #[error("the store's writer has stopped")]
+    WriterGone,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One object as stored: its serialized JSON (with `resourceVersion` set), and
+/// its labels for selector matching without parsing.
+#[derive(Debug)]
+pub struct StoredObject {
+    pub rv: u64,
+    pub body: Bytes,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Added => "ADDED",
+            Self::Modified => "MODIFIED",
+            Self::Deleted => "DELETED",
+        }
+    }
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ADDED" => Some(Self::Added),
+            "MODIFIED" => Some(Self::Modified),
+            "DELETED" => Some(Self::Deleted),
+            _ => None,
+        }
+    }
+}
+
+/// One change, pre-serialized as the NDJSON line every watcher sends, so a
+/// hundred watchers cost one serialization.
+#[derive(Debug)]
+pub struct Event {
+    pub rv: u64,
+    pub kind: &'static str,
+    pub type_: EventType,
+    pub labels: BTreeMap<String, String>,
+    pub line: Bytes,
+}
+
+/// `{"type":"ADDED","object":<body>}\n`
+pub fn event_line(type_: EventType, body: &[u8]) -> Bytes {
+    let mut b = BytesMut::with_capacity(body.len() + 32);
+    b.extend_from_slice(b"{\"type\":\"");
+    b.extend_from_slice(type_.as_str().as_bytes());
+    b.extend_from_slice(b"\",\"object\":");
+    b.extend_from_slice(body);
+    b.extend_from_slice(b"}\n");
+    b.freeze()
+}
+
+/// What a write decided, given the current object and the revision it would get.
+pub enum Outcome {
+    /// Store this body (which already carries the new revision).
+    Put {
+        body: Bytes,
+        labels: BTreeMap<String, String>,
+    },
+    /// Remove the object; `body` is its final state, carrying the new revision.
+    Delete { body: Bytes },
+    /// Nothing to change: answer with the current object, write nothing.
+    Unchanged,
+}
+
+/// The decision function of a write; runs on the writer thread, atomically
+/// with respect to every other write.
+pub type Mutation = Box<dyn FnOnce(Option<&StoredObject>, u64) -> Result<Outcome, ApiError> + Send>;
+
+/// What a write did.
+#[derive(Debug)]
+pub struct Written {
+    pub object: Arc<StoredObject>,
+    pub created: bool,
+    pub deleted: bool,
+    pub unchanged: bool,
+}
+
+struct WriteOp {
+    kind: &'static str,
+    name: String,
+    mutate: Mutation,
+    reply: oneshot::Sender<Result<Written, ApiError>>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// Events kept (in memory and on disk) for watchers to resume from.
+    pub watch_window: usize,
+    pub sync: SyncMode,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            watch_window: 20_000,
+            sync: SyncMode::Normal,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    revision: u64,
+    objects: HashMap<&'static str, BTreeMap<String, Arc<StoredObject>>>,
+    log: VecDeque<Arc<Event>>,
+}
+
+impl State {
+    fn get(&self, kind: &str, name: &str) -> Option<Arc<StoredObject>> {
+        self.objects.get(kind).and_then(|m| m.get(name)).cloned()
+    }
+}
+
+struct Shared {
+    state: RwLock<State>,
+    revision_tx: watch::Sender<u64>,
+    window: usize,
+    writer_running: std::sync::atomic::AtomicBool,
+}
+
+/// Events after a revision could not be served.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WatchGap {
+    /// The revision is older than the kept window: relist.
+    TooOld { oldest: u64 },
+    /// The revision is newer than anything this store has written.
+    TooNew { current: u64 },
+}
+
+/// Cheap to clone; all clones share one store.
+#[derive(Clone)]
+pub struct Store {
+    shared: Arc<Shared>,
+    writer: mpsc::SyncSender<WriteOp>,
+}
+
+fn read_state(shared: &Shared) -> std::sync::RwLockReadGuard<'_, State> {
+    shared
+        .state
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir/herd.db` and starts its writer.
+    pub fn open(
+        dir: &Path,
+        kinds: &[&'static str],
+        opts: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)?;
+        let window = opts.watch_window.max(1);
+        let (conn, loaded) = sqlite::open(&dir.join("herd.db"), kinds, window, opts.sync)?;
+        let mut state = State {
+            revision: loaded.revision,
+            ..State::default()
+        };
+        for kind in kinds {
+            state.objects.insert(kind, BTreeMap::new());
+        }
+        for (kind, name, obj) in loaded.objects {
+            if let Some(map) = state.objects.get_mut(kind) {
+                map.insert(name, Arc::new(obj));
+            }
+        }
+        state.log = loaded.events.into_iter().map(Arc::new).collect();
+        let (revision_tx, _) = watch::channel(state.revision);
+        let shared = Arc::new(Shared {
+            state: RwLock::new(state),
+            revision_tx,
+            window,
+            writer_running: std::sync::atomic::AtomicBool::new(true),
+        });
+        let (tx, rx) = mpsc::sync_channel::<WriteOp>(8192);
+        let writer_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("herd-store-writer".into())
+            .spawn(move || writer_loop(conn, &rx, &writer_shared))?;
+        Ok(Self { shared, writer: tx })
+    }
+
+    pub fn revision(&self) -> u64 {
+        read_state(&self.shared).revision
+    }
+
+    pub fn writer_alive(&self) -> bool {
+        self.shared
+            .writer_running
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Notified with the new revision after every commit.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.revision_tx.subscribe()
+    }
+
+    pub fn get(&self, kind: &str, name: &str) -> Option<Arc<StoredObject>> {
+        read_state(&self.shared).get(kind, name)
+    }
+
+    /// All objects of a kind (sorted by name) passing `keep`, and the revision
+    /// they were read at.
+    pub fn list(
+        &self,
+        kind: &str,
+        keep: impl Fn(&StoredObject) -> bool,
+    ) -> (u64, Vec<Arc<StoredObject>>) {
+        let state = read_state(&self.shared);
+        let items = state
+            .objects
+            .get(kind)
+            .map(|m| m.values().filter(|o| keep(o)).cloned().collect())
+            .unwrap_or_default();
+        (state.revision, items)
+    }
+
+    /// Up to `max` events (of every kind) after revision `after`, in order.
+    pub fn events_after(&self, after: u64, max: usize) -> Result<Vec<Arc<Event>>, WatchGap> {
+        let state = read_state(&self.shared);
+        if after > state.revision {
+            return Err(WatchGap::TooNew {
+                current: state.revision,
+            });
+        }
+        let first = state.log.front().map_or(state.revision + 1, |e| e.rv);
+        if after + 1 < first {
+            return Err(WatchGap::TooOld { oldest: first });
+        }
+        let start = usize::try_from(after + 1 - first).unwrap_or(usize::MAX);
+        Ok(state.log.iter().skip(start).take(max).cloned().collect())
+    }
+
+    /// Runs `mutate` on the writer thread against the current object and, when
+    /// it decides to change something, commits that change durably.
+    pub async fn write(
+        &self,
+        kind: &'static str,
+        name: String,
+        mutate: Mutation,
+    ) -> Result<Written, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        let op = WriteOp {
+            kind,
+            name,
+            mutate,
+            reply,
+        };
+        let writer = self.writer.clone();
+        // The channel is bounded; a full queue blocks, so hand it to a blocking thread.
+        match writer.try_send(op) {
+            Ok(()) => {}
+            Err(mpsc::TrySendError::Full(op)) => {
+                tokio::task::spawn_blocking(move || writer.send(op))
+                    .await
+                    .map_err(|e| ApiError::Internal(e.to_string()))?
+                    .map_err(|_| ApiError::from(StoreError::WriterGone))?;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone.into()),
+        }
+        rx.await
+            .map_err(|_| ApiError::from(StoreError::WriterGone))?
+    }
+}
+
+const MAX_BATCH: usize = 512;
+
+fn writer_loop(mut conn: rusqlite::Connection, rx: &mpsc::Receiver<WriteOp>, shared: &Shared) {
+    let mut since_prune = 0usize;
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        since_prune += commit_batch(&mut conn, batch, shared);
+        if since_prune >= 1024 {
+            since_prune = 0;
+            let keep_after = read_state(shared)
+                .revision
+                .saturating_sub(shared.window as u64);
+            if let Err(e) = sqlite::prune_events(&conn, keep_after) {
+                tracing::warn!(error = %e, "pruning old events failed; will retry");
+            }
+        }
+    }
+    shared
+        .writer_running
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    if let Err(e) = sqlite::close(conn) {
+        tracing::warn!(error = %e, "closing the store");
+    }
+}
+
+type Reply = (
+    oneshot::Sender<Result<Written, ApiError>>,
+    Result<Written, ApiError>,
+);
+
+/// Applies a batch in one transaction; returns how many events it wrote.
+fn commit_batch(conn: &mut rusqlite::Connection, batch: Vec<WriteOp>, shared: &Shared) -> usize {
+    let base = read_state(shared).revision;
+    let mut rev = base;
+    let mut overlay: HashMap<(&'static str, String), Option<Arc<StoredObject>>> = HashMap::new();
+    let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+    let mut events: Vec<Arc<Event>> = Vec::new();
+
+    let tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            let message = format!("starting a store transaction: {e}");
+            for op in batch {
+                let _ = op.reply.send(Err(ApiError::Internal(message.clone())));
+            }
+            return 0;
+        }
+    };
+    let mut failed: Option<StoreError> = None;
+    for op in batch {
+        let key = (op.kind, op.name);
+        let current = match overlay.get(&key) {
+            Some(o) => o.clone(),
+            None => read_state(shared).get(key.0, &key.1),
+        };
+        let result = match (op.mutate)(current.as_deref(), rev + 1) {
+            Err(e) => Err(e),
+            Ok(Outcome::Unchanged) => match current {
+                Some(obj) => Ok(Written {
+                    object: obj,
+                    created: false,
+                    deleted: false,
+                    unchanged: true,
+                }),
+                None => Err(ApiError::NotFound {
+                    kind: key.0,
+                    name: key.1.clone(),
+                }),
+            },
+            Ok(Outcome::Put { body, labels }) if failed.is_none() => {
+                rev += 1;
+                let type_ = if current.is_some() {
+                    EventType::Modified
+                } else {
+                    EventType::Added
+                };
+                match sqlite::put(&tx, key.0, &key.1, rev, &body, type_) {
+                    Ok(()) => {
+                        events.push(Arc::new(Event {
+                            rv: rev,
+                            kind: key.0,
+                            type_,
+                            labels: labels.clone(),
+                            line: event_line(type_, &body),
+                        }));
+                        let obj = Arc::new(StoredObject {
+                            rv: rev,
+                            body,
+                            labels,
+                        });
+                        overlay.insert(key.clone(), Some(obj.clone()));
+                        Ok(Written {
+                            object: obj,
+                            created: current.is_none(),
+                            deleted: false,
+                            unchanged: false,
+                        })
+                    }
+                    Err(e) => {
+                        failed = Some(e.into());
+                        Err(ApiError::Internal("store write failed".into()))
+                    }
+                }
+            }
+            Ok(Outcome::Delete { body }) if failed.is_none() => {
+                rev += 1;
+                match sqlite::delete(&tx, key.0, &key.1, rev, &body) {
+                    Ok(()) => {
+                        let labels = current
+                            .as_ref()
+                            .map(|c| c.labels.clone())
+                            .unwrap_or_default();
+                        events.push(Arc::new(Event {
+                            rv: rev,
+                            kind: key.0,
+                            type_: EventType::Deleted,
+                            labels: labels.clone(),
+                            line: event_line(EventType::Deleted, &body),
+                        }));
+                        overlay.insert(key.clone(), None);
+                        let obj = Arc::new(StoredObject {
+                            rv: rev,
+                            body,
+                            labels,
+                        });
+                        Ok(Written {
+                            object: obj,
+                            created: false,
+                            deleted: true,
+                            unchanged: false,
+                        })
+                    }
+                    Err(e) => {
+                        failed = Some(e.into());
+                        Err(ApiError::Internal("store write failed".into()))
+                    }
+                }
+            }
+            Ok(_) => Err(ApiError::Internal("store write failed".into())),
+        };
+        replies.push((op.reply, result));
+    }
+
+    let committed = match failed {
+        Some(e) => {
+            tracing::error!(error = %e, "store write failed; batch rolled back");
+            drop(tx);
+            false
+        }
+        None => match tx.commit() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, "store commit failed; batch rolled back");
+                false
+            }
+        },
+    };
+    if !committed {
+        for (reply, result) in replies {
+            let result = match result {
+                Ok(w) if w.unchanged => Ok(w),
+                Ok(_) => Err(ApiError::Internal("store commit failed".into())),
+                Err(e) => Err(e),
+            };
+            let _ = reply.send(result);
+        }
+        return 0;
+    }
+
+    let written = events.len();
+    if written > 0 {
+        let mut state = shared
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for ((kind, name), obj) in overlay {
+            let map = state.objects.entry(kind).or_default();
+            match obj {
+                Some(o) => {
+                    map.insert(name, o);
+                }
+                None => {
+                    map.remove(&name);
+                }
+            }
+        }
+        state.revision = rev;
+        state.log.extend(events);
+        while state.log.len() > shared.window {
+            state.log.pop_front();
+        }
+        drop(state);
+        shared.revision_tx.send_replace(rev);
+    }
+    for (reply, result) in replies {
+        let _ = reply.send(result);
+    }
+    written
+}

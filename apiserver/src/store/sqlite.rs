@@ -1,0 +1,221 @@
+//! The SQLite side of the store: schema migrations, loading at start, and the
+//! statements the writer runs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Event, EventType, StoreError, StoredObject, event_line};
+
+/// Numbered migrations; `PRAGMA user_version` records how many ran.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+
+/// How hard a commit waits for the disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncMode {
+    /// WAL with `synchronous=NORMAL`: a commit is in the OS before the caller
+    /// hears back, so it survives the process being killed (`kill -9`), but
+    /// not a power cut.
+    #[default]
+    Normal,
+    /// `synchronous=FULL`: every commit is fsynced; survives power loss too.
+    Full,
+}
+
+pub(super) struct Loaded {
+    pub revision: u64,
+    pub objects: Vec<(&'static str, String, StoredObject)>,
+    pub events: Vec<Event>,
+}
+
+fn to_u64(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Labels of a stored body, for selector matching.
+pub(super) fn labels_of(body: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        metadata: Meta,
+    }
+    serde_json::from_slice::<Envelope>(body)
+        .map(|e| e.metadata.labels)
+        .map_err(|e| e.to_string())
+}
+
+pub(super) fn open(
+    path: &Path,
+    kinds: &[&'static str],
+    window: usize,
+    sync: SyncMode,
+) -> Result<(Connection, Loaded), StoreError> {
+    let open_err = |source| StoreError::Open {
+        path: path.display().to_string(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    let sync_value = match sync {
+        SyncMode::Normal => "NORMAL",
+        SyncMode::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync_value)
+        .map_err(open_err)?;
+    conn.pragma_update(None, "busy_timeout", 5000)
+        .map_err(open_err)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
+        .map_err(open_err)?;
+    migrate(&mut conn)?;
+
+    let mut objects = Vec::new();
+    let mut revision = 0u64;
+    {
+        let mut stmt = conn.prepare("SELECT kind, name, rv, body FROM objects")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let kind: String = row.get(0)?;
+            let name: String = row.get(1)?;
+            let rv = to_u64(row.get(2)?);
+            let body: Vec<u8> = row.get(3)?;
+            let Some(kind) = kinds.iter().find(|k| **k == kind) else {
+                tracing::warn!(%kind, %name, "ignoring stored object of an unknown kind");
+                continue;
+            };
+            let labels = labels_of(&body).map_err(|message| StoreError::Corrupt {
+                kind: kind.to_string(),
+                name: name.clone(),
+                message,
+            })?;
+            revision = revision.max(rv);
+            objects.push((
+                *kind,
+                name,
+                StoredObject {
+                    rv,
+                    body: body.into(),
+                    labels,
+                },
+            ));
+        }
+    }
+    let max_event: Option<i64> = conn
+        .query_row("SELECT MAX(rv) FROM events", [], |r| r.get(0))
+        .optional()?
+        .flatten();
+    revision = revision.max(max_event.map_or(0, to_u64));
+
+    let from = revision.saturating_sub(window as u64);
+    let mut events = Vec::new();
+    {
+        let mut stmt =
+            conn.prepare("SELECT rv, kind, type, body FROM events WHERE rv > ?1 ORDER BY rv")?;
+        let mut rows = stmt.query(params![to_i64(from)])?;
+        while let Some(row) = rows.next()? {
+            let rv = to_u64(row.get(0)?);
+            let kind: String = row.get(1)?;
+            let type_: String = row.get(2)?;
+            let body: Vec<u8> = row.get(3)?;
+            let (Some(kind), Some(type_)) =
+                (kinds.iter().find(|k| **k == kind), EventType::parse(&type_))
+            else {
+                continue;
+            };
+            // The in-memory log must be contiguous; start over after a gap.
+            if events.last().is_some_and(|e: &Event| e.rv + 1 != rv) {
+                events.clear();
+            }
+            let labels = labels_of(&body).unwrap_or_default();
+            events.push(Event {
+                rv,
+                kind,
+                type_,
+                labels,
+                line: event_line(type_, &body),
+            });
+        }
+    }
+    if events.last().is_some_and(|e| e.rv != revision) {
+        events.clear();
+    }
+    Ok((
+        conn,
+        Loaded {
+            revision,
+            objects,
+            events,
+        },
+    ))
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let done = usize::try_from(version).unwrap_or(0);
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(
+            None,
+            "user_version",
+            i64::try_from(i + 1).unwrap_or(i64::MAX),
+        )?;
+        tx.commit()?;
+        tracing::info!(migration = i + 1, "applied store migration");
+    }
+    Ok(())
+}
+
+pub(super) fn put(
+    tx: &rusqlite::Transaction<'_>,
+    kind: &str,
+    name: &str,
+    rv: u64,
+    body: &[u8],
+    type_: EventType,
+) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO objects (kind, name, rv, body) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![kind, name, to_i64(rv), body])?;
+    tx.prepare_cached(
+        "INSERT INTO events (rv, kind, name, type, body) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![to_i64(rv), kind, name, type_.as_str(), body])?;
+    Ok(())
+}
+
+pub(super) fn delete(
+    tx: &rusqlite::Transaction<'_>,
+    kind: &str,
+    name: &str,
+    rv: u64,
+    body: &[u8],
+) -> Result<(), rusqlite::Error> {
+    tx.prepare_cached("DELETE FROM objects WHERE kind = ?1 AND name = ?2")?
+        .execute(params![kind, name])?;
+    tx.prepare_cached(
+        "INSERT INTO events (rv, kind, name, type, body) VALUES (?1, ?2, ?3, 'DELETED', ?4)",
+    )?
+    .execute(params![to_i64(rv), kind, name, body])?;
+    Ok(())
+}
+
+pub(super) fn prune_events(conn: &Connection, keep_after: u64) -> Result<(), rusqlite::Error> {
+    conn.prepare_cached("DELETE FROM events WHERE rv <= ?1")?
+        .execute(params![to_i64(keep_after)])?;
+    Ok(())
+}
+
+pub(super) fn close(conn: Connection) -> Result<(), rusqlite::Error> {
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+    conn.close().map_err(|(_, e)| e)
+}
