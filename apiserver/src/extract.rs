@@ -71,9 +71,11 @@ pub async fn read_body(
     })
 }
 
-fn describe(path: &serde_path_to_error::Path, err: &dyn std::fmt::Display) -> String {
+fn describe(path: &serde_path_to_error::Path, err: &serde_json::Error) -> String {
     let p = path.to_string();
-    if p.is_empty() || p == "." {
+    if err.is_syntax() || err.is_eof() {
+        format!("invalid body: malformed JSON: {err}")
+    } else if p.is_empty() || p == "." || p == "?" {
         format!("invalid body: {err}")
     } else {
         format!("invalid value at {p}: {err}")
@@ -83,8 +85,14 @@ fn describe(path: &serde_path_to_error::Path, err: &dyn std::fmt::Display) -> St
 /// Decodes JSON, naming the field path of the first problem.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de)
-        .map_err(|e| ApiError::BadRequest(describe(e.path(), e.inner())))
+    let value = serde_path_to_error::deserialize(&mut *de)
+        .map_err(|e| ApiError::BadRequest(describe(e.path(), e.inner())))?;
+    de.end().map_err(|e| {
+        ApiError::BadRequest(format!(
+            "invalid body: trailing data after the JSON document: {e}"
+        ))
+    })?;
+    Ok(value)
 }
 
 /// Decodes an already-parsed value (after a merge patch), naming the field.

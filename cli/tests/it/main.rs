@@ -1,0 +1,69 @@
+//! Tests of the `herd` binary as a process.
+
+mod kill9;
+mod server_cmd;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A `herd` process; killed (SIGKILL) when dropped.
+pub struct HerdProcess {
+    pub child: Child,
+    pub url: String,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl HerdProcess {
+    /// Starts `herd server` on a free loopback port and waits until it listens.
+    pub fn server(data_dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn herd server");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let url = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .expect("herd server printed its address within 30 s");
+            if let Some(i) = line.find("listening on http://") {
+                let rest = &line[i + "listening on ".len()..];
+                break rest.split_whitespace().next().unwrap_or(rest).to_owned();
+            }
+        };
+        Self {
+            child,
+            url,
+            stderr: rx,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for HerdProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}

@@ -1,0 +1,87 @@
+use std::process::Command;
+
+use crate::HerdProcess;
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .arg("version")
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("herd {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn server_help_lists_every_flag_and_env_var() {
+    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(["server", "--help"])
+        .output()
+        .expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "--listen",
+        "HERD_LISTEN",
+        "--data-dir",
+        "HERD_DATA_DIR",
+        "--fsync",
+        "--watch-window",
+        "--bookmark-interval",
+    ] {
+        assert!(help.contains(needle), "{needle} missing from:\n{help}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly_and_data_survives() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut server = HerdProcess::server(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/apis/herd/v1/nodes", server.url))
+        .json(&serde_json::json!({"metadata":{"name":"a"}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 201);
+    // An open watch must not keep the server from stopping.
+    let _watch = http
+        .get(format!("{}/apis/herd/v1/nodes?watch=true", server.url))
+        .send()
+        .await
+        .expect("watch");
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Some(s) = server.child.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "server did not stop within 10 s of SIGTERM"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    })
+    .await
+    .expect("join");
+    assert!(status.success(), "exit status {status}");
+    let server = HerdProcess::server(dir.path(), &[]);
+    let r = http
+        .get(format!("{}/apis/herd/v1/nodes/a", server.url))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(r.status(), 200);
+}
