@@ -50,7 +50,11 @@ impl ModelAssignmentSpec {
             validate::range("spec.replicas", r.into(), 0, 10_000, &mut errors);
         }
         if let Some(sel) = &self.node_selector {
-            validate::labels("spec.nodeSelector.matchLabels", &sel.match_labels, &mut errors);
+            validate::labels(
+                "spec.nodeSelector.matchLabels",
+                &sel.match_labels,
+                &mut errors,
+            );
         }
         errors
     }
@@ -99,15 +103,22 @@ mod tests {
     fn validation_table() {
         let cases = [
             (r#"{"model":"llama3.2:1b","replicas":2}"#, None),
-            (r#"{"model":"llama3.2:1b","nodeSelector":{"matchLabels":{"gpu":"nvidia"}}}"#, None),
+            (
+                r#"{"model":"llama3.2:1b","nodeSelector":{"matchLabels":{"gpu":"nvidia"}}}"#,
+                None,
+            ),
             (r#"{}"#, Some("spec.model")),
             (r#"{"model":"a/b/c/d"}"#, Some("spec.model")),
             (r#"{"model":"x","replicas":20000}"#, Some("spec.replicas")),
-            (r#"{"model":"x","nodeSelector":{"matchLabels":{"bad key":"v"}}}"#, Some("spec.nodeSelector.matchLabels")),
+            (
+                r#"{"model":"x","nodeSelector":{"matchLabels":{"bad key":"v"}}}"#,
+                Some("spec.nodeSelector.matchLabels"),
+            ),
         ];
         for (spec, want) in cases {
             let ma: ModelAssignment =
-                serde_json::from_str(&format!(r#"{{"metadata":{{"name":"m"}},"spec":{spec}}}"#)).expect("parse");
+                serde_json::from_str(&format!(r#"{{"metadata":{{"name":"m"}},"spec":{spec}}}"#))
+                    .expect("parse");
             let errs = ma.validate();
             match want {
                 None => assert!(errs.is_empty(), "{spec}: {errs:?}"),

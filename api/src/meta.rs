@@ -33,12 +33,17 @@ pub struct ObjectMeta {
 
 impl ObjectMeta {
     pub fn named(name: impl Into<String>) -> Self {
-        Self { name: name.into(), ..Self::default() }
+        Self {
+            name: name.into(),
+            ..Self::default()
+        }
     }
 
     /// The resource version as a number, when the server set one.
     pub fn revision(&self) -> Option<u64> {
-        self.resource_version.as_deref().and_then(|v| v.parse().ok())
+        self.resource_version
+            .as_deref()
+            .and_then(|v| v.parse().ok())
     }
 }
 
@@ -151,12 +156,28 @@ mod tests {
         let t1 = ts("2026-01-01T00:00:00Z");
         let t2 = ts("2026-01-01T00:00:05Z");
         let t3 = ts("2026-01-01T00:00:10Z");
-        assert!(set_condition(&mut conds, Condition::new("Ready", ConditionStatus::True, "Up", ""), t1));
-        assert!(!set_condition(&mut conds, Condition::new("Ready", ConditionStatus::True, "Up", ""), t2));
+        assert!(set_condition(
+            &mut conds,
+            Condition::new("Ready", ConditionStatus::True, "Up", ""),
+            t1
+        ));
+        assert!(!set_condition(
+            &mut conds,
+            Condition::new("Ready", ConditionStatus::True, "Up", ""),
+            t2
+        ));
         assert_eq!(conds[0].last_transition_time, Some(t1));
-        assert!(set_condition(&mut conds, Condition::new("Ready", ConditionStatus::True, "Up", "new msg"), t2));
+        assert!(set_condition(
+            &mut conds,
+            Condition::new("Ready", ConditionStatus::True, "Up", "new msg"),
+            t2
+        ));
         assert_eq!(conds[0].last_transition_time, Some(t1));
-        assert!(set_condition(&mut conds, Condition::new("Ready", ConditionStatus::Unknown, "HeartbeatMissed", ""), t3));
+        assert!(set_condition(
+            &mut conds,
+            Condition::new("Ready", ConditionStatus::Unknown, "HeartbeatMissed", ""),
+            t3
+        ));
         assert_eq!(conds[0].last_transition_time, Some(t3));
         assert_eq!(conds.len(), 1);
     }

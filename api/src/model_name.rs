@@ -23,7 +23,8 @@ fn part_ok(s: &str, max: usize, extra: &[char]) -> bool {
     !s.is_empty()
         && s.len() <= max
         && s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || extra.contains(&c))
 }
 
 impl ModelName {
@@ -45,16 +46,24 @@ impl ModelName {
             [m] => (DEFAULT_HOST, DEFAULT_NAMESPACE, *m),
             [ns, m] => (DEFAULT_HOST, *ns, *m),
             [h, ns, m] => (*h, *ns, *m),
-            _ => return Err(format!("model name {raw:?} has too many '/' parts: expected [host/][namespace/]model[:tag]")),
+            _ => {
+                return Err(format!(
+                    "model name {raw:?} has too many '/' parts: expected [host/][namespace/]model[:tag]"
+                ));
+            }
         };
         if !part_ok(host, 350, &['.', ':']) {
             return Err(format!("model name {raw:?} has an invalid host {host:?}"));
         }
         if !part_ok(namespace, 80, &[]) {
-            return Err(format!("model name {raw:?} has an invalid namespace {namespace:?}"));
+            return Err(format!(
+                "model name {raw:?} has an invalid namespace {namespace:?}"
+            ));
         }
         if !part_ok(model, 80, &['.']) {
-            return Err(format!("model name {raw:?} has an invalid model part {model:?}"));
+            return Err(format!(
+                "model name {raw:?} has an invalid model part {model:?}"
+            ));
         }
         let tag = match tag {
             None => DEFAULT_TAG,
@@ -71,7 +80,11 @@ impl ModelName {
 
     /// The full form, lowercased: the key two names are compared by.
     pub fn canonical(&self) -> String {
-        format!("{}/{}/{}:{}", self.host, self.namespace, self.model, self.tag).to_ascii_lowercase()
+        format!(
+            "{}/{}/{}:{}",
+            self.host, self.namespace, self.model, self.tag
+        )
+        .to_ascii_lowercase()
     }
 
     /// The form Ollama shows in `/api/tags`: default host and namespace dropped,
@@ -124,8 +137,14 @@ mod tests {
             ("library/llama3", "llama3:latest"),
             ("registry.ollama.ai/library/llama3:8b", "llama3:8b"),
             ("jmorganca/mymodel:v1", "jmorganca/mymodel:v1"),
-            ("localhost:5000/team/model:q4_K_M", "localhost:5000/team/model:q4_K_M"),
-            ("hf.co/bartowski/Qwen2.5-0.5B-GGUF:Q4_K_M", "hf.co/bartowski/Qwen2.5-0.5B-GGUF:Q4_K_M"),
+            (
+                "localhost:5000/team/model:q4_K_M",
+                "localhost:5000/team/model:q4_K_M",
+            ),
+            (
+                "hf.co/bartowski/Qwen2.5-0.5B-GGUF:Q4_K_M",
+                "hf.co/bartowski/Qwen2.5-0.5B-GGUF:Q4_K_M",
+            ),
             ("llama3@sha256:abc", "llama3:latest"),
         ];
         for (raw, short) in cases {
@@ -136,7 +155,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_names() {
-        for raw in ["", " ", "a/b/c/d", "llama3:", ":tag", "lla ma", "-x", "x:-y", "a//b"] {
+        for raw in [
+            "", " ", "a/b/c/d", "llama3:", ":tag", "lla ma", "-x", "x:-y", "a//b",
+        ] {
             assert!(ModelName::parse(raw).is_err(), "{raw:?} should be rejected");
         }
     }
@@ -144,7 +165,10 @@ mod tests {
     #[test]
     fn equality_ignores_defaults_and_case() {
         assert!(same_model("llama3", "llama3:latest"));
-        assert!(same_model("Llama3", "registry.ollama.ai/library/llama3:latest"));
+        assert!(same_model(
+            "Llama3",
+            "registry.ollama.ai/library/llama3:latest"
+        ));
         assert!(!same_model("llama3", "llama3:8b"));
         assert!(!same_model("llama3", "other/llama3"));
     }

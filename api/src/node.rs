@@ -41,7 +41,12 @@ fn default_weight() -> u32 {
 
 impl Default for NodeSpec {
     fn default() -> Self {
-        Self { ollama_url: String::new(), unschedulable: false, max_parallel: DEFAULT_MAX_PARALLEL, weight: DEFAULT_WEIGHT }
+        Self {
+            ollama_url: String::new(),
+            unschedulable: false,
+            max_parallel: DEFAULT_MAX_PARALLEL,
+            weight: DEFAULT_WEIGHT,
+        }
     }
 }
 
@@ -53,7 +58,13 @@ impl NodeSpec {
                 errors.push(FieldError::invalid("spec.ollamaUrl", e));
             }
         }
-        validate::range("spec.maxParallel", self.max_parallel.into(), 1, 1024, &mut errors);
+        validate::range(
+            "spec.maxParallel",
+            self.max_parallel.into(),
+            1,
+            1024,
+            &mut errors,
+        );
         validate::range("spec.weight", self.weight.into(), 0, 10_000, &mut errors);
         errors
     }
@@ -179,13 +190,17 @@ pub struct RoutingStatus {
 impl Node {
     /// The `Ready` condition is `True`.
     pub fn is_ready(&self) -> bool {
-        find_condition(&self.status.conditions, conditions::READY).is_some_and(|c| c.status == ConditionStatus::True)
+        find_condition(&self.status.conditions, conditions::READY)
+            .is_some_and(|c| c.status == ConditionStatus::True)
     }
 
     /// Holds `model` (by Ollama's name equality: `llama3` = `llama3:latest`).
     pub fn model(&self, model: &str) -> Option<&NodeModel> {
         let want = crate::model_name::canonical(model);
-        self.status.models.iter().find(|m| crate::model_name::canonical(&m.name) == want)
+        self.status
+            .models
+            .iter()
+            .find(|m| crate::model_name::canonical(&m.name) == want)
     }
 }
 
@@ -196,8 +211,10 @@ mod tests {
 
     #[test]
     fn defaults_fill_spec() {
-        let n: Node = serde_json::from_str(r#"{"metadata":{"name":"a"},"spec":{"ollamaUrl":"http://127.0.0.1:11434"}}"#)
-            .expect("parse");
+        let n: Node = serde_json::from_str(
+            r#"{"metadata":{"name":"a"},"spec":{"ollamaUrl":"http://127.0.0.1:11434"}}"#,
+        )
+        .expect("parse");
         assert_eq!(n.spec.max_parallel, 4);
         assert_eq!(n.spec.weight, 100);
         assert_eq!(n.kind, "Node");
@@ -213,22 +230,33 @@ mod tests {
         )
         .expect("parse");
         let fields: Vec<String> = n.validate().into_iter().map(|e| e.field).collect();
-        for f in ["apiVersion", "metadata.name", "metadata.labels", "spec.ollamaUrl", "spec.maxParallel", "spec.weight"] {
+        for f in [
+            "apiVersion",
+            "metadata.name",
+            "metadata.labels",
+            "spec.ollamaUrl",
+            "spec.maxParallel",
+            "spec.weight",
+        ] {
             assert!(fields.iter().any(|x| x == f), "{f} missing from {fields:?}");
         }
     }
 
     #[test]
     fn unknown_spec_field_is_rejected() {
-        let err = serde_json::from_str::<Node>(r#"{"metadata":{"name":"a"},"spec":{"olamaUrl":"x"}}"#)
-            .expect_err("typo must fail");
+        let err =
+            serde_json::from_str::<Node>(r#"{"metadata":{"name":"a"},"spec":{"olamaUrl":"x"}}"#)
+                .expect_err("typo must fail");
         assert!(err.to_string().contains("olamaUrl"), "{err}");
     }
 
     #[test]
     fn model_lookup_uses_ollama_equality() {
         let mut n = Node::new("a", NodeSpec::default());
-        n.status.models.push(NodeModel { name: "llama3:latest".into(), ..Default::default() });
+        n.status.models.push(NodeModel {
+            name: "llama3:latest".into(),
+            ..Default::default()
+        });
         assert!(n.model("llama3").is_some());
         assert!(n.model("llama3:8b").is_none());
     }

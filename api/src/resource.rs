@@ -11,7 +11,14 @@ pub trait Resource:
     Serialize + DeserializeOwned + JsonSchema + Clone + fmt::Debug + PartialEq + Send + Sync + 'static
 {
     type Spec: Serialize + DeserializeOwned + Clone + PartialEq + Default + fmt::Debug + Send + Sync;
-    type Status: Serialize + DeserializeOwned + Clone + PartialEq + Default + fmt::Debug + Send + Sync;
+    type Status: Serialize
+        + DeserializeOwned
+        + Clone
+        + PartialEq
+        + Default
+        + fmt::Debug
+        + Send
+        + Sync;
 
     const KIND: &'static str;
     const PLURAL: &'static str;
@@ -38,13 +45,20 @@ pub trait Resource:
         if self.api_version() != API_VERSION {
             errors.push(FieldError::not_supported(
                 "apiVersion",
-                format!("{:?} is not supported: must be {API_VERSION:?}", self.api_version()),
+                format!(
+                    "{:?} is not supported: must be {API_VERSION:?}",
+                    self.api_version()
+                ),
             ));
         }
         if self.kind() != Self::KIND {
             errors.push(FieldError::not_supported(
                 "kind",
-                format!("{:?} does not match the resource: must be {:?}", self.kind(), Self::KIND),
+                format!(
+                    "{:?} does not match the resource: must be {:?}",
+                    self.kind(),
+                    Self::KIND
+                ),
             ));
         }
         let meta = self.meta();
@@ -54,9 +68,16 @@ pub trait Resource:
             errors.push(FieldError::invalid("metadata.name", e));
         }
         validate::labels("metadata.labels", &meta.labels, &mut errors);
-        let annotations: usize = meta.annotations.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let annotations: usize = meta
+            .annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
         if annotations > 256 * 1024 {
-            errors.push(FieldError::invalid("metadata.annotations", "total size must be at most 256 KiB"));
+            errors.push(FieldError::invalid(
+                "metadata.annotations",
+                "total size must be at most 256 KiB",
+            ));
         }
         for k in meta.annotations.keys() {
             if let Err(e) = validate::label_key(k) {
@@ -79,10 +100,12 @@ pub trait Resource:
             kind: Self::KIND.to_owned(),
             namespaced: false,
             short_names: Self::SHORT_NAMES.iter().map(|s| (*s).to_owned()).collect(),
-            verbs: ["create", "delete", "get", "list", "patch", "update", "watch"]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            verbs: [
+                "create", "delete", "get", "list", "patch", "update", "watch",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
             subresources: vec!["status".to_owned()],
             schema: format!("/apis/{API_VERSION}/schemas/{}", Self::PLURAL),
         }

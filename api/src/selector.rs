@@ -65,7 +65,12 @@ fn set(rest: &str) -> Result<Vec<String>, String> {
         .trim()
         .strip_prefix('(')
         .and_then(|r| r.strip_suffix(')'))
-        .ok_or_else(|| format!("expected a parenthesised list of values, got {:?}", rest.trim()))?;
+        .ok_or_else(|| {
+            format!(
+                "expected a parenthesised list of values, got {:?}",
+                rest.trim()
+            )
+        })?;
     inner.split(',').map(value).collect()
 }
 
@@ -100,7 +105,12 @@ impl LabelSelector {
 
     /// A selector requiring every `key=value` of a `matchLabels` map.
     pub fn from_match_labels(labels: &BTreeMap<String, String>) -> Self {
-        Self { requirements: labels.iter().map(|(k, v)| Requirement::Eq(k.clone(), v.clone())).collect() }
+        Self {
+            requirements: labels
+                .iter()
+                .map(|(k, v)| Requirement::Eq(k.clone(), v.clone()))
+                .collect(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -142,7 +152,10 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -172,8 +185,19 @@ mod tests {
 
     #[test]
     fn rejects_bad_selectors() {
-        for sel in ["gpu=nv idia", "=x", "a in b", "a in (b", "a,,b", "bad key=x", "a=-x"] {
-            assert!(LabelSelector::parse(sel).is_err(), "{sel:?} should be rejected");
+        for sel in [
+            "gpu=nv idia",
+            "=x",
+            "a in b",
+            "a in (b",
+            "a,,b",
+            "bad key=x",
+            "a=-x",
+        ] {
+            assert!(
+                LabelSelector::parse(sel).is_err(),
+                "{sel:?} should be rejected"
+            );
         }
     }
 }

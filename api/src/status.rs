@@ -117,12 +117,19 @@ impl Status {
     }
 
     pub fn not_found(kind: &str, name: &str) -> Self {
-        Self::new(StatusReason::NotFound, format!("{kind} \"{name}\" not found")).with_object(kind, name)
+        Self::new(
+            StatusReason::NotFound,
+            format!("{kind} \"{name}\" not found"),
+        )
+        .with_object(kind, name)
     }
 
     pub fn already_exists(kind: &str, name: &str) -> Self {
-        Self::new(StatusReason::AlreadyExists, format!("{kind} \"{name}\" already exists"))
-            .with_object(kind, name)
+        Self::new(
+            StatusReason::AlreadyExists,
+            format!("{kind} \"{name}\" already exists"),
+        )
+        .with_object(kind, name)
     }
 
     pub fn conflict(kind: &str, name: &str, message: impl fmt::Display) -> Self {
@@ -141,9 +148,16 @@ impl Status {
     /// human reading only the message still learns which fields are wrong.
     pub fn invalid(kind: &str, name: &str, errors: &[FieldError]) -> Self {
         let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        let shown = if name.is_empty() { kind.to_owned() } else { format!("{kind} \"{name}\"") };
-        let mut status = Self::new(StatusReason::Invalid, format!("{shown} is invalid: {}", list.join("; ")))
-            .with_object(kind, name);
+        let shown = if name.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{kind} \"{name}\"")
+        };
+        let mut status = Self::new(
+            StatusReason::Invalid,
+            format!("{shown} is invalid: {}", list.join("; ")),
+        )
+        .with_object(kind, name);
         if let Some(d) = status.details.as_mut() {
             d.causes = errors.iter().map(FieldError::to_cause).collect();
         }
@@ -194,7 +208,8 @@ mod tests {
 
     #[test]
     fn unknown_reason_round_trips_as_unknown() {
-        let s: Status = serde_json::from_str(r#"{"code":418,"reason":"Teapot","message":"m"}"#).expect("parse");
+        let s: Status =
+            serde_json::from_str(r#"{"code":418,"reason":"Teapot","message":"m"}"#).expect("parse");
         assert_eq!(s.reason, StatusReason::Unknown);
         assert_eq!(s.kind, "Status");
     }

@@ -19,16 +19,32 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: "FieldValueInvalid", message: message.into() }
+        Self {
+            field: field.into(),
+            reason: "FieldValueInvalid",
+            message: message.into(),
+        }
     }
     pub fn required(field: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: "FieldValueRequired", message: "Required value".into() }
+        Self {
+            field: field.into(),
+            reason: "FieldValueRequired",
+            message: "Required value".into(),
+        }
     }
     pub fn not_supported(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: "FieldValueNotSupported", message: message.into() }
+        Self {
+            field: field.into(),
+            reason: "FieldValueNotSupported",
+            message: message.into(),
+        }
     }
     pub fn to_cause(&self) -> StatusCause {
-        StatusCause { field: self.field.clone(), reason: self.reason.to_owned(), message: self.message.clone() }
+        StatusCause {
+            field: self.field.clone(),
+            reason: self.reason.to_owned(),
+            message: self.message.clone(),
+        }
     }
 }
 
@@ -70,13 +86,18 @@ pub fn sanitize_name(raw: &str) -> String {
     }
     let trimmed: String = out.trim_matches('-').chars().take(63).collect();
     let trimmed = trimmed.trim_end_matches('-').to_owned();
-    if trimmed.is_empty() { "node".to_owned() } else { trimmed }
+    if trimmed.is_empty() {
+        "node".to_owned()
+    } else {
+        trimmed
+    }
 }
 
 fn label_name_part(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -88,7 +109,8 @@ pub fn label_key(key: &str) -> Result<(), String> {
         None => (None, key),
     };
     if let Some(p) = prefix {
-        let ok = !p.is_empty() && p.len() <= 253 && p.split('.').all(|part| dns1123_label(part).is_ok());
+        let ok =
+            !p.is_empty() && p.len() <= 253 && p.split('.').all(|part| dns1123_label(part).is_ok());
         if !ok {
             return Err(format!("label key {key:?}: prefix must be a DNS subdomain"));
         }
@@ -166,7 +188,10 @@ pub fn http_url(value: &str) -> Result<(), String> {
 /// Checks `value` lies in `min..=max`.
 pub fn range(path: &str, value: i64, min: i64, max: i64, errors: &mut Vec<FieldError>) {
     if value < min || value > max {
-        errors.push(FieldError::invalid(path, format!("{value} is out of range: must be between {min} and {max}")));
+        errors.push(FieldError::invalid(
+            path,
+            format!("{value} is out of range: must be between {min} and {max}"),
+        ));
     }
 }
 
@@ -212,11 +237,24 @@ mod tests {
 
     #[test]
     fn label_keys_and_values() {
-        let keys = [("gpu", true), ("herd.dev/zone", true), ("a/b/c", false), ("/x", false), ("-x", false), ("x y", false)];
+        let keys = [
+            ("gpu", true),
+            ("herd.dev/zone", true),
+            ("a/b/c", false),
+            ("/x", false),
+            ("-x", false),
+            ("x y", false),
+        ];
         for (k, ok) in keys {
             assert_eq!(label_key(k).is_ok(), ok, "{k:?}");
         }
-        let values = [("", true), ("nvidia", true), ("a.b_c-d", true), ("-x", false), ("x y", false)];
+        let values = [
+            ("", true),
+            ("nvidia", true),
+            ("a.b_c-d", true),
+            ("-x", false),
+            ("x y", false),
+        ];
         for (v, ok) in values {
             assert_eq!(label_value(v).is_ok(), ok, "{v:?}");
         }

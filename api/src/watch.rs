@@ -38,7 +38,10 @@ mod tests {
     #[test]
     fn wire_shape() {
         let ev: WatchEvent<serde_json::Value> = WatchEvent::Added(serde_json::json!({"a":1}));
-        assert_eq!(serde_json::to_string(&ev).expect("ser"), r#"{"type":"ADDED","object":{"a":1}}"#);
+        assert_eq!(
+            serde_json::to_string(&ev).expect("ser"),
+            r#"{"type":"ADDED","object":{"a":1}}"#
+        );
         let err: WatchEvent<serde_json::Value> =
             serde_json::from_str(r#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Gone","message":"too old"}}"#)
                 .expect("parse");
