@@ -1,0 +1,213 @@
+use std::time::Duration;
+
+use bytes::Bytes;
+use herd_api::{GROUP, Resource, Status, VERSION};
+use reqwest::{RequestBuilder, Response, Url};
+use serde::de::DeserializeOwned;
+
+use crate::error::status_from_body;
+use crate::{Api, Error};
+
+/// How long to wait for a TCP (and TLS) connection to the server.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Upper bound on a whole non-watch request. Watches have none: they are
+/// meant to stay open, and the watcher detects dead ones by their silence.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Error bodies are read up to this size; the rest is dropped.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// A connection to one herd server. Cheap to clone: clones share the
+/// connection pool.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: Url,
+    http: reqwest::Client,
+    request_timeout: Option<Duration>,
+}
+
+impl Client {
+    /// A client for the server at `url` (`http://host:8080`, optionally with
+    /// a path prefix), with the default timeouts.
+    pub fn new(url: &str) -> Result<Self, Error> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+            // Finds dead peers of long idle watches at the TCP level too.
+            .tcp_keepalive(Duration::from_secs(30))
+            .user_agent(concat!("herd-client/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Self::with_http_client(url, http)
+    }
+
+    /// A client using a `reqwest::Client` configured by the caller (proxies,
+    /// TLS roots). It should have no total timeout, or watches will be cut.
+    pub fn with_http_client(url: &str, http: reqwest::Client) -> Result<Self, Error> {
+        let base = Url::parse(url)
+            .map_err(|e| Error::InvalidRequest(format!("server URL {url:?}: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(Error::InvalidRequest(format!(
+                "server URL {url:?} must be an http:// or https:// URL"
+            )));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(Error::InvalidRequest(format!(
+                "server URL {url:?} must not have a query or fragment"
+            )));
+        }
+        Ok(Self {
+            base,
+            http,
+            request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+        })
+    }
+
+    /// Changes the bound on non-watch requests; `None` waits forever.
+    pub fn with_request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    pub fn base_url(&self) -> &Url {
+        &self.base
+    }
+
+    /// The underlying HTTP client, for calls outside the resource API
+    /// (`/healthz`, the proxy's Ollama endpoints).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The typed API of one kind.
+    pub fn api<K: Resource>(&self) -> Api<K> {
+        Api::new(self.clone())
+    }
+
+    /// `{base}/apis/herd/v1/{plural}[/{name}[/{subresource}]]`, with the
+    /// name percent-encoded as one path segment.
+    pub(crate) fn resource_url(
+        &self,
+        plural: &str,
+        name: Option<&str>,
+        sub: Option<&str>,
+    ) -> Result<Url, Error> {
+        let mut url = self.base.clone();
+        {
+            let mut path = url.path_segments_mut().map_err(|()| {
+                Error::InvalidRequest(format!("server URL {} cannot be a base", self.base))
+            })?;
+            path.pop_if_empty().extend(["apis", GROUP, VERSION, plural]);
+            if let Some(name) = name {
+                if name.is_empty() {
+                    return Err(Error::InvalidRequest(format!(
+                        "{plural}: object name must not be empty"
+                    )));
+                }
+                path.push(name);
+            }
+            if let Some(sub) = sub {
+                path.push(sub);
+            }
+        }
+        Ok(url)
+    }
+
+    /// A request that is bounded by the request timeout.
+    pub(crate) fn request(&self, method: reqwest::Method, url: Url) -> RequestBuilder {
+        let req = self.http.request(method, url);
+        match self.request_timeout {
+            Some(t) => req.timeout(t),
+            None => req,
+        }
+    }
+
+    /// Sends `req`; any non-2xx answer becomes [`Error::Api`].
+    pub(crate) async fn send(&self, req: RequestBuilder) -> Result<Response, Error> {
+        let resp = req.send().await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        Err(Error::from(error_status(resp).await))
+    }
+
+    /// Sends `req` and decodes a 2xx body as `T`.
+    pub(crate) async fn send_json<T: DeserializeOwned>(
+        &self,
+        req: RequestBuilder,
+        what: impl FnOnce() -> String,
+    ) -> Result<T, Error> {
+        let body = self.send(req).await?.bytes().await?;
+        decode(&body, what)
+    }
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(
+    body: &Bytes,
+    what: impl FnOnce() -> String,
+) -> Result<T, Error> {
+    serde_json::from_slice(body).map_err(|error| Error::Decode {
+        what: what(),
+        error,
+    })
+}
+
+async fn error_status(mut resp: Response) -> Status {
+    let code = resp.status().as_u16();
+    let mut body = Vec::new();
+    // A body that breaks off is still worth quoting as far as it got.
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        let room = MAX_ERROR_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    status_from_body(code, &body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_urls() {
+        let c = Client::new("http://127.0.0.1:8080").expect("client");
+        let url = |name, sub| c.resource_url("nodes", name, sub).expect("url").to_string();
+        assert_eq!(url(None, None), "http://127.0.0.1:8080/apis/herd/v1/nodes");
+        assert_eq!(
+            url(Some("a"), None),
+            "http://127.0.0.1:8080/apis/herd/v1/nodes/a"
+        );
+        assert_eq!(
+            url(Some("a"), Some("status")),
+            "http://127.0.0.1:8080/apis/herd/v1/nodes/a/status"
+        );
+        assert_eq!(
+            url(Some("a/b?c"), None),
+            "http://127.0.0.1:8080/apis/herd/v1/nodes/a%2Fb%3Fc"
+        );
+        assert!(c.resource_url("nodes", Some(""), None).is_err());
+
+        let prefixed = Client::new("https://example.com/herd/").expect("client");
+        let got = prefixed
+            .resource_url("modelassignments", Some("m"), None)
+            .expect("url");
+        assert_eq!(
+            got.as_str(),
+            "https://example.com/herd/apis/herd/v1/modelassignments/m"
+        );
+    }
+
+    #[test]
+    fn bad_server_urls_are_refused() {
+        for url in [
+            "",
+            "localhost:8080",
+            "ftp://x",
+            "http://x/?a=b",
+            "mailto:a@b",
+            "http://x/#f",
+        ] {
+            let err = Client::new(url).expect_err(url);
+            assert!(matches!(err, Error::InvalidRequest(_)), "{url}: {err}");
+        }
+    }
+}
