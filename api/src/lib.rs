@@ -7,9 +7,11 @@
 //! exactly one definition.
 
 mod assignment;
+mod event;
 mod meta;
 pub mod model_name;
 mod node;
+mod request;
 mod resource;
 pub mod selector;
 mod status;
@@ -20,6 +22,7 @@ pub use assignment::{
     ModelAssignment, ModelAssignmentSpec, ModelAssignmentStatus, NodeSelector, PlacementPhase,
     PlacementStatus,
 };
+pub use event::{Event, EventSpec, EventStatus, EventType, ObjectReference};
 pub use meta::{
     Condition, ConditionStatus, ListMeta, ObjectList, ObjectMeta, Timestamp, find_condition,
     set_condition,
@@ -29,6 +32,7 @@ pub use node::{
     GpuInfo, ModelPull, Node, NodeCapacity, NodeInfo, NodeModel, NodeSpec, NodeStatus, NodeUsage,
     PullPhase, RoutingStatus,
 };
+pub use request::RequestRecord;
 pub use resource::{Resource, ResourceInfo, api_resources};
 pub use selector::LabelSelector;
 pub use status::{Status, StatusCause, StatusDetails, StatusReason};

@@ -129,7 +129,7 @@ pub struct ResourceInfo {
 
 /// Every kind herd serves.
 pub fn api_resources() -> Vec<ResourceInfo> {
-    vec![crate::Node::info(), crate::ModelAssignment::info()]
+    vec![crate::Node::info(), crate::ModelAssignment::info(), crate::Event::info()]
 }
 
 pub(crate) fn api_version() -> String {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use herd_api::{ModelAssignment, Node, Resource};
+use herd_api::{Event, ModelAssignment, Node, Resource};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +39,8 @@ pub struct Config {
     /// Events kept for watchers to resume from; older revisions get 410.
     pub watch_window: usize,
     pub sync: SyncMode,
+    /// Events kept; older ones are deleted (oldest first).
+    pub max_events: usize,
 }
 
 impl Config {
@@ -49,6 +51,7 @@ impl Config {
             bookmark_interval: Duration::from_secs(30),
             watch_window: 20_000,
             sync: SyncMode::Normal,
+            max_events: 1000,
         }
     }
 }
@@ -62,7 +65,7 @@ pub enum Error {
 }
 
 /// The kinds the store holds.
-pub const KINDS: &[&str] = &[Node::PLURAL, ModelAssignment::PLURAL];
+pub const KINDS: &[&str] = &[Node::PLURAL, ModelAssignment::PLURAL, Event::PLURAL];
 
 /// Opens the store and builds the API routes.
 pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, AppState), Error> {

@@ -1,6 +1,7 @@
 //! The HTTP surface: resource REST + watch, discovery, health.
 
 mod discovery;
+pub mod events;
 pub mod resources;
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::Uri;
 use axum::routing::get;
-use herd_api::{ModelAssignment, Node};
+use herd_api::{Event, ModelAssignment, Node};
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
@@ -34,6 +35,7 @@ pub fn api_router(state: AppState) -> Router {
     Router::new()
         .merge(resources::routes::<Node>())
         .merge(resources::routes::<ModelAssignment>())
+        .merge(resources::routes::<Event>())
         .merge(discovery::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(discovery::readyz))
