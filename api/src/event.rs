@@ -1,9 +1,9 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::FieldError;
 use crate::meta::Timestamp;
 use crate::resource::resource_object;
-use crate::FieldError;
 
 resource_object! {
     /// Something that happened to an object (a node became ready, a model
@@ -59,11 +59,18 @@ impl EventSpec {
         }
         if self.reason.is_empty() {
             errors.push(FieldError::required("spec.reason"));
-        } else if self.reason.len() > 128 || !self.reason.chars().all(|c| c.is_ascii_alphanumeric()) {
-            errors.push(FieldError::invalid("spec.reason", "must be at most 128 letters or digits (CamelCase)"));
+        } else if self.reason.len() > 128 || !self.reason.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            errors.push(FieldError::invalid(
+                "spec.reason",
+                "must be at most 128 letters or digits (CamelCase)",
+            ));
         }
         if self.message.len() > 4096 {
-            errors.push(FieldError::invalid("spec.message", "must be at most 4096 bytes"));
+            errors.push(FieldError::invalid(
+                "spec.message",
+                "must be at most 4096 bytes",
+            ));
         }
         errors
     }

@@ -46,16 +46,25 @@ pub const GROUP: &str = "herd";
 /// Version part of [`API_VERSION`].
 pub const VERSION: &str = "v1";
 
-/// Well-known condition types.
+/// Well-known condition types, and who writes each. Each writer changes only
+/// its own conditions, with a conditional status update retried on 409
+/// (`client`'s `update_status_with_retry`), so writers never clobber each other.
 pub mod conditions {
-    /// The node can take requests: nodelet heartbeating and Ollama answering.
+    /// Controller: the node can take requests (heartbeat fresh, nodelet ready,
+    /// Ollama running, router can reach it). `Unknown` when heartbeats stop.
+    /// The proxy routes only to nodes where this is `True`.
     pub const READY: &str = "Ready";
-    /// An Ollama binary exists on the node.
+    /// Nodelet: `True` while the nodelet runs; `False` (reason `NodeletStopped`)
+    /// when it shuts down gracefully, so the node leaves routing at once.
+    pub const NODELET_READY: &str = "NodeletReady";
+    /// Nodelet: an Ollama binary exists on the node.
     pub const OLLAMA_INSTALLED: &str = "OllamaInstalled";
-    /// The node's Ollama answers HTTP.
+    /// Nodelet: the node's Ollama answers HTTP correctly.
     pub const OLLAMA_RUNNING: &str = "OllamaRunning";
-    /// A cordoned node has finished its in-flight requests.
+    /// Proxy and controller probe: the router can reach `spec.ollamaUrl`.
+    pub const REACHABLE: &str = "Reachable";
+    /// Controller: a cordoned node has finished its in-flight requests.
     pub const DRAINED: &str = "Drained";
-    /// A ModelAssignment has all the replicas it asked for.
+    /// Controller: a ModelAssignment has all the replicas it asked for.
     pub const AVAILABLE: &str = "Available";
 }

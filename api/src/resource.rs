@@ -129,7 +129,11 @@ pub struct ResourceInfo {
 
 /// Every kind herd serves.
 pub fn api_resources() -> Vec<ResourceInfo> {
-    vec![crate::Node::info(), crate::ModelAssignment::info(), crate::Event::info()]
+    vec![
+        crate::Node::info(),
+        crate::ModelAssignment::info(),
+        crate::Event::info(),
+    ]
 }
 
 pub(crate) fn api_version() -> String {

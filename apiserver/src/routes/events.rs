@@ -29,7 +29,9 @@ pub async fn prune_once(state: &AppState) {
     events.sort_by_key(|e| e.rv);
     let excess = events.len() - max;
     for old in events.into_iter().take(excess) {
-        let Some(name) = name_of(&old.body) else { continue };
+        let Some(name) = name_of(&old.body) else {
+            continue;
+        };
         let rv = old.rv;
         let result = state
             .store
@@ -40,8 +42,10 @@ pub async fn prune_once(state: &AppState) {
                     Some(c) if c.rv == rv => {
                         let mut obj: serde_json::Value = serde_json::from_slice(&c.body)
                             .map_err(|e| crate::ApiError::Internal(e.to_string()))?;
-                        obj["metadata"]["resourceVersion"] = serde_json::Value::String(next_rv.to_string());
-                        let body = serde_json::to_vec(&obj).map_err(|e| crate::ApiError::Internal(e.to_string()))?;
+                        obj["metadata"]["resourceVersion"] =
+                            serde_json::Value::String(next_rv.to_string());
+                        let body = serde_json::to_vec(&obj)
+                            .map_err(|e| crate::ApiError::Internal(e.to_string()))?;
                         Ok(Outcome::Delete { body: body.into() })
                     }
                     _ => Ok(Outcome::Unchanged),
