@@ -86,10 +86,11 @@ pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, App
     Ok((routes::api_router(state.clone()), state))
 }
 
-/// Applies the layers every herd HTTP surface shares: panics become a 500
-/// `Status` instead of a dropped connection.
+/// Adds what every composed herd router ends with: the `Status` 404 for
+/// unknown paths, and panics answered as a 500 `Status` instead of a dropped
+/// connection.
 pub fn with_common_layers(router: Router) -> Router {
-    router.layer(tower_http::catch_panic::CatchPanicLayer::custom(
+    router.fallback(routes::no_route).layer(tower_http::catch_panic::CatchPanicLayer::custom(
         |_: Box<dyn std::any::Any + Send>| {
             error::ApiError::Internal("handler panicked".into()).into_response_ext()
         },

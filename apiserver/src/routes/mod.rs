@@ -25,7 +25,9 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
-async fn no_route(uri: Uri) -> ApiError {
+/// The answer for paths no route claims; added last, by whoever composes the
+/// final router (axum allows one fallback).
+pub async fn no_route(uri: Uri) -> ApiError {
     ApiError::NoRoute(uri.path().to_owned())
 }
 
@@ -39,6 +41,5 @@ pub fn api_router(state: AppState) -> Router {
         .merge(discovery::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(discovery::readyz))
-        .fallback(no_route)
         .with_state(state)
 }
