@@ -1,0 +1,382 @@
+//! Model management: `/api/tags`, `/api/ps`, `/api/show`, `/api/delete`,
+//! `/api/copy`, `/api/create`, `/api/push`, `/api/blobs/:digest`.
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::body::{self, Body};
+use crate::error::ApiError;
+use crate::names::{ModelInfo, ModelRef};
+use crate::shared::Ctx;
+use crate::store::ModelEntry;
+use crate::util::{fake_sha256, lock};
+
+use super::inference::{model_not_found, resolve};
+use super::pull::{Step, respond_with_steps};
+use super::{read_body, read_native};
+
+/// `details` of tags, ps and show.
+#[derive(Serialize)]
+pub(crate) struct Details {
+    parent_model: String,
+    format: &'static str,
+    family: String,
+    families: Vec<String>,
+    parameter_size: String,
+    quantization_level: &'static str,
+}
+
+impl Details {
+    pub(crate) fn of(info: &ModelInfo) -> Details {
+        Details {
+            parent_model: String::new(),
+            format: "gguf",
+            family: info.family.clone(),
+            families: vec![info.family.clone()],
+            parameter_size: info.parameter_size.clone(),
+            quantization_level: info.quantization_level,
+        }
+    }
+}
+
+/// `{"models": [...]}` with Go's field order kept (a `json!` map would
+/// sort the keys).
+#[derive(Serialize)]
+struct ModelList<T> {
+    models: Vec<T>,
+}
+
+#[derive(Serialize)]
+struct ListModel {
+    name: String,
+    model: String,
+    modified_at: String,
+    size: u64,
+    digest: String,
+    details: Details,
+}
+
+#[derive(Serialize)]
+struct RunningModel {
+    name: String,
+    model: String,
+    size: u64,
+    digest: String,
+    details: Details,
+    expires_at: String,
+    size_vram: u64,
+    context_length: u64,
+}
+
+pub(crate) fn tags(ctx: &Ctx) -> Response<Body> {
+    let models: Vec<ListModel> = lock(&ctx.shared.store)
+        .list()
+        .into_iter()
+        .map(|e| {
+            let info = e.info();
+            ListModel {
+                model: e.name.clone(),
+                modified_at: e.modified_at.to_string(),
+                size: info.size,
+                digest: e.digest(),
+                details: Details::of(&info),
+                name: e.name,
+            }
+        })
+        .collect();
+    body::json(StatusCode::OK, &ModelList { models })
+}
+
+pub(crate) fn ps(ctx: &Ctx) -> Response<Body> {
+    let models: Vec<RunningModel> = ctx
+        .shared
+        .sched
+        .loaded()
+        .into_iter()
+        .map(|l| {
+            let info = l.entry.info();
+            RunningModel {
+                model: l.entry.name.clone(),
+                size: info.size,
+                digest: l.entry.digest(),
+                details: Details::of(&info),
+                expires_at: l.expires_at.to_string(),
+                // Fully offloaded to a GPU, as `ollama ps` shows "100% GPU".
+                size_vram: info.size,
+                context_length: 4096,
+                name: l.entry.name,
+            }
+        })
+        .collect();
+    body::json(StatusCode::OK, &ModelList { models })
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct ShowRequest {
+    model: Option<String>,
+    name: Option<String>,
+    verbose: Option<bool>,
+    system: Option<String>,
+    template: Option<String>,
+    options: Option<Map<String, Value>>,
+}
+
+#[derive(Serialize)]
+struct ShowResponse {
+    license: String,
+    modelfile: String,
+    parameters: String,
+    template: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    system: String,
+    details: Details,
+    model_info: Map<String, Value>,
+    capabilities: Vec<&'static str>,
+    modified_at: String,
+}
+
+const LICENSE: &str =
+    "Fake model weights served by herd-testkit's fake Ollama; no license applies.";
+const TEMPLATE: &str = "{{ if .System }}{{ .System }}\n{{ end }}{{ .Prompt }}";
+
+fn show_response(entry: &ModelEntry, system: String) -> ShowResponse {
+    let info = entry.info();
+    let arch = info.family.clone();
+    let mut model_info = Map::new();
+    model_info.insert("general.architecture".into(), Value::from(arch.clone()));
+    model_info.insert(
+        "general.parameter_count".into(),
+        Value::from(info.parameter_count),
+    );
+    model_info.insert("general.file_type".into(), Value::from(15));
+    model_info.insert("general.quantization_version".into(), Value::from(2));
+    model_info.insert(
+        format!("{arch}.context_length"),
+        Value::from(info.context_length),
+    );
+    model_info.insert(
+        format!("{arch}.embedding_length"),
+        Value::from(info.embedding_length),
+    );
+    model_info.insert(format!("{arch}.block_count"), Value::from(16));
+    let parameters = format!("{:<30} {:?}", "stop", "<|end|>");
+    let blob = fake_sha256(&["layer", "model", &entry.base.to_ascii_lowercase()]);
+    let modelfile = format!(
+        "# Modelfile generated by \"ollama show\"\n# To build a new Modelfile based on this, replace FROM with:\n# FROM {name}\n\nFROM /root/.ollama/models/blobs/sha256-{blob}\nTEMPLATE \"\"\"{TEMPLATE}\"\"\"\nPARAMETER stop <|end|>\nLICENSE \"\"\"{LICENSE}\"\"\"\n",
+        name = entry.name
+    );
+    ShowResponse {
+        license: LICENSE.to_owned(),
+        modelfile,
+        parameters,
+        template: TEMPLATE.to_owned(),
+        system,
+        details: Details::of(&info),
+        model_info,
+        capabilities: info.capabilities,
+        modified_at: entry.modified_at.to_string(),
+    }
+}
+
+pub(crate) async fn show(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let r: ShowRequest = read_native(req, "api.ShowRequest").await?;
+    let model = r
+        .model
+        .filter(|m| !m.is_empty())
+        .or(r.name)
+        .unwrap_or_default();
+    let entry = resolve(ctx, &model, || model_not_found(&model))?;
+    Ok(body::json(
+        StatusCode::OK,
+        &show_response(&entry, r.system.unwrap_or_default()),
+    ))
+}
+
+/// The OpenAI `/v1/models/{model}` view of `/api/show`.
+pub(crate) fn find(ctx: &Ctx, model: &str) -> Result<ModelEntry, ApiError> {
+    resolve(ctx, model, || model_not_found(model))
+}
+
+#[derive(Deserialize)]
+struct DeleteRequest {
+    model: Option<String>,
+    name: Option<String>,
+}
+
+pub(crate) async fn delete(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let r: DeleteRequest = read_native(req, "api.DeleteRequest").await?;
+    let model = r
+        .model
+        .filter(|m| !m.is_empty())
+        .or(r.name)
+        .unwrap_or_default();
+    let name = ModelRef::parse(&model)
+        .ok_or_else(|| ApiError::bad_request(format!("name {model:?} is invalid")))?;
+    match ctx.shared.uninstall(&name.display()) {
+        Some(_) => Ok(body::empty(StatusCode::OK)),
+        None => Err(model_not_found(&model)),
+    }
+}
+
+#[derive(Deserialize)]
+struct CopyRequest {
+    source: Option<String>,
+    destination: Option<String>,
+}
+
+pub(crate) async fn copy(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let r: CopyRequest = read_native(req, "api.CopyRequest").await?;
+    let source = r.source.unwrap_or_default();
+    let destination = r.destination.unwrap_or_default();
+    let src = ModelRef::parse(&source)
+        .ok_or_else(|| ApiError::bad_request(format!("source {source:?} is invalid")))?;
+    let dst = ModelRef::parse(&destination)
+        .ok_or_else(|| ApiError::bad_request(format!("destination {destination:?} is invalid")))?;
+    let Some(src_entry) = lock(&ctx.shared.store).get(&src.display()) else {
+        return Err(ApiError::not_found(format!("model {source:?} not found")));
+    };
+    let mut entry = ModelEntry::new(dst.display());
+    entry.base = src_entry.base;
+    ctx.shared.install(entry);
+    Ok(body::empty(StatusCode::OK))
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct CreateRequest {
+    model: Option<String>,
+    name: Option<String>,
+    from: Option<String>,
+    files: Option<Map<String, Value>>,
+    adapters: Option<Map<String, Value>>,
+    template: Option<String>,
+    license: Option<Value>,
+    system: Option<String>,
+    parameters: Option<Map<String, Value>>,
+    messages: Option<Vec<Value>>,
+    stream: Option<bool>,
+    quantize: Option<String>,
+    modelfile: Option<String>,
+}
+
+/// A minimal but real-shaped create: `from` an installed (or pullable)
+/// model, or from uploaded `files`; progress ends in `success`.
+pub(crate) async fn create(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let r: CreateRequest = read_native(req, "api.CreateRequest").await?;
+    let model = r
+        .model
+        .filter(|m| !m.is_empty())
+        .or(r.name)
+        .unwrap_or_default();
+    let name =
+        ModelRef::parse(&model).ok_or_else(|| ApiError::bad_request("invalid model name"))?;
+    let has_files = r.files.as_ref().is_some_and(|f| !f.is_empty());
+    let from = r.from.filter(|f| !f.is_empty());
+    if from.is_none() && !has_files {
+        return Err(ApiError::bad_request(
+            "neither 'from' or 'files' was specified",
+        ));
+    }
+    let stream = r.stream != Some(false);
+    let mut steps = vec![Step::status("gathering model components")];
+    let base = match from {
+        Some(f) => {
+            let canonical = ModelRef::parse(&f).map(|n| n.display());
+            let local = canonical
+                .as_deref()
+                .and_then(|c| lock(&ctx.shared.store).get(c));
+            match (local, canonical) {
+                (Some(e), _) => Some(e.base),
+                (None, Some(c)) if lock(&ctx.shared.store).is_pullable(&c) => Some(c),
+                _ => None,
+            }
+        }
+        None => Some(name.display()),
+    };
+    let Some(base) = base else {
+        steps.push(Step::error("pull model manifest: file does not exist"));
+        return Ok(respond_with_steps(ctx, steps, stream).await);
+    };
+    for kind in ["model", "template", "params"] {
+        let digest = fake_sha256(&["layer", kind, &base.to_ascii_lowercase()]);
+        steps.push(Step::status(format!(
+            "using existing layer sha256:{digest}"
+        )));
+    }
+    steps.push(Step::status("writing manifest"));
+    let mut entry = ModelEntry::new(name.display());
+    entry.base = base;
+    steps.push(Step::status("success").installing(entry));
+    Ok(respond_with_steps(ctx, steps, stream).await)
+}
+
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct PushRequest {
+    model: Option<String>,
+    name: Option<String>,
+    insecure: Option<bool>,
+    stream: Option<bool>,
+}
+
+/// Push always "succeeds" for an installed model, instantly; there is no
+/// registry behind the fake.
+pub(crate) async fn push(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<Body>, ApiError> {
+    let r: PushRequest = read_native(req, "api.PushRequest").await?;
+    let model = r
+        .model
+        .filter(|m| !m.is_empty())
+        .or(r.name)
+        .unwrap_or_default();
+    if model.is_empty() {
+        return Err(ApiError::model_required());
+    }
+    let stream = r.stream != Some(false);
+    let mut steps = vec![Step::status("retrieving manifest")];
+    match ctx.shared.find_model(&model) {
+        None => steps.push(Step::error(format!("model {model:?} not found"))),
+        Some(e) => {
+            let info = e.info();
+            for (kind, size) in super::pull::layers(&e.base, info.size) {
+                let digest = fake_sha256(&["layer", kind, &e.base.to_ascii_lowercase()]);
+                steps.push(Step::layer("pushing", &digest, size, size));
+            }
+            steps.push(Step::status("pushing manifest"));
+            steps.push(Step::status("success"));
+        }
+    }
+    Ok(respond_with_steps(ctx, steps, stream).await)
+}
+
+/// `HEAD|POST /api/blobs/:digest`. Uploads are recorded but not verified
+/// (the fake has no SHA-256); a malformed digest is still refused.
+pub(crate) async fn blob(
+    ctx: &Ctx,
+    req: Request<Incoming>,
+    digest: &str,
+) -> Result<Response<Body>, ApiError> {
+    let well_formed = digest
+        .strip_prefix("sha256:")
+        .or_else(|| digest.strip_prefix("sha256-"))
+        .is_some_and(|h| h.len() == 64 && h.chars().all(|c| c.is_ascii_hexdigit()));
+    if !well_formed {
+        return Err(ApiError::bad_request("invalid digest format"));
+    }
+    let key = digest.replace("sha256-", "sha256:").to_ascii_lowercase();
+    if req.method() == Method::HEAD {
+        return if lock(&ctx.shared.blobs).contains(&key) {
+            Ok(body::empty(StatusCode::OK))
+        } else {
+            Err(ApiError::not_found(format!("blob {digest:?} not found")))
+        };
+    }
+    if lock(&ctx.shared.blobs).contains(&key) {
+        return Ok(body::empty(StatusCode::OK));
+    }
+    read_body(req).await?;
+    lock(&ctx.shared.blobs).insert(key);
+    Ok(body::empty(StatusCode::CREATED))
+}
