@@ -90,11 +90,13 @@ pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, App
 /// unknown paths, and panics answered as a 500 `Status` instead of a dropped
 /// connection.
 pub fn with_common_layers(router: Router) -> Router {
-    router.fallback(routes::no_route).layer(tower_http::catch_panic::CatchPanicLayer::custom(
-        |_: Box<dyn std::any::Any + Send>| {
-            error::ApiError::Internal("handler panicked".into()).into_response_ext()
-        },
-    ))
+    router
+        .fallback(routes::no_route)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                error::ApiError::Internal("handler panicked".into()).into_response_ext()
+            },
+        ))
 }
 
 impl ApiError {

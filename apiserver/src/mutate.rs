@@ -16,6 +16,7 @@ pub enum Change<K> {
 }
 
 /// Server-owned fields a client may not set.
+#[derive(Clone)]
 pub struct ServerFields {
     pub uid: String,
     pub now: Timestamp,

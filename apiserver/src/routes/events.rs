@@ -5,7 +5,7 @@ use std::time::Duration;
 use herd_api::{Event, Resource};
 
 use super::AppState;
-use crate::store::Outcome;
+use crate::store::{Expect, Proposal, REVISION_PLACEHOLDER, Template};
 
 /// Every few seconds, deletes the oldest events beyond `max_events`.
 pub async fn prune_loop(state: AppState) {
@@ -32,28 +32,29 @@ pub async fn prune_once(state: &AppState) {
         let Some(name) = name_of(&old.body) else {
             continue;
         };
-        let rv = old.rv;
+        let mut obj: serde_json::Value = match serde_json::from_slice(&old.body) {
+            Ok(v) => v,
+            Err(_) => continue,
+        };
+        obj["metadata"]["resourceVersion"] =
+            serde_json::Value::String(REVISION_PLACEHOLDER.to_owned());
+        let Ok(body) = serde_json::to_vec(&obj) else {
+            continue;
+        };
+        let Ok(template) = Template::new(body.into()) else {
+            continue;
+        };
         let result = state
             .store
-            .write(
+            .commit(
                 Event::PLURAL,
                 name,
-                Box::new(move |current, next_rv| match current {
-                    Some(c) if c.rv == rv => {
-                        let mut obj: serde_json::Value = serde_json::from_slice(&c.body)
-                            .map_err(|e| crate::ApiError::Internal(e.to_string()))?;
-                        obj["metadata"]["resourceVersion"] =
-                            serde_json::Value::String(next_rv.to_string());
-                        let body = serde_json::to_vec(&obj)
-                            .map_err(|e| crate::ApiError::Internal(e.to_string()))?;
-                        Ok(Outcome::Delete { body: body.into() })
-                    }
-                    _ => Ok(Outcome::Unchanged),
-                }),
+                Expect::At(old.rv),
+                Proposal::Delete { template },
             )
             .await;
         if let Err(e) = result {
-            tracing::debug!(error = %e, "event already gone while pruning");
+            tracing::debug!(error = ?e, "event changed or went away while pruning");
         }
     }
 }

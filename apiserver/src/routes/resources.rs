@@ -1,5 +1,7 @@
 //! REST endpoints of one kind, written once for every `Resource`.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,7 +17,9 @@ use super::AppState;
 use crate::error::ApiError;
 use crate::extract::{self, BodyKind};
 use crate::mutate::{self, Change, PatchTarget, ServerFields};
-use crate::store::{Mutation, Outcome, StoredObject, Written};
+use crate::store::{
+    CommitError, Expect, Proposal, REVISION_PLACEHOLDER, StoredObject, Template, Written,
+};
 use crate::watch::{self, Start, WatchParams};
 
 pub fn routes<K: Resource>() -> Router<AppState> {
@@ -68,28 +72,20 @@ fn encode<K: Resource>(obj: &K) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// Wraps a typed decision into the store's untyped one.
-fn mutation<K, F>(decide: F) -> Mutation
-where
-    K: Resource,
-    F: FnOnce(Option<K>, u64) -> Result<Change<K>, ApiError> + Send + 'static,
-{
-    Box::new(move |current: Option<&StoredObject>, rv| {
-        let current = current.map(decode_stored::<K>).transpose()?;
-        Ok(match decide(current, rv)? {
-            Change::Put(obj) => Outcome::Put {
-                labels: obj.meta().labels.clone(),
-                body: encode(&obj)?,
-            },
-            Change::Delete(obj) => Outcome::Delete {
-                body: encode(&obj)?,
-            },
-            Change::Unchanged => Outcome::Unchanged,
-        })
-    })
+/// Serializes a proposed object with the revision placeholder in place.
+fn template<K: Resource>(mut obj: K) -> Result<(Template, BTreeMap<String, String>), ApiError> {
+    obj.meta_mut().resource_version = Some(REVISION_PLACEHOLDER.to_owned());
+    let labels = obj.meta().labels.clone();
+    Ok((Template::new(encode(&obj)?)?, labels))
 }
 
-/// Runs a write, or with `dry_run` only decides it against the current state.
+/// How often a write is recomputed when other writers keep changing the
+/// object under it before it commits.
+const MAX_ATTEMPTS: usize = 64;
+
+/// Decides a write against the current object on this task, then commits it
+/// if the object has not changed meanwhile (recomputing if it has). With
+/// `dry_run` it only decides.
 async fn write<K, F>(
     state: &AppState,
     name: String,
@@ -98,53 +94,67 @@ async fn write<K, F>(
 ) -> Result<Written, ApiError>
 where
     K: Resource,
-    F: FnOnce(Option<K>, u64) -> Result<Change<K>, ApiError> + Send + 'static,
+    F: Fn(Option<K>, u64) -> Result<Change<K>, ApiError>,
 {
-    if !dry_run {
-        return state.store.write(K::PLURAL, name, mutation(decide)).await;
-    }
-    let current = state.store.get(K::PLURAL, &name);
-    let typed = current.as_deref().map(decode_stored::<K>).transpose()?;
-    let rv = state.store.revision() + 1;
-    let (object, created, deleted, unchanged) = match decide(typed, rv)? {
-        Change::Put(obj) => {
-            let labels = obj.meta().labels.clone();
-            (
-                std::sync::Arc::new(StoredObject {
-                    rv,
-                    body: encode(&obj)?,
-                    labels,
-                }),
-                current.is_none(),
-                false,
-                false,
-            )
-        }
-        Change::Delete(obj) => (
-            std::sync::Arc::new(StoredObject {
-                rv,
-                body: encode(&obj)?,
-                labels: Default::default(),
-            }),
-            false,
-            true,
-            false,
-        ),
-        Change::Unchanged => match current {
-            Some(c) => (c, false, false, true),
-            None => {
-                return Err(ApiError::NotFound {
+    for _ in 0..MAX_ATTEMPTS {
+        let current = state.store.get(K::PLURAL, &name);
+        let typed = current.as_deref().map(decode_stored::<K>).transpose()?;
+        let expect = current
+            .as_ref()
+            .map_or(Expect::Absent, |c| Expect::At(c.rv));
+        let proposal = match decide(typed, 0)? {
+            Change::Unchanged => {
+                let object = current.ok_or_else(|| ApiError::NotFound {
                     kind: K::KIND,
-                    name,
+                    name: name.clone(),
+                })?;
+                return Ok(Written {
+                    object,
+                    created: false,
+                    deleted: false,
+                    unchanged: true,
                 });
             }
-        },
-    };
-    Ok(Written {
-        object,
-        created,
-        deleted,
-        unchanged,
+            Change::Put(obj) => {
+                let (template, labels) = template(obj)?;
+                Proposal::Put { template, labels }
+            }
+            Change::Delete(obj) => Proposal::Delete {
+                template: template(obj)?.0,
+            },
+        };
+        if dry_run {
+            let rv = state.store.revision() + 1;
+            let (template, labels, deleted) = match proposal {
+                Proposal::Put { template, labels } => (template, labels, false),
+                Proposal::Delete { template } => (template, BTreeMap::new(), true),
+            };
+            let object = Arc::new(StoredObject {
+                rv,
+                body: template.render(rv),
+                labels,
+            });
+            return Ok(Written {
+                object,
+                created: current.is_none() && !deleted,
+                deleted,
+                unchanged: false,
+            });
+        }
+        match state
+            .store
+            .commit(K::PLURAL, name.clone(), expect, proposal)
+            .await
+        {
+            Ok(written) => return Ok(written),
+            Err(CommitError::Stale) => continue,
+            Err(CommitError::Failed(e)) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict {
+        kind: K::KIND,
+        name,
+        message: "the object kept changing under this write; try again".into(),
     })
 }
 
@@ -274,7 +284,7 @@ async fn create<K: Resource>(
     }
     let server = server_fields();
     let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
-        mutate::create(cur, obj, rv, server)
+        mutate::create(cur, obj.clone(), rv, server.clone())
     })
     .await?;
     Ok(json_response(
@@ -295,7 +305,7 @@ async fn replace<K: Resource>(
     name_from_url(&mut obj, &name)?;
     let server = server_fields();
     let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
-        mutate::replace(cur, obj, rv, server)
+        mutate::replace(cur, obj.clone(), rv, server.clone())
     })
     .await?;
     let code = if written.created {
@@ -317,7 +327,7 @@ async fn replace_status<K: Resource>(
     let mut obj: K = read_object(&state, &headers, body).await?;
     name_from_url(&mut obj, &name)?;
     let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
-        mutate::replace_status(cur, obj, rv)
+        mutate::replace_status(cur, obj.clone(), rv)
     })
     .await?;
     Ok(json_response(StatusCode::OK, written.object.body.clone()))

@@ -38,6 +38,8 @@ pub enum StoreError {
     },
     #[error("the store's writer has stopped")]
     WriterGone,
+    #[error("a proposed object carries no resourceVersion placeholder")]
+    NoPlaceholder,
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -98,22 +100,77 @@ pub fn event_line(type_: EventType, body: &[u8]) -> Bytes {
     b.freeze()
 }
 
-/// What a write decided, given the current object and the revision it would get.
-pub enum Outcome {
-    /// Store this body (which already carries the new revision).
-    Put {
-        body: Bytes,
-        labels: BTreeMap<String, String>,
-    },
-    /// Remove the object; `body` is its final state, carrying the new revision.
-    Delete { body: Bytes },
-    /// Nothing to change: answer with the current object, write nothing.
-    Unchanged,
+/// The placeholder a proposed body carries where the store writes the new
+/// revision. Bodies are serialized before the writer thread assigns the
+/// revision, so all JSON work happens on the request's own task and the one
+/// writer thread only splices bytes and talks to SQLite.
+pub const REVISION_PLACEHOLDER: &str = "@@herd-resource-version@@";
+const PLACEHOLDER_FIELD: &[u8] = b"\"resourceVersion\":\"@@herd-resource-version@@\"";
+
+/// A serialized object with a hole for its revision.
+#[derive(Clone, Debug)]
+pub struct Template {
+    prefix: Bytes,
+    suffix: Bytes,
 }
 
-/// The decision function of a write; runs on the writer thread, atomically
-/// with respect to every other write.
-pub type Mutation = Box<dyn FnOnce(Option<&StoredObject>, u64) -> Result<Outcome, ApiError> + Send>;
+impl Template {
+    /// Splits a body at its `metadata.resourceVersion` placeholder: the first
+    /// `resourceVersion` key in herd's serialization order (`apiVersion`,
+    /// `kind`, then `metadata.name`, `uid`, `resourceVersion`).
+    pub fn new(body: Bytes) -> Result<Self, StoreError> {
+        let at = body
+            .windows(PLACEHOLDER_FIELD.len())
+            .position(|w| w == PLACEHOLDER_FIELD)
+            .ok_or(StoreError::NoPlaceholder)?;
+        let split = at + "\"resourceVersion\":\"".len();
+        Ok(Self {
+            prefix: body.slice(..split),
+            suffix: body.slice(split + REVISION_PLACEHOLDER.len()..),
+        })
+    }
+
+    pub fn render(&self, rv: u64) -> Bytes {
+        let rv = rv.to_string();
+        let mut b = BytesMut::with_capacity(self.prefix.len() + rv.len() + self.suffix.len());
+        b.extend_from_slice(&self.prefix);
+        b.extend_from_slice(rv.as_bytes());
+        b.extend_from_slice(&self.suffix);
+        b.freeze()
+    }
+}
+
+/// What must hold for a proposal to commit: the state it was computed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    Absent,
+    At(u64),
+}
+
+/// A change computed against the state named by [`Expect`].
+#[derive(Debug)]
+pub enum Proposal {
+    Put {
+        template: Template,
+        labels: BTreeMap<String, String>,
+    },
+    /// `template` is the final state of the object, shown to watchers.
+    Delete { template: Template },
+}
+
+/// Why a proposal did not commit.
+#[derive(Debug)]
+pub enum CommitError {
+    /// The object changed since the proposal was computed: recompute and retry.
+    Stale,
+    Failed(ApiError),
+}
+
+impl From<ApiError> for CommitError {
+    fn from(e: ApiError) -> Self {
+        Self::Failed(e)
+    }
+}
 
 /// What a write did.
 #[derive(Debug)]
@@ -127,8 +184,9 @@ pub struct Written {
 struct WriteOp {
     kind: &'static str,
     name: String,
-    mutate: Mutation,
-    reply: oneshot::Sender<Result<Written, ApiError>>,
+    expect: Expect,
+    proposal: Proposal,
+    reply: oneshot::Sender<Result<Written, CommitError>>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -279,35 +337,37 @@ impl Store {
         Ok(state.log.iter().skip(start).take(max).cloned().collect())
     }
 
-    /// Runs `mutate` on the writer thread against the current object and, when
-    /// it decides to change something, commits that change durably.
-    pub async fn write(
+    /// Commits a proposal if the object is still as `expect` says, durably,
+    /// and publishes it to watchers.
+    pub async fn commit(
         &self,
         kind: &'static str,
         name: String,
-        mutate: Mutation,
-    ) -> Result<Written, ApiError> {
+        expect: Expect,
+        proposal: Proposal,
+    ) -> Result<Written, CommitError> {
         let (reply, rx) = oneshot::channel();
         let op = WriteOp {
             kind,
             name,
-            mutate,
+            expect,
+            proposal,
             reply,
         };
         let writer = self.writer.clone();
+        let gone = || CommitError::Failed(StoreError::WriterGone.into());
         // The channel is bounded; a full queue blocks, so hand it to a blocking thread.
         match writer.try_send(op) {
             Ok(()) => {}
             Err(mpsc::TrySendError::Full(op)) => {
                 tokio::task::spawn_blocking(move || writer.send(op))
                     .await
-                    .map_err(|e| ApiError::Internal(e.to_string()))?
-                    .map_err(|_| ApiError::from(StoreError::WriterGone))?;
+                    .map_err(|e| CommitError::Failed(ApiError::Internal(e.to_string())))?
+                    .map_err(|_| gone())?;
             }
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(StoreError::WriterGone.into()),
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(gone()),
         }
-        rx.await
-            .map_err(|_| ApiError::from(StoreError::WriterGone))?
+        rx.await.map_err(|_| gone())?
     }
 }
 
@@ -343,8 +403,8 @@ fn writer_loop(mut conn: rusqlite::Connection, rx: &mpsc::Receiver<WriteOp>, sha
 }
 
 type Reply = (
-    oneshot::Sender<Result<Written, ApiError>>,
-    Result<Written, ApiError>,
+    oneshot::Sender<Result<Written, CommitError>>,
+    Result<Written, CommitError>,
 );
 
 /// Applies a batch in one transaction; returns how many events it wrote.
@@ -360,7 +420,9 @@ fn commit_batch(conn: &mut rusqlite::Connection, batch: Vec<WriteOp>, shared: &S
         Err(e) => {
             let message = format!("starting a store transaction: {e}");
             for op in batch {
-                let _ = op.reply.send(Err(ApiError::Internal(message.clone())));
+                let _ = op
+                    .reply
+                    .send(Err(ApiError::Internal(message.clone()).into()));
             }
             return 0;
         }
@@ -372,90 +434,88 @@ fn commit_batch(conn: &mut rusqlite::Connection, batch: Vec<WriteOp>, shared: &S
             Some(o) => o.clone(),
             None => read_state(shared).get(key.0, &key.1),
         };
-        let result = match (op.mutate)(current.as_deref(), rev + 1) {
-            Err(e) => Err(e),
-            Ok(Outcome::Unchanged) => match current {
-                Some(obj) => Ok(Written {
-                    object: obj,
-                    created: false,
-                    deleted: false,
-                    unchanged: true,
-                }),
-                None => Err(ApiError::NotFound {
-                    kind: key.0,
-                    name: key.1.clone(),
-                }),
-            },
-            Ok(Outcome::Put { body, labels }) if failed.is_none() => {
-                rev += 1;
-                let type_ = if current.is_some() {
-                    EventType::Modified
-                } else {
-                    EventType::Added
-                };
-                match sqlite::put(&tx, key.0, &key.1, rev, &body, type_) {
-                    Ok(()) => {
-                        events.push(Arc::new(Event {
-                            rv: rev,
-                            kind: key.0,
-                            type_,
-                            labels: labels.clone(),
-                            line: event_line(type_, &body),
-                        }));
-                        let obj = Arc::new(StoredObject {
-                            rv: rev,
-                            body,
-                            labels,
-                        });
-                        overlay.insert(key.clone(), Some(obj.clone()));
-                        Ok(Written {
-                            object: obj,
-                            created: current.is_none(),
-                            deleted: false,
-                            unchanged: false,
-                        })
+        let fresh = match (op.expect, &current) {
+            (Expect::Absent, None) => true,
+            (Expect::At(rv), Some(c)) => c.rv == rv,
+            _ => false,
+        };
+        let result = if !fresh {
+            Err(CommitError::Stale)
+        } else if failed.is_some() {
+            Err(ApiError::Internal("store write failed".into()).into())
+        } else {
+            rev += 1;
+            match op.proposal {
+                Proposal::Put { template, labels } => {
+                    let body = template.render(rev);
+                    let type_ = if current.is_some() {
+                        EventType::Modified
+                    } else {
+                        EventType::Added
+                    };
+                    match sqlite::put(&tx, key.0, &key.1, rev, &body, type_) {
+                        Ok(()) => {
+                            events.push(Arc::new(Event {
+                                rv: rev,
+                                kind: key.0,
+                                type_,
+                                labels: labels.clone(),
+                                line: event_line(type_, &body),
+                            }));
+                            let obj = Arc::new(StoredObject {
+                                rv: rev,
+                                body,
+                                labels,
+                            });
+                            overlay.insert(key.clone(), Some(obj.clone()));
+                            Ok(Written {
+                                object: obj,
+                                created: current.is_none(),
+                                deleted: false,
+                                unchanged: false,
+                            })
+                        }
+                        Err(e) => {
+                            failed = Some(e.into());
+                            Err(ApiError::Internal("store write failed".into()).into())
+                        }
                     }
-                    Err(e) => {
-                        failed = Some(e.into());
-                        Err(ApiError::Internal("store write failed".into()))
+                }
+                Proposal::Delete { template } => {
+                    let body = template.render(rev);
+                    match sqlite::delete(&tx, key.0, &key.1, rev, &body) {
+                        Ok(()) => {
+                            let labels = current
+                                .as_ref()
+                                .map(|c| c.labels.clone())
+                                .unwrap_or_default();
+                            events.push(Arc::new(Event {
+                                rv: rev,
+                                kind: key.0,
+                                type_: EventType::Deleted,
+                                labels: labels.clone(),
+                                line: event_line(EventType::Deleted, &body),
+                            }));
+                            overlay.insert(key.clone(), None);
+                            let obj = Arc::new(StoredObject {
+                                rv: rev,
+                                body,
+                                labels,
+                            });
+                            Ok(Written {
+                                object: obj,
+                                created: false,
+                                deleted: true,
+                                unchanged: false,
+                            })
+                        }
+                        Err(e) => {
+                            failed = Some(e.into());
+                            Err(ApiError::Internal("store write failed".into()).into())
+                        }
                     }
                 }
             }
-            Ok(Outcome::Delete { body }) if failed.is_none() => {
-                rev += 1;
-                match sqlite::delete(&tx, key.0, &key.1, rev, &body) {
-                    Ok(()) => {
-                        let labels = current
-                            .as_ref()
-                            .map(|c| c.labels.clone())
-                            .unwrap_or_default();
-                        events.push(Arc::new(Event {
-                            rv: rev,
-                            kind: key.0,
-                            type_: EventType::Deleted,
-                            labels: labels.clone(),
-                            line: event_line(EventType::Deleted, &body),
-                        }));
-                        overlay.insert(key.clone(), None);
-                        let obj = Arc::new(StoredObject {
-                            rv: rev,
-                            body,
-                            labels,
-                        });
-                        Ok(Written {
-                            object: obj,
-                            created: false,
-                            deleted: true,
-                            unchanged: false,
-                        })
-                    }
-                    Err(e) => {
-                        failed = Some(e.into());
-                        Err(ApiError::Internal("store write failed".into()))
-                    }
-                }
-            }
-            Ok(_) => Err(ApiError::Internal("store write failed".into())),
         };
         replies.push((op.reply, result));
     }
@@ -477,8 +537,7 @@ fn commit_batch(conn: &mut rusqlite::Connection, batch: Vec<WriteOp>, shared: &S
     if !committed {
         for (reply, result) in replies {
             let result = match result {
-                Ok(w) if w.unchanged => Ok(w),
-                Ok(_) => Err(ApiError::Internal("store commit failed".into())),
+                Ok(_) => Err(ApiError::Internal("store commit failed".into()).into()),
                 Err(e) => Err(e),
             };
             let _ = reply.send(result);
@@ -515,4 +574,26 @@ fn commit_batch(conn: &mut rusqlite::Connection, batch: Vec<WriteOp>, shared: &S
         let _ = reply.send(result);
     }
     written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_splices_the_revision_into_the_first_resource_version() {
+        let body = Bytes::from_static(
+            br#"{"apiVersion":"herd/v1","kind":"Node","metadata":{"name":"a","resourceVersion":"@@herd-resource-version@@","annotations":{"x":"\"resourceVersion\":\"@@herd-resource-version@@\""}}}"#,
+        );
+        let t = Template::new(body).expect("placeholder");
+        let out = t.render(42);
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["metadata"]["resourceVersion"], "42");
+        assert!(
+            v["metadata"]["annotations"]["x"]
+                .as_str()
+                .is_some_and(|s| s.contains("@@herd"))
+        );
+        assert!(Template::new(Bytes::from_static(b"{}")).is_err());
+    }
 }
