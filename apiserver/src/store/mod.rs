@@ -280,9 +280,18 @@ impl Store {
         });
         let (tx, rx) = mpsc::sync_channel::<WriteOp>(8192);
         let writer_shared = shared.clone();
+        let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = stop_checkpoints.clone();
+        let db = dir.join("herd.db");
+        std::thread::Builder::new()
+            .name("herd-store-checkpoint".into())
+            .spawn(move || sqlite::checkpointer(db, std::time::Duration::from_millis(500), stop))?;
         std::thread::Builder::new()
             .name("herd-store-writer".into())
-            .spawn(move || writer_loop(conn, &rx, &writer_shared))?;
+            .spawn(move || {
+                writer_loop(conn, &rx, &writer_shared);
+                stop_checkpoints.store(true, std::sync::atomic::Ordering::Relaxed);
+            })?;
         Ok(Self { shared, writer: tx })
     }
 

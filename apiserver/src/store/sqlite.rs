@@ -75,6 +75,10 @@ pub(super) fn open(
         .map_err(open_err)?;
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(open_err)?;
+    // Checkpoints run on their own thread (see `checkpointer`), so the writer
+    // never stalls copying WAL pages into the database file.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(open_err)?;
     migrate(&mut conn)?;
 
     let mut objects = Vec::new();
@@ -213,6 +217,44 @@ pub(super) fn prune_events(conn: &Connection, keep_after: u64) -> Result<(), rus
     conn.prepare_cached("DELETE FROM events WHERE rv <= ?1")?
         .execute(params![to_i64(keep_after)])?;
     Ok(())
+}
+
+/// WAL length (in pages) past which a checkpoint also restarts the log.
+const WAL_RESTART_PAGES: i64 = 16_384;
+
+/// Copies committed WAL pages into the database file every `every`, on a
+/// connection of its own, until `stop` is set. PASSIVE checkpoints never block
+/// the writer, but under steady writes they never catch up with the end of
+/// the log, so SQLite never rewinds it; once the log passes
+/// [`WAL_RESTART_PAGES`] a RESTART checkpoint (which briefly holds writers
+/// back while it copies the few pages PASSIVE left) makes the next commit
+/// start the log over, bounding the WAL file.
+pub(super) fn checkpointer(
+    path: std::path::PathBuf,
+    every: std::time::Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    let conn = match Connection::open(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "checkpointer cannot open the store; WAL will grow until restart");
+            return;
+        }
+    };
+    let _ = conn.pragma_update(None, "busy_timeout", 1000);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        std::thread::sleep(every);
+        let pages = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+        match pages {
+            Ok(pages) if pages > WAL_RESTART_PAGES => {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "WAL restart checkpoint failed; will retry");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed; will retry"),
+        }
+    }
 }
 
 pub(super) fn close(conn: Connection) -> Result<(), rusqlite::Error> {
