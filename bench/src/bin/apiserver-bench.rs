@@ -33,6 +33,9 @@ struct Args {
     /// Concurrent watchers in the watch phase.
     #[arg(long, default_value_t = 100)]
     watchers: usize,
+    /// Fixed rate of the open-loop phase without watchers (the goal: 5,000/s, p99 < 25 ms).
+    #[arg(long, default_value_t = 5000)]
+    peak_rate: u64,
     /// Extra flags for `herd server` (e.g. --fsync).
     #[arg(long, allow_hyphen_values = true)]
     server_flag: Vec<String>,
@@ -150,9 +153,12 @@ async fn main() -> anyhow::Result<()> {
         println!("  server CPU {:.0}% of one core; peak RSS {}", (b - a).as_secs_f64() / elapsed.as_secs_f64() * 100.0, mib(peak));
     }
 
-    // Watch lag under the target heartbeat rate.
-    watch_phase(&http, &server.url, &base, &args, pid).await?;
+    // Fixed rates: the goal rate without watchers, then the heartbeat rate with watchers.
+    open_loop(&http, &server.url, &base, &args, pid, args.peak_rate, 0).await?;
+    open_loop(&http, &server.url, &base, &args, pid, args.rate, args.watchers).await?;
     println!("RSS after load: {}", mib(rss_bytes(pid).unwrap_or(0)));
+    let size = |f: &str| std::fs::metadata(dir.path().join(f)).map(|m| m.len()).unwrap_or(0);
+    println!("on disk: herd.db {}, herd.db-wal {}", mib(size("herd.db")), mib(size("herd.db-wal")));
     drop(server);
     Ok(())
 }
@@ -191,14 +197,22 @@ async fn closed_loop(http: &reqwest::Client, base: &str, args: &Args, pid: u32) 
     Ok((summarize(&mut samples), elapsed, peak))
 }
 
-async fn watch_phase(http: &reqwest::Client, url: &str, base: &str, args: &Args, pid: u32) -> anyhow::Result<()> {
+async fn open_loop(
+    http: &reqwest::Client,
+    url: &str,
+    base: &str,
+    args: &Args,
+    pid: u32,
+    rate: u64,
+    watcher_count: usize,
+) -> anyhow::Result<()> {
     let list: serde_json::Value = http.get(format!("{base}?labelSelector=gpu%3Dnothing")).send().await?.json().await?;
     let rv = list["metadata"]["resourceVersion"].as_str().context("list resourceVersion")?.to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let lags = Arc::new(Mutex::new(Vec::new()));
     let mut watchers = Vec::new();
     let watch_http = reqwest::Client::new();
-    for _ in 0..args.watchers {
+    for _ in 0..watcher_count {
         let resp = watch_http.get(format!("{url}/apis/herd/v1/nodes?watch=true&resourceVersion={rv}")).send().await?;
         anyhow::ensure!(resp.status().is_success(), "watch answered {}", resp.status());
         let (stop, lags) = (stop.clone(), lags.clone());
@@ -238,7 +252,7 @@ async fn watch_phase(http: &reqwest::Client, url: &str, base: &str, args: &Args,
     let started = Instant::now();
     let cpu_before = cpu_time(pid);
     let mut tasks = Vec::new();
-    let per_task = Duration::from_secs_f64(args.writers as f64 / args.rate as f64);
+    let per_task = Duration::from_secs_f64(args.writers as f64 / rate as f64);
     for w in 0..args.writers {
         let (http, base, samples, nodes, duration) = (http.clone(), base.to_owned(), samples.clone(), args.nodes, args.duration);
         tasks.push(tokio::spawn(async move {
@@ -276,13 +290,17 @@ async fn watch_phase(http: &reqwest::Client, url: &str, base: &str, args: &Args,
     }
     let mut writes = samples.lock().await;
     let s = summarize(&mut writes);
-    report(&format!("status updates at target {}/s with {} watchers", args.rate, args.watchers), &s, elapsed);
+    report(&format!("status updates at a fixed {rate}/s with {watcher_count} watchers"), &s, elapsed);
     let mut lags = lags.lock().await;
     let delivered = lags.len();
+    if watcher_count == 0 {
+        println!("  server CPU {:.0}% of one core; peak RSS {}", cpu.unwrap_or(0.0), mib(peak));
+        return Ok(());
+    }
     let l = summarize(&mut lags);
     println!(
         "watch delivery lag over {delivered} deliveries ({} per watcher): p50 {} p90 {} p99 {} max {}",
-        delivered / args.watchers.max(1),
+        delivered / watcher_count.max(1),
         ms(l.p50),
         ms(l.p90),
         ms(l.p99),
