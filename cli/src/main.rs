@@ -2,9 +2,10 @@
 //! This file only parses arguments and hands off to `cmd::*`.
 
 mod cmd;
+mod ctl;
 mod logging;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -23,6 +24,24 @@ enum Command {
     Server(cmd::server::ServerArgs),
     /// Print herd's version.
     Version,
+    /// Create or update objects from manifests (files, directories, or - for stdin).
+    Apply(cmd::apply::ApplyArgs),
+    /// Show objects: nodes (no), modelassignments (ma), events (ev), requests.
+    Get(cmd::get::GetArgs),
+    /// Show everything about a node or a model assignment.
+    Describe(cmd::describe::DescribeArgs),
+    /// Delete objects by type and name, by label, or as named in manifests.
+    Delete(cmd::delete::DeleteArgs),
+    /// Stop routing new requests to nodes (in-flight requests finish).
+    Cordon(cmd::cordon::CordonArgs),
+    /// Route requests to cordoned nodes again.
+    Uncordon(cmd::cordon::CordonArgs),
+    /// Cordon a node, then wait until its in-flight requests have finished.
+    Drain(cmd::cordon::DrainArgs),
+    /// Describe a kind or one of its fields, from the server's schemas.
+    Explain(cmd::explain::ExplainArgs),
+    /// Print a shell completion script.
+    Completion(cmd::completion::CompletionArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -33,6 +52,15 @@ fn main() -> std::process::ExitCode {
             println!("herd {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
+        Command::Apply(args) => cmd::apply::run(args),
+        Command::Get(args) => cmd::get::run(args),
+        Command::Describe(args) => cmd::describe::run(args),
+        Command::Delete(args) => cmd::delete::run(args),
+        Command::Cordon(args) => cmd::cordon::cordon(args),
+        Command::Uncordon(args) => cmd::cordon::uncordon(args),
+        Command::Drain(args) => cmd::cordon::drain(args),
+        Command::Explain(args) => cmd::explain::run(args),
+        Command::Completion(args) => cmd::completion::run(args, Cli::command()),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

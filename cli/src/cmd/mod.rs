@@ -1,3 +1,10 @@
+pub mod apply;
+pub mod completion;
+pub mod cordon;
+pub mod delete;
+pub mod describe;
+pub mod explain;
+pub mod get;
 pub mod server;
 
 /// Resolves on SIGINT or SIGTERM: the signals a terminal, systemd and

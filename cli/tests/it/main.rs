@@ -1,7 +1,12 @@
 //! Tests of the `herd` binary as a process.
 
+mod apply;
+mod describe;
+mod get;
 mod kill9;
+mod nodes;
 mod server_cmd;
+mod verbs;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
