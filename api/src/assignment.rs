@@ -16,6 +16,7 @@ resource_object! {
     }
 }
 
+/// Which model should be on which nodes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ModelAssignmentSpec {
@@ -26,10 +27,13 @@ pub struct ModelAssignmentSpec {
     /// every node that matches `nodeSelector`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<u32>,
+    /// Only nodes carrying these labels are considered. Omit it to consider
+    /// every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_selector: Option<NodeSelector>,
 }
 
+/// Selects nodes by their labels.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NodeSelector {
@@ -80,6 +84,7 @@ pub struct PlacementStatus {
     pub message: String,
 }
 
+/// Written by the controller: where the model was placed and how far each node got.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelAssignmentStatus {
