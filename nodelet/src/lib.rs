@@ -1,17 +1,34 @@
 //! herd's per-machine agent, the kubelet of herd.
 //!
-//! This crate holds the parts of the nodelet that stand on their own: making sure an
-//! Ollama binary exists ([`install`]), the retry schedule every loop shares
-//! ([`backoff`]), the default model sized to the machine ([`default_model`]) and the
-//! choice of the address the router uses to reach this machine's Ollama
-//! ([`advertise`]). Each is a set of pure decision functions with table tests and a
-//! thin I/O shell around them, so the registration/heartbeat loop that will be built
-//! on top only wires them together.
+//! `herd nodelet` runs [`run`] with a [`NodeletConfig`] built from [`NodeletArgs`]. It
+//! registers the machine as a `Node` with the router, reports its health and load every
+//! heartbeat, makes sure an Ollama exists (finding one or installing it), starts and
+//! supervises it, and pulls the models the fleet's `ModelAssignment`s place on it.
+//! [`agent`] shows how the tasks fit together.
+//!
+//! Each part is a set of pure decision functions with table tests and a thin I/O shell:
+//! [`install`] (find, download, verify, install Ollama), [`backoff`] (the retry schedule
+//! every loop shares), [`default_model`] (the model sized to the machine),
+//! [`advertise`] (the address the router uses to reach this Ollama), [`register`]
+//! (what the node's spec and labels become), [`status`] (conditions and the status a
+//! heartbeat writes), [`pulls`] (which models to pull), [`metrics`] (CPU, memory,
+//! GPUs) and [`supervisor`] (the Ollama process).
 
 pub mod advertise;
+pub mod agent;
 pub mod backoff;
+pub mod config;
 pub mod default_model;
 pub mod install;
+pub mod metrics;
+pub mod ollama;
+pub mod pulls;
+pub mod register;
+pub mod status;
+pub mod supervisor;
+
+pub use agent::{NodeletError, run};
+pub use config::{DefaultModel, NodeletArgs, NodeletConfig, Timings};
 
 /// The version of this nodelet, as reported to the router and sent as User-Agent.
 pub const NODELET_VERSION: &str = env!("CARGO_PKG_VERSION");

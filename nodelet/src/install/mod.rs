@@ -32,7 +32,7 @@ pub use checksum::{ChecksumError, parse_sha256sums, sha256_file};
 pub use download::{DownloadError, HttpSettings, http_client};
 pub use extract::{ExtractError, extract_archive};
 pub use layout::{InstallLayout, OLLAMA_EXE};
-pub use progress::{InstallPhase, InstallProgress, ProgressDisplay};
+pub use progress::{InstallPhase, InstallProgress, ProgressDisplay, describe_progress};
 pub use proxy::{NoProxy, ProxyConfig, ProxyError};
 
 use crate::backoff::Backoff;

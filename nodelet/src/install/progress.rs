@@ -44,6 +44,49 @@ pub struct InstallProgress {
     pub error: Option<String>,
 }
 
+/// One line saying where an install is, e.g. `downloading ollama-linux-amd64.tar.zst:
+/// 25% of 1.2 GB at 10.5 MB/s`; for `Node.status` and logs.
+pub fn describe_progress(p: &InstallProgress) -> String {
+    let file = if p.file.is_empty() {
+        "Ollama"
+    } else {
+        p.file.as_str()
+    };
+    match p.phase {
+        InstallPhase::Starting => "starting the Ollama install".to_owned(),
+        InstallPhase::Downloading => {
+            let speed = if p.bytes_per_second > 0 {
+                format!(" at {}/s", indicatif::HumanBytes(p.bytes_per_second))
+            } else {
+                String::new()
+            };
+            match p.total {
+                Some(total) if total > 0 => format!(
+                    "downloading {file}: {}% of {}{speed}",
+                    p.completed.saturating_mul(100) / total,
+                    indicatif::HumanBytes(total)
+                ),
+                _ => format!(
+                    "downloading {file}: {}{speed}",
+                    indicatif::HumanBytes(p.completed)
+                ),
+            }
+        }
+        InstallPhase::Retrying => format!(
+            "downloading {file} failed (try {}): {}; retrying",
+            p.attempt,
+            p.error.as_deref().unwrap_or("unknown error")
+        ),
+        InstallPhase::Verifying => format!("verifying the SHA-256 of {file}"),
+        InstallPhase::Extracting => format!("unpacking {file}"),
+        InstallPhase::Installed => format!("installed {file}"),
+        InstallPhase::Failed => format!(
+            "the install failed: {}",
+            p.error.as_deref().unwrap_or("unknown error")
+        ),
+    }
+}
+
 /// How to show progress locally.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ProgressDisplay {
@@ -288,6 +331,34 @@ mod tests {
         assert_eq!(rx.borrow().error, None);
         r.failed("bad");
         assert_eq!(rx.borrow().phase, InstallPhase::Failed);
+    }
+
+    #[test]
+    fn progress_descriptions() {
+        let mut p = InstallProgress {
+            phase: InstallPhase::Downloading,
+            file: "a.tar.zst".into(),
+            completed: 512,
+            total: Some(2048),
+            bytes_per_second: 1024,
+            ..InstallProgress::default()
+        };
+        assert_eq!(
+            describe_progress(&p),
+            "downloading a.tar.zst: 25% of 2.00 KiB at 1.00 KiB/s"
+        );
+        p.total = None;
+        p.bytes_per_second = 0;
+        assert_eq!(describe_progress(&p), "downloading a.tar.zst: 512 B");
+        p.phase = InstallPhase::Retrying;
+        p.attempt = 2;
+        p.error = Some("503".into());
+        assert_eq!(
+            describe_progress(&p),
+            "downloading a.tar.zst failed (try 2): 503; retrying"
+        );
+        p.phase = InstallPhase::Verifying;
+        assert!(describe_progress(&p).contains("SHA-256"));
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use herd_nodelet::install::checksum::sha256_bytes;
 use herd_nodelet::install::{
     ChecksumError, DownloadError, EnsureOutcome, ExtractError, FoundOllama, InstallError,
-    InstallLayout, InstallPhase, InstallProgress, ProgressDisplay, ensure_ollama,
-    find_ollama, install_ollama,
+    InstallLayout, InstallPhase, InstallProgress, ProgressDisplay, ensure_ollama, find_ollama,
+    install_ollama,
 };
 
 use crate::support::{

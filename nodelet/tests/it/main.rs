@@ -1,5 +1,8 @@
-//! Integration tests of herd-nodelet: the real install path against local HTTP servers.
+//! Integration tests of herd-nodelet: the real install path against local HTTP servers,
+//! and the whole agent against the real apiserver and a fake Ollama.
 
+mod agent;
+mod harness;
 mod install;
 mod proxy;
 mod support;
