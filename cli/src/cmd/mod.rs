@@ -1,11 +1,14 @@
 pub mod apply;
 pub mod completion;
+pub mod controller;
 pub mod cordon;
 pub mod delete;
 pub mod describe;
 pub mod explain;
 pub mod get;
+pub mod nodelet;
 pub mod server;
+pub mod up;
 
 /// Resolves on SIGINT or SIGTERM: the signals a terminal, systemd and
 /// Kubernetes use to ask a process to stop.

@@ -1,20 +1,26 @@
-//! `herd server`: the router process.
+//! `herd server`: the router process — API server and store, the
+//! Ollama/OpenAI proxy, the controller (unless `--no-controller`), and the
+//! dashboard, on one address.
 
+use std::future::Future;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use herd_api::Node;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
-    /// Address to serve the API (and the Ollama-compatible proxy) on.
+    /// Address to serve the API, the Ollama-compatible proxy and the dashboard on.
     #[arg(long, env = "HERD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
     /// Directory for the store (herd.db). Default: the platform data dir, e.g. ~/.local/share/herd.
     #[arg(long, env = "HERD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Largest request body accepted by the API, in bytes.
+    /// Largest request body accepted by the resource API, in bytes.
     #[arg(long, env = "HERD_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,
     /// How long an idle watch stream waits before sending a BOOKMARK.
@@ -23,10 +29,20 @@ pub struct ServerArgs {
     /// Number of recent changes kept for watchers to resume from (older: 410, relist).
     #[arg(long, env = "HERD_WATCH_WINDOW", default_value_t = 20_000)]
     pub watch_window: usize,
+    /// Events kept in the event log; the oldest are deleted past this.
+    #[arg(long, env = "HERD_MAX_EVENTS", default_value_t = 1000)]
+    pub max_events: usize,
     /// fsync every commit (survives power loss, slower). Without it, acknowledged
     /// writes survive the process being killed but not a power cut.
     #[arg(long, env = "HERD_FSYNC")]
     pub fsync: bool,
+    /// Do not run the controller in this process (run `herd controller --server URL` instead).
+    #[arg(long, env = "HERD_NO_CONTROLLER")]
+    pub no_controller: bool,
+    #[command(flatten)]
+    pub proxy: herd_proxy::ProxyArgs,
+    #[command(flatten)]
+    pub controller: herd_controller::ControllerArgs,
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -39,6 +55,7 @@ pub fn config(args: &ServerArgs) -> herd_apiserver::Config {
     config.max_body_bytes = args.max_body_bytes;
     config.bookmark_interval = args.bookmark_interval;
     config.watch_window = args.watch_window;
+    config.max_events = args.max_events;
     config.sync = if args.fsync {
         herd_apiserver::SyncMode::Full
     } else {
@@ -47,20 +64,86 @@ pub fn config(args: &ServerArgs) -> herd_apiserver::Config {
     config
 }
 
+/// The URL this process uses to talk to its own API: the listen address,
+/// with a wildcard host replaced by loopback.
+pub fn loopback_url(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => format!("http://127.0.0.1:{}", a.port()),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => format!("http://[::1]:{}", a.port()),
+        SocketAddr::V4(a) => format!("http://{a}"),
+        SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
+    }
+}
+
+pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))
+}
+
+/// Serves everything `herd server` serves on `listener` until `shutdown`.
+pub async fn serve(
+    args: ServerArgs,
+    listener: tokio::net::TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let addr = listener.local_addr()?;
+    let token = CancellationToken::new();
+    let (api, _state) =
+        herd_apiserver::build(config(&args), token.clone()).context("opening the store")?;
+
+    // The proxy and the controller read and write the store through the API,
+    // over loopback: the same code runs in this process or on its own.
+    let client = herd_client::Client::new(&loopback_url(addr)).context("API client")?;
+    let nodes = herd_client::reflector::spawn(
+        client.api::<Node>(),
+        herd_client::watcher::Config::default(),
+    );
+    let proxy = herd_proxy::Proxy::with_shutdown(&args.proxy, nodes, client.clone(), token.clone());
+    let router = api.merge(proxy.router());
+
+    let controller = if args.no_controller {
+        None
+    } else {
+        let stop = token.clone();
+        let config = args.controller.config();
+        let client = client.clone();
+        Some(tokio::spawn(async move {
+            if let Err(e) =
+                herd_controller::run(config, client, async move { stop.cancelled().await }).await
+            {
+                tracing::error!(error = %e, "controller stopped");
+            }
+        }))
+    };
+
+    tracing::info!(
+        %addr,
+        version = env!("CARGO_PKG_VERSION"),
+        balancer = ?args.proxy.balancer,
+        controller = !args.no_controller,
+        "herd server listening on http://{addr}"
+    );
+    herd_apiserver::serve(
+        herd_apiserver::with_common_layers(router),
+        listener,
+        shutdown,
+        token,
+    )
+    .await
+    .context("herd server")?;
+    if let Some(c) = controller {
+        let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
+    }
+    Ok(())
+}
+
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     crate::logging::init();
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&args.listen)
-            .await
-            .with_context(|| format!("binding {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        let token = tokio_util::sync::CancellationToken::new();
-        let (router, _state) = herd_apiserver::build(config(&args), token.clone()).context("opening the store")?;
-        tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "herd server listening on http://{addr}");
-        herd_apiserver::serve(herd_apiserver::with_common_layers(router), listener, super::shutdown_signal(), token)
-            .await
-            .context("herd server")?;
+        let listener = bind(&args.listen).await?;
+        serve(args, listener, super::shutdown_signal()).await?;
         tracing::info!("herd server stopped");
         Ok(())
     })

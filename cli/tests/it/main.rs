@@ -6,6 +6,7 @@ mod get;
 mod kill9;
 mod nodes;
 mod server_cmd;
+mod up;
 mod verbs;
 
 use std::io::{BufRead, BufReader};
@@ -24,8 +25,14 @@ pub struct HerdProcess {
 impl HerdProcess {
     /// Starts `herd server` on a free loopback port and waits until it listens.
     pub fn server(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start("server", data_dir, extra)
+    }
+
+    /// Starts `herd SUBCOMMAND --listen 127.0.0.1:0 --data-dir DIR EXTRA..`
+    /// (`server` or `up`) and waits until it listens.
+    pub fn start(subcommand: &str, data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args([subcommand, "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "info")

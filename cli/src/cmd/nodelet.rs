@@ -1,0 +1,12 @@
+//! `herd nodelet`: the per-machine agent.
+
+use anyhow::Context;
+use herd_nodelet::{NodeletArgs, NodeletConfig};
+
+pub fn run(args: NodeletArgs) -> anyhow::Result<()> {
+    crate::logging::init();
+    let config = NodeletConfig::from_args(&args)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(herd_nodelet::run(config, super::shutdown_signal()))?;
+    Ok(())
+}

@@ -1,0 +1,42 @@
+//! `herd up`: the router and a nodelet for this machine in one process — the
+//! one-command start on a single machine.
+
+use anyhow::Context;
+use clap::Args;
+use herd_nodelet::NodeletConfig;
+
+use super::server::{self, ServerArgs};
+
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+    /// Nodelet flags. `--server`/`ROUTER_URL` is ignored here: the nodelet
+    /// always talks to this process.
+    #[command(flatten)]
+    pub nodelet: herd_nodelet::NodeletArgs,
+}
+
+pub fn run(mut args: UpArgs) -> anyhow::Result<()> {
+    crate::logging::init();
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let listener = server::bind(&args.server.listen).await?;
+        let addr = listener.local_addr()?;
+        args.nodelet.server = server::loopback_url(addr);
+        let nodelet_config = NodeletConfig::from_args(&args.nodelet)?;
+
+        // Ctrl-C stops the nodelet first (it tells the router it is leaving
+        // and stops the Ollama it started), then the server.
+        let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(server::serve(args.server, listener, async move {
+            let _ = server_stopped.await;
+        }));
+        let result = herd_nodelet::run(nodelet_config, super::shutdown_signal()).await;
+        let _ = stop_server.send(());
+        server.await.context("server task")??;
+        result?;
+        tracing::info!("herd stopped");
+        Ok(())
+    })
+}
