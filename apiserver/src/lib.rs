@@ -83,6 +83,7 @@ pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, App
         config: Arc::new(config),
         shutdown,
     };
+    tokio::spawn(routes::events::prune_loop(state.clone()));
     Ok((routes::api_router(state.clone()), state))
 }
 
@@ -128,6 +129,14 @@ pub async fn serve(
     tokio::spawn(async move {
         shutdown.await;
         stop.cancel();
+    });
+    // TCP_NODELAY: streamed tokens and watch events are small writes that
+    // Nagle's algorithm would otherwise hold back until the client's delayed
+    // ACK (~40 ms) whenever a previous write is still unacknowledged.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
     });
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { token.cancelled().await })

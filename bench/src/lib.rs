@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
+pub mod load;
+
 /// Percentiles of a set of latencies.
 #[derive(Clone, Copy, Debug)]
 pub struct Summary {

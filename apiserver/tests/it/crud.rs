@@ -335,3 +335,39 @@ async fn concurrent_patches_of_one_object_all_land() {
     // 1 create + 40 patches, each its own revision.
     assert_eq!(rv(&obj), 41);
 }
+
+#[tokio::test]
+async fn the_event_log_is_pruned_to_max_events_oldest_first() {
+    let mut config = herd_apiserver::Config::new(tempfile::tempdir().expect("tmp").keep());
+    config.max_events = 5;
+    let s = TestServer::start_with(config).await;
+    for i in 0..12 {
+        let ev = json!({"metadata":{"name":format!("ev-{i}")},
+                        "spec":{"involvedObject":{"kind":"Node","name":"a"},"reason":"Ready","message":"m"}});
+        let (code, body) = s.post("/events", ev).await;
+        assert_eq!(code, 201, "{body}");
+    }
+    // Pruning runs every few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, list) = s.get("/events").await;
+        let names: Vec<String> = list["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| e["metadata"]["name"].as_str().unwrap_or("").to_owned())
+            .collect();
+        if names.len() == 5 {
+            let mut want: Vec<String> = (7..12).map(|i| format!("ev-{i}")).collect();
+            want.sort();
+            assert_eq!(names, want, "the newest five remain");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events never pruned: {names:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let _ = std::fs::remove_dir_all(&s.dir);
+}

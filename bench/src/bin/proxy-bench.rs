@@ -1,0 +1,279 @@
+//! What the proxy adds, side by side in one run against the same
+//! `fake-ollama` (no time to first token, one token per small request):
+//! direct, through herd, and through nginx as a plain reverse proxy.
+//!
+//! - small non-streamed requests (`/api/generate`, `stream:false`, one
+//!   token) from 1, 64 and 256 closed-loop clients: requests/s, p50, p99,
+//!   and the latency each proxy adds over direct;
+//! - streamed responses (50 tokens, 5 ms apart): for every chunk, the time
+//!   from the fake writing it (its `created_at`) to the client reading it;
+//!   the proxies' extra is the per-chunk latency they add.
+//!
+//! Targets are measured in rotating order, several rounds each, so drift
+//! on the machine hits all three alike.
+//!
+//! cargo build --release -p herd-testkit -p herd-bench
+//! target/release/proxy-bench                 # or scripts/bench-proxy.sh
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use clap::Parser;
+use herd_bench::load::{self, Http, Run};
+use herd_bench::{Summary, summarize};
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Measured time per target, concurrency and round.
+    #[arg(long, default_value = "4s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Unmeasured time before each measurement (connections, caches).
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    warmup: Duration,
+    /// Rounds over the three targets.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Concurrent clients for the small-request phase.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,256")]
+    concurrency: Vec<usize>,
+    /// Concurrent streams for the per-chunk phase.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    streams: Vec<usize>,
+    /// Leave nginx out (when it cannot be installed).
+    #[arg(long)]
+    no_nginx: bool,
+    /// Extra flags for the herd router (e.g. --nodelay for bench-router).
+    #[arg(long, allow_hyphen_values = true)]
+    router_flag: Vec<String>,
+}
+
+const SMALL: &str =
+    r#"{"model":"bench","prompt":"hi","stream":false,"options":{"num_predict":1}}"#;
+const STREAMED: &str = r#"{"model":"bench","prompt":"hi"}"#;
+
+struct Target {
+    name: &'static str,
+    url: String,
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+fn signed_us(a: Duration, b: Duration) -> String {
+    format!("{:+.0} µs", us(a) - us(b))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let fake = load::start_fake_ollama(
+        &[
+            "--models", "bench", "--ttft-ms", "0", "--tokens", "50", "--tokens-per-sec", "200",
+            "--num-parallel", "4096", "--max-queue", "100000",
+        ]
+        .map(String::from),
+    )?;
+    let dir = tempfile::tempdir()?;
+    let mut router_flags = vec!["--balancer".to_owned(), "p2c".to_owned()];
+    router_flags.extend(args.router_flag.iter().cloned());
+    let (router, router_kind) = load::start_router(&dir.path().join("data"), &router_flags)?;
+    load::register_node(&router.url, "fake", &fake.url, &["bench"], 1024, true).await?;
+    let mut targets = vec![
+        Target { name: "direct", url: fake.url.clone() },
+        Target { name: "herd", url: router.url.clone() },
+    ];
+    let nginx = if args.no_nginx {
+        None
+    } else {
+        let ndir = dir.path().join("nginx");
+        std::fs::create_dir_all(&ndir)?;
+        let listen = format!("127.0.0.1:{}", load::free_port()?);
+        let n = load::start_nginx(&ndir, &listen, &fake.url).context("nginx")?;
+        targets.push(Target { name: "nginx", url: n.url.clone() });
+        Some(n)
+    };
+    println!(
+        "machine: {} cores; fake-ollama pid {} at {}; {router_kind} pid {} at {}; {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        fake.child.id(),
+        fake.url,
+        router.child.id(),
+        router.url,
+        nginx.as_ref().map_or_else(|| "no nginx".to_owned(), |n| format!("{} pid {} at {}", load::nginx_version(), n.child.id(), n.url)),
+    );
+    let http = load::http_client();
+    // Every target answers before anything is measured.
+    for t in &targets {
+        let req = load::post_json(&format!("{}/api/generate", t.url), &Bytes::from_static(SMALL.as_bytes()))?;
+        load::fetch(&http, req).await.with_context(|| format!("{} does not answer", t.name))?;
+    }
+
+    println!("\n## Small non-streamed requests (POST /api/generate, stream:false, 1 token)\n");
+    println!("| clients | target | req/s | p50 | p99 | added p50 | added p99 | errors |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    let herd_pid = router.child.id();
+    let fake_pid = fake.child.id();
+    let nginx_pid = nginx.as_ref().map(|n| n.child.id());
+    for &c in &args.concurrency {
+        let mut samples: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+        let mut rps: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
+        // CPU time each proxy spent, and the requests it served meanwhile.
+        let mut cpu: BTreeMap<&str, (Duration, usize)> = BTreeMap::new();
+        for round in 0..args.rounds {
+            for k in 0..targets.len() {
+                let t = &targets[(k + round) % targets.len()];
+                let pid = match t.name {
+                    "herd" => Some(herd_pid),
+                    "nginx" => nginx_pid,
+                    _ => Some(fake_pid),
+                };
+                let cpu0 = pid.and_then(load::tree_cpu_time);
+                let run: Run = load::closed_loop(
+                    &http,
+                    &format!("{}/api/generate", t.url),
+                    Bytes::from_static(SMALL.as_bytes()),
+                    c,
+                    args.warmup,
+                    args.duration,
+                )
+                .await;
+                if let (Some(a), Some(b)) = (cpu0, pid.and_then(load::tree_cpu_time)) {
+                    let e = cpu.entry(t.name).or_default();
+                    e.0 += b.saturating_sub(a);
+                    e.1 += run.latencies.len();
+                }
+                rps.entry(t.name).or_default().push(run.rps());
+                *errors.entry(t.name).or_default() += run.errors;
+                samples.entry(t.name).or_default().extend(run.latencies);
+            }
+        }
+        let summaries: BTreeMap<&str, Summary> = samples
+            .iter_mut()
+            .map(|(k, v)| (*k, summarize(v)))
+            .collect();
+        let direct = summaries["direct"];
+        for t in &targets {
+            let s = summaries[t.name];
+            let mut r = rps[t.name].clone();
+            r.sort_by(f64::total_cmp);
+            let median_rps = r[r.len() / 2];
+            let (ap50, ap99) = if t.name == "direct" {
+                ("—".to_owned(), "—".to_owned())
+            } else {
+                (signed_us(s.p50, direct.p50), signed_us(s.p99, direct.p99))
+            };
+            println!(
+                "| {c} | {} | {median_rps:.0} | {:.0} µs | {:.0} µs | {ap50} | {ap99} | {} |",
+                t.name,
+                us(s.p50),
+                us(s.p99),
+                errors[t.name]
+            );
+        }
+        if let (Some(h), Some(n)) = (rps.get("herd"), rps.get("nginx")) {
+            let med = |v: &Vec<f64>| {
+                let mut v = v.clone();
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            println!(
+                "|  | herd ÷ nginx | {:.2}× req/s | | | p50 {:.2}× | p99 {:.2}× | |",
+                med(h) / med(n),
+                us(summaries["herd"].p50) / us(summaries["nginx"].p50),
+                us(summaries["herd"].p99) / us(summaries["nginx"].p99)
+            );
+        }
+        let per = |name: &str| {
+            cpu.get(name)
+                .filter(|(_, n)| *n > 0)
+                .map_or_else(|| "—".to_owned(), |(d, n)| format!("{:.1} µs", us(*d) / *n as f64))
+        };
+        println!(
+            "|  | CPU per request | fake {} | herd {} | nginx {} | | | |",
+            per("direct"),
+            per("herd"),
+            per("nginx")
+        );
+    }
+
+    println!("\n## Streamed responses (50 tokens, 5 ms apart): node-to-client latency per chunk\n");
+    println!("| streams | target | chunks | p50 | p99 | added p50 | added p99 |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for &sc in &args.streams {
+        let mut delays: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+        for round in 0..args.rounds {
+            for k in 0..targets.len() {
+                let t = &targets[(k + round) % targets.len()];
+                let d = stream_delays(&http, &format!("{}/api/generate", t.url), sc, args.duration).await?;
+                delays.entry(t.name).or_default().extend(d);
+            }
+        }
+        let summaries: BTreeMap<&str, Summary> =
+            delays.iter_mut().map(|(k, v)| (*k, summarize(v))).collect();
+        let direct = summaries["direct"];
+        for t in &targets {
+            let s = summaries[t.name];
+            let (a50, a99) = if t.name == "direct" {
+                ("—".to_owned(), "—".to_owned())
+            } else {
+                (signed_us(s.p50, direct.p50), signed_us(s.p99, direct.p99))
+            };
+            println!(
+                "| {sc} | {} | {} | {:.0} µs | {:.0} µs | {a50} | {a99} |",
+                t.name,
+                s.count,
+                us(s.p50),
+                us(s.p99)
+            );
+        }
+    }
+    drop(nginx);
+    drop(router);
+    drop(fake);
+    Ok(())
+}
+
+/// `streams` clients streaming back to back for `duration`; for each chunk,
+/// now − its `created_at` (the fake stamps it as it writes it).
+async fn stream_delays(
+    http: &Http,
+    url: &str,
+    streams: usize,
+    duration: Duration,
+) -> anyhow::Result<Vec<Duration>> {
+    let deadline = tokio::time::Instant::now() + duration;
+    let mut tasks = Vec::new();
+    for _ in 0..streams {
+        let (http, url) = (http.clone(), url.to_owned());
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            while tokio::time::Instant::now() < deadline {
+                let req = load::post_json(&url, &Bytes::from_static(STREAMED.as_bytes()))?;
+                let resp = http.request(req).await?;
+                anyhow::ensure!(resp.status().is_success(), "stream answered {}", resp.status());
+                load::read_lines(resp, |line, at| {
+                    #[derive(serde::Deserialize)]
+                    struct Chunk {
+                        created_at: jiff::Timestamp,
+                    }
+                    if let Ok(c) = serde_json::from_slice::<Chunk>(line)
+                        && let Ok(d) = Duration::try_from(at.duration_since(c.created_at))
+                    {
+                        out.push(d);
+                    }
+                })
+                .await?;
+            }
+            Ok::<_, anyhow::Error>(out)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}

@@ -1,0 +1,243 @@
+//! herd's controller: the reconcile loops that close the gap between what
+//! the store says is wanted and what the nodes report.
+//!
+//! - **Node health** ([`health`], [`probe`], [`node`]): `Ready` from
+//!   heartbeats, the nodelet's own conditions and an active probe of each
+//!   node's Ollama; `Reachable` from the probe; events for every transition.
+//! - **Drain** ([`drain`]): `Drained` on cordoned nodes once their in-flight
+//!   requests are done.
+//! - **Routing weights** ([`routing`]): `status.routing` for the proxy.
+//! - **Model placement** ([`placement`]): which nodes hold each
+//!   `ModelAssignment`'s model, with per-node phases and `readyReplicas`.
+//!
+//! Every decision is a pure function of (object, what the controller
+//! observed, now), table-tested without I/O; [`runtime`] is the small
+//! reconcile runtime that feeds them from watch caches, and the rest is a
+//! thin shell that writes their results through the API.
+//!
+//! [`run`] talks to the store only through `herd_client`, so the same code
+//! runs inside `herd server` (over loopback) and as `herd controller
+//! --server URL`. It is safe to restart at any moment: decisions depend on
+//! stored state, so a new controller agrees with what its predecessor
+//! wrote, writes nothing that is already right and records no event for a
+//! state that is already recorded.
+
+mod assignments;
+mod cache;
+mod config;
+pub mod drain;
+pub mod events;
+pub mod health;
+pub mod node;
+mod nodes;
+pub mod placement;
+pub mod probe;
+mod prober;
+pub mod routing;
+pub mod runtime;
+mod time;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use herd_api::{ModelAssignment, Node};
+use herd_client::reflector::Store;
+use herd_client::{Api, Client, watcher};
+use tokio_util::sync::CancellationToken;
+
+pub use cache::placement_facts;
+pub use config::{Config, ControllerArgs};
+pub use events::EventDraft;
+pub use node::{NodeDecision, NodeObservation, reconcile_node};
+pub use placement::{PlacementDecision, reconcile_placement};
+pub use runtime::{Action, WorkQueue};
+
+use crate::cache::{NodeTrigger, assignment_trigger, spawn_watch};
+use crate::events::Recorder;
+use crate::nodes::NodeMemory;
+use crate::runtime::RunOptions;
+
+/// What can stop the controller or fail one reconcile.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API answered with an error or could not be reached.
+    #[error(transparent)]
+    Api(#[from] herd_client::Error),
+    /// The probe HTTP client could not be built.
+    #[error("building the probe HTTP client: {0}")]
+    ProbeClient(#[source] reqwest::Error),
+    /// Other writers kept changing the object between read and write.
+    #[error("{0}: the object kept changing under the status update; will retry")]
+    Contended(String),
+}
+
+/// Everything the reconcilers share.
+pub(crate) struct Context {
+    config: Config,
+    nodes: Store<Node>,
+    assignments: Store<ModelAssignment>,
+    node_api: Api<Node>,
+    assignment_api: Api<ModelAssignment>,
+    recorder: Recorder,
+    node_queue: Arc<WorkQueue>,
+    probe_queue: Arc<WorkQueue>,
+    http: reqwest::Client,
+    memory: Mutex<HashMap<String, NodeMemory>>,
+}
+
+impl Context {
+    fn memory(&self) -> MutexGuard<'_, HashMap<String, NodeMemory>> {
+        self.memory.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Runs the controller against the API behind `client` until `shutdown`
+/// resolves. Errors talking to the API are retried (watches relist,
+/// reconciles back off); only a setup failure ends it early.
+pub async fn run(
+    config: Config,
+    client: Client,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let http = probe::http_client(config.probe_timeout).map_err(Error::ProbeClient)?;
+    let token = CancellationToken::new();
+    let node_queue = Arc::new(WorkQueue::new());
+    let assignment_queue = Arc::new(WorkQueue::new());
+    let probe_queue = Arc::new(WorkQueue::new());
+    let watch_config = watcher::Config {
+        backoff: config.watch_backoff,
+        ..watcher::Config::default()
+    };
+
+    let assignments = spawn_watch(
+        client.api::<ModelAssignment>(),
+        watch_config.clone(),
+        token.clone(),
+        assignment_trigger(assignment_queue.clone()),
+    );
+    let mut trigger = NodeTrigger::new(
+        node_queue.clone(),
+        assignment_queue.clone(),
+        assignments.clone(),
+    );
+    let nodes = spawn_watch(
+        client.api::<Node>(),
+        watch_config,
+        token.clone(),
+        move |event| trigger.on_event(event),
+    );
+
+    let ctx = Arc::new(Context {
+        config: config.clone(),
+        nodes: nodes.clone(),
+        assignments: assignments.clone(),
+        node_api: client.api(),
+        assignment_api: client.api(),
+        recorder: Recorder::new(&client),
+        node_queue: node_queue.clone(),
+        probe_queue: probe_queue.clone(),
+        http,
+        memory: Mutex::new(HashMap::new()),
+    });
+
+    tokio::pin!(shutdown);
+    // Reconcile only from complete caches: placement over half a node list
+    // would move models for no reason.
+    let ready = async {
+        let _ = nodes.wait_ready().await;
+        let _ = assignments.wait_ready().await;
+    };
+    tokio::select! {
+        () = ready => {}
+        () = &mut shutdown => {
+            token.cancel();
+            return Ok(());
+        }
+    }
+    tracing::info!(
+        nodes = nodes.len(),
+        assignments = assignments.len(),
+        heartbeat_grace = ?config.heartbeat_grace,
+        probe_interval = ?config.probe_interval,
+        "controller started"
+    );
+
+    let options = |name| RunOptions {
+        name,
+        concurrency: config.workers,
+        backoff: config.error_backoff,
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    {
+        let ctx = ctx.clone();
+        tasks.spawn(runtime::run(
+            node_queue.clone(),
+            options("Node"),
+            move |name| nodes::reconcile(ctx.clone(), name),
+            token.clone(),
+        ));
+    }
+    {
+        let ctx = ctx.clone();
+        tasks.spawn(runtime::run(
+            assignment_queue.clone(),
+            options("ModelAssignment"),
+            move |name| assignments::reconcile(ctx.clone(), name),
+            token.clone(),
+        ));
+    }
+    {
+        let ctx = ctx.clone();
+        tasks.spawn(runtime::run(
+            probe_queue,
+            RunOptions {
+                concurrency: config.probe_concurrency,
+                ..options("probe")
+            },
+            move |name| prober::probe_node(ctx.clone(), name),
+            token.clone(),
+        ));
+    }
+    tasks.spawn(resync(
+        config.resync,
+        nodes,
+        assignments,
+        node_queue,
+        assignment_queue,
+        token.clone(),
+    ));
+
+    shutdown.await;
+    tracing::info!("controller stopping");
+    token.cancel();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Queues every object once per `period`, so anything a trigger missed (or
+/// a decision that depends on time alone) is caught up.
+async fn resync(
+    period: std::time::Duration,
+    nodes: Store<Node>,
+    assignments: Store<ModelAssignment>,
+    node_queue: Arc<WorkQueue>,
+    assignment_queue: Arc<WorkQueue>,
+    shutdown: CancellationToken,
+) {
+    let start = tokio::time::Instant::now() + period;
+    let mut tick = tokio::time::interval_at(start, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        for n in nodes.list() {
+            node_queue.add(&n.metadata.name);
+        }
+        for m in assignments.list() {
+            assignment_queue.add(&m.metadata.name);
+        }
+    }
+}
