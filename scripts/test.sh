@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs herd's whole test suite on a fresh machine: installs what the tests
+# need, builds, and runs every crate's tests. This is the command README.md
+# gives; CI (.ci/run) calls it too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "cargo not found: install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
+
+# Tests spawn helper binaries (fake-ollama, herd) from target/debug, so build
+# every binary first; then run all tests of the workspace.
+cargo build --workspace --bins --locked
+cargo test --workspace --locked "$@"
