@@ -14,3 +14,7 @@ fi
 # every binary first; then run all tests of the workspace.
 cargo build --workspace --bins --locked
 cargo test --workspace --locked "$@"
+
+# The dashboard in real headless Chromium (installs Debian's chromium and the
+# npm test packages when missing).
+./scripts/ui-test.sh

@@ -100,7 +100,7 @@ pub async fn serve(
         herd_client::watcher::Config::default(),
     );
     let proxy = herd_proxy::Proxy::with_shutdown(&args.proxy, nodes, client.clone(), token.clone());
-    let router = api.merge(proxy.router());
+    let router = api.merge(proxy.router()).merge(herd_ui::router());
 
     let controller = if args.no_controller {
         None
