@@ -1,0 +1,501 @@
+//! The request path of everything routed to one node: read the body, find
+//! the model, choose a node, send, retry elsewhere on failures before the
+//! first byte, and stream the answer back.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Request, Response, StatusCode};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::Deserialize;
+
+use crate::balance::{self, Dice};
+use crate::body::{Finisher, Framing, InFlight, ProxyBody};
+use crate::error::{Dialect, ProxyError};
+use crate::history::{Outcome, Recorder};
+use crate::pool::UpstreamBody;
+use crate::select::{self, NoRoute};
+use crate::state::Shared;
+use crate::table::{Backend, ModelEntry, ModelLive, Table};
+use crate::upstream::{self, SendError, UpBody};
+
+/// How "model not found" reads on an endpoint (Ollama words it per handler).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NotFoundWording {
+    /// `model 'X' not found` (generate, chat, show, copy, delete, push, /v1).
+    Quoted,
+    /// `model "X" not found, try pulling it first` (embed, embeddings).
+    TryPulling,
+}
+
+impl NotFoundWording {
+    pub(crate) fn message(self, model: &str) -> String {
+        match self {
+            NotFoundWording::Quoted => format!("model '{model}' not found"),
+            NotFoundWording::TryPulling => {
+                format!("model {model:?} not found, try pulling it first")
+            }
+        }
+    }
+}
+
+/// What differs between the model-routed endpoints.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Endpoint {
+    pub dialect: Dialect,
+    /// `stream` when the request does not say: true for native, false for /v1.
+    pub stream_default: bool,
+    pub not_found: NotFoundWording,
+}
+
+impl Endpoint {
+    pub(crate) const NATIVE: Endpoint = Endpoint {
+        dialect: Dialect::Ollama,
+        stream_default: true,
+        not_found: NotFoundWording::Quoted,
+    };
+    pub(crate) const NATIVE_ONE_SHOT: Endpoint = Endpoint {
+        stream_default: false,
+        ..Endpoint::NATIVE
+    };
+    pub(crate) const EMBED: Endpoint = Endpoint {
+        stream_default: false,
+        not_found: NotFoundWording::TryPulling,
+        ..Endpoint::NATIVE
+    };
+    pub(crate) const OPENAI: Endpoint = Endpoint {
+        dialect: Dialect::OpenAi,
+        stream_default: false,
+        not_found: NotFoundWording::Quoted,
+    };
+    pub(crate) const OPENAI_EMBED: Endpoint = Endpoint {
+        not_found: NotFoundWording::TryPulling,
+        ..Endpoint::OPENAI
+    };
+}
+
+/// The fields routing needs, read without building the whole document.
+#[derive(Deserialize, Default)]
+pub(crate) struct Probe<'a> {
+    #[serde(borrow, default)]
+    pub model: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// `/api/create`: the model it starts from.
+    #[serde(borrow, default)]
+    pub from: Option<Cow<'a, str>>,
+    /// `/api/copy`.
+    #[serde(borrow, default)]
+    pub source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub destination: Option<Cow<'a, str>>,
+}
+
+impl<'a> Probe<'a> {
+    /// Parses a JSON request body; an empty one is Ollama's "missing
+    /// request body".
+    pub(crate) fn parse(body: &'a [u8]) -> Result<Probe<'a>, ProxyError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ProxyError::BadRequest("missing request body".to_owned()));
+        }
+        serde_json::from_slice(body)
+            .map_err(|e| ProxyError::BadRequest(format!("invalid request body: {e}")))
+    }
+
+    /// `model`, or `name` for older clients; `""` when neither is set.
+    pub(crate) fn model(&self) -> &str {
+        match (&self.model, &self.name) {
+            (Some(m), _) if !m.trim().is_empty() => m.trim(),
+            (_, Some(n)) => n.trim(),
+            _ => "",
+        }
+    }
+}
+
+/// Reads the whole request body, refusing more than `limit` bytes.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ProxyError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ProxyError::BodyTooLarge { limit });
+    }
+    // One frame (the usual small JSON body) is kept as it came, uncopied.
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<bytes::BytesMut> = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                ProxyError::BodyTooLarge { limit }
+            } else {
+                ProxyError::BadRequest(format!("cannot read the request body: {e}"))
+            }
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        match (&first, &mut joined) {
+            (None, _) => first = Some(data),
+            (Some(f), None) => {
+                let mut m = bytes::BytesMut::with_capacity(f.len() + data.len());
+                m.extend_from_slice(f);
+                m.extend_from_slice(&data);
+                joined = Some(m);
+            }
+            (Some(_), Some(m)) => m.extend_from_slice(&data),
+        }
+    }
+    Ok(match joined {
+        Some(m) => m.freeze(),
+        None => first.unwrap_or_default(),
+    })
+}
+
+/// Records the model: the fleet's name for it when known (shared, no
+/// copy), else as the client wrote it.
+pub(crate) fn set_model(rec: &mut Recorder, entry: Option<&ModelEntry>, raw: &str, stream: bool) {
+    match entry {
+        Some(e) => rec.set_model(e.display.clone(), true, stream),
+        None => rec.set_model(Arc::from(raw), false, stream),
+    }
+}
+
+/// Ends a request with the proxy's own error, recorded.
+pub(crate) fn fail(rec: Recorder, err: ProxyError, dialect: Dialect) -> Response<Body> {
+    let status = err.status().as_u16();
+    let msg = err.to_string();
+    let resp = err.to_response(dialect);
+    rec.finish(Outcome {
+        status,
+        error: msg,
+        ..Outcome::default()
+    });
+    resp
+}
+
+/// The error for a request no node can take.
+pub(crate) fn no_route_error(no: &NoRoute, model: &str, wording: NotFoundWording) -> ProxyError {
+    match no {
+        NoRoute::ModelNotFound => ProxyError::NotFound(wording.message(model)),
+        other => ProxyError::Unavailable(other.message(model)),
+    }
+}
+
+/// `POST` endpoints that carry the model in their JSON body.
+pub(crate) async fn model_routed(
+    shared: Arc<Shared>,
+    path: &'static str,
+    ep: Endpoint,
+    req: Request<Body>,
+) -> Response<Body> {
+    let (parts, body) = req.into_parts();
+    let mut rec = Recorder::start(shared.sink.clone(), &parts.method, Cow::Borrowed(path));
+    let bytes = match read_body(&parts.headers, body, shared.config.max_request_body).await {
+        Ok(b) => b,
+        Err(e) => return fail(rec, e, ep.dialect),
+    };
+    let (model, stream) = match Probe::parse(&bytes) {
+        Ok(p) => (p.model().to_owned(), p.stream.unwrap_or(ep.stream_default)),
+        Err(e) => return fail(rec, e, ep.dialect),
+    };
+    let table = shared.current_table().await;
+    if model.is_empty() {
+        // Ollama's answer, unless there is no fleet to ask at all.
+        let err = match select::fleet_check(&table) {
+            Err(no) => ProxyError::Unavailable(no.message("")),
+            Ok(()) => ProxyError::BadRequest("model is required".to_owned()),
+        };
+        return fail(rec, err, ep.dialect);
+    }
+    let entry = table.model(&model);
+    set_model(&mut rec, entry, &model, stream);
+    let call = Call {
+        parts: &parts,
+        body: bytes,
+        model: &model,
+        stream,
+        ep,
+        on_success: None,
+    };
+    forward(&shared, &table, entry, call, rec).await
+}
+
+/// One request to send to some node holding `model`.
+pub(crate) struct Call<'a> {
+    pub parts: &'a Parts,
+    pub body: Bytes,
+    pub model: &'a str,
+    pub stream: bool,
+    pub ep: Endpoint,
+    /// Run after a 2xx response ended with `"status":"success"`, given the
+    /// node that answered (create: the new model is there now).
+    pub on_success: Option<OnNodeSuccess>,
+}
+
+/// Told the node that answered, after a successful response.
+pub(crate) type OnNodeSuccess = Box<dyn FnOnce(&str) + Send>;
+
+/// A failed attempt, for the final message.
+struct Failure {
+    node: Arc<str>,
+    message: String,
+    busy: bool,
+}
+
+/// Sends `call` to the best candidate, moving to the next one on
+/// connection failures, first-byte timeouts and 503s (and on a 404 when the
+/// table believed the node had the model), at most `1 + max_retries` tries.
+pub(crate) async fn forward(
+    shared: &Arc<Shared>,
+    table: &Table,
+    entry: Option<&ModelEntry>,
+    mut call: Call<'_>,
+    rec: Recorder,
+) -> Response<Body> {
+    let max_attempts = 1 + shared.config.max_retries as usize;
+    let mut tried: Vec<usize> = Vec::with_capacity(2);
+    let mut failures: Vec<Failure> = Vec::new();
+    let path_and_query = upstream::path_and_query(&call.parts.uri);
+    loop {
+        let now = shared.clock.now();
+        let mut cands = match select::candidates(table, entry, now, &tried) {
+            Ok(c) => c,
+            Err(no) => {
+                return fail(
+                    rec,
+                    no_route_error(&no, call.model, call.ep.not_found),
+                    call.ep.dialect,
+                );
+            }
+        };
+        if cands.is_empty() {
+            break;
+        }
+        let Some(entry) = entry else { break };
+        select::prefer_loaded(table, &mut cands);
+        let loads = select::loads(table, entry, &cands, call.stream, now);
+        let dice = Dice {
+            r1: rand::random::<u32>() as usize,
+            r2: rand::random::<u32>() as usize,
+            counter: shared.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        };
+        let ci = balance::pick(shared.config.strategy, &loads, dice);
+        let chosen = cands[ci].clone();
+        // What the other candidates take, for judging this node's first sample.
+        let others: Vec<crate::balance::Load> = loads
+            .iter()
+            .enumerate()
+            .filter(|(i, l)| *i != ci && l.ttfb_secs.is_some())
+            .map(|(_, l)| *l)
+            .collect();
+        let reference = (!others.is_empty()).then(|| balance::default_ttfb(&others));
+        let backend = &table.nodes[chosen.node];
+        backend.live.note_pick(now, shared.next_pick());
+        tried.push(chosen.node);
+        let Some(target) = &backend.target else { break };
+        if tried.len() > 1 {
+            shared.sink.metrics.retry();
+        }
+
+        let in_flight = InFlight::new(backend.live.clone());
+        let req = match upstream::build(
+            target,
+            call.parts.method.clone(),
+            &path_and_query,
+            &call.parts.headers,
+            UpBody::full(call.body.clone()),
+        ) {
+            Ok(r) => r,
+            Err(e) => return fail(rec, ProxyError::Internal(e), call.ep.dialect),
+        };
+        let sent = Instant::now();
+        let result = upstream::send(
+            &shared.client,
+            target,
+            req,
+            shared.config.first_byte_timeout,
+        )
+        .await;
+        let may_retry = || {
+            tried.len() < max_attempts
+                && select::candidates(table, Some(entry), shared.clock.now(), &tried)
+                    .is_ok_and(|c| !c.is_empty())
+        };
+        match result {
+            Ok(resp) => {
+                let status = resp.status();
+                let busy = status == StatusCode::SERVICE_UNAVAILABLE;
+                if (busy || status == StatusCode::NOT_FOUND) && may_retry() {
+                    let why = if busy { "Busy" } else { "ModelMissing" };
+                    shared.sink.metrics.failure(&backend.name, why);
+                    if busy {
+                        backend
+                            .live
+                            .errors
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    tracing::debug!(node = %backend.name, %status, "retrying on another node");
+                    failures.push(Failure {
+                        node: backend.name.clone(),
+                        message: format!("answered {status}"),
+                        busy,
+                    });
+                    continue;
+                }
+                if status.is_success() {
+                    entry.holders[chosen.holder].live.observe(
+                        call.stream,
+                        sent.elapsed().as_secs_f64(),
+                        shared.clock.now(),
+                        reference,
+                    );
+                }
+                if backend.reported_unreachable {
+                    shared.reporter.reachable(&backend.name, &backend.live);
+                }
+                let retries = u32::try_from(tried.len() - 1).unwrap_or(u32::MAX);
+                let on_success = call.on_success.take().map(|f| {
+                    let node = backend.name.clone();
+                    Box::new(move || f(&node)) as Box<dyn FnOnce() + Send>
+                });
+                let pair = Some(entry.holders[chosen.holder].live.clone());
+                return respond(resp, backend, rec, in_flight, retries, pair, on_success);
+            }
+            Err(e) => {
+                drop(in_flight);
+                let message = e.message();
+                tracing::warn!(node = %backend.name, error = %message, "node failed before responding");
+                shared.sink.metrics.failure(&backend.name, e.reason());
+                backend
+                    .live
+                    .errors
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if !matches!(e, SendError::Request(_)) {
+                    shared.trip(&backend.live);
+                }
+                if matches!(e, SendError::Connect(_) | SendError::Timeout(_)) {
+                    shared
+                        .reporter
+                        .unreachable(&backend.name, e.reason(), message.clone());
+                }
+                let timeout = matches!(e, SendError::Timeout(_));
+                failures.push(Failure {
+                    node: backend.name.clone(),
+                    message,
+                    busy: false,
+                });
+                if timeout && !shared.config.retry_on_timeout {
+                    let f = failures.pop().map(|f| f.message).unwrap_or_default();
+                    return fail(
+                        rec,
+                        ProxyError::GatewayTimeout(format!("node {}: {f}", backend.name)),
+                        call.ep.dialect,
+                    );
+                }
+                if tried.len() >= max_attempts {
+                    break;
+                }
+            }
+        }
+    }
+    fail(rec, exhausted(call.model, &failures), call.ep.dialect)
+}
+
+/// The error after every allowed attempt failed: 503 when every node was
+/// busy, 502 otherwise; it names each node tried and what happened.
+fn exhausted(model: &str, failures: &[Failure]) -> ProxyError {
+    let list: Vec<String> = failures
+        .iter()
+        .map(|f| format!("{}: {}", f.node, f.message))
+        .collect();
+    let what = if model.is_empty() {
+        String::new()
+    } else {
+        format!(" for model '{model}'")
+    };
+    let msg = format!(
+        "all {} node{} tried{what} failed: {}",
+        failures.len(),
+        if failures.len() == 1 { "" } else { "s" },
+        list.join("; ")
+    );
+    if !failures.is_empty() && failures.iter().all(|f| f.busy) {
+        ProxyError::Unavailable(msg)
+    } else {
+        ProxyError::BadGateway(msg)
+    }
+}
+
+/// Streams a node's response to the client, recording it when it ends.
+pub(crate) fn respond(
+    resp: Response<UpstreamBody>,
+    backend: &Backend,
+    rec: Recorder,
+    in_flight: InFlight,
+    retries: u32,
+    pair: Option<Arc<ModelLive>>,
+    on_success: Option<Box<dyn FnOnce() + Send>>,
+) -> Response<Body> {
+    let (parts, incoming) = resp.into_parts();
+    let framing = Framing::of(&parts.headers);
+    let needs_success_line = on_success.is_some();
+    let fin = Finisher {
+        rec,
+        outcome: Outcome {
+            status: parts.status.as_u16(),
+            node: Some((backend.name.clone(), backend.live.clone())),
+            pair,
+            retries,
+            node_failed: parts.status.is_server_error(),
+            ..Outcome::default()
+        },
+        in_flight: Some(in_flight),
+        on_success,
+        needs_success_line,
+    };
+    let body = ProxyBody::new(incoming, framing, backend.name.clone(), fin);
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = parts.status;
+    upstream::response_headers(&parts.headers, out.headers_mut());
+    out.headers_mut()
+        .insert(crate::NODE_HEADER, backend.header.clone());
+    out
+}
+
+/// `GET /v1/models/{model}`: the model named in the path.
+pub(crate) async fn model_in_path(
+    shared: Arc<Shared>,
+    model: String,
+    req: Request<Body>,
+) -> Response<Body> {
+    let (parts, _) = req.into_parts();
+    let mut rec = Recorder::start(
+        shared.sink.clone(),
+        &parts.method,
+        Cow::Owned(parts.uri.path().to_owned()),
+    );
+    let table = shared.current_table().await;
+    let entry = table.model(&model);
+    set_model(&mut rec, entry, &model, false);
+    let call = Call {
+        parts: &parts,
+        body: Bytes::new(),
+        model: &model,
+        stream: false,
+        ep: Endpoint::OPENAI,
+        on_success: None,
+    };
+    forward(&shared, &table, entry, call, rec).await
+}

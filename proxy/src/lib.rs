@@ -1,0 +1,169 @@
+//! herd's Ollama- and OpenAI-compatible proxy: one address for the whole
+//! fleet.
+//!
+//! Clients (the `ollama` CLI with `OLLAMA_HOST`, ollama-python, ollama-js,
+//! OpenAI SDKs, Open WebUI) talk to the router exactly as to one Ollama;
+//! each request goes to a Ready, schedulable node that holds its model,
+//! chosen by load and latency, and is streamed back frame by frame.
+//!
+//! # Composing
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! use herd_api::Node;
+//! use herd_client::{Client, reflector, watcher};
+//! use herd_proxy::{Proxy, ProxyConfig};
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let url = format!("http://{}", listener.local_addr()?);
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let (api_router, _state) =
+//!     herd_apiserver::build(herd_apiserver::Config::new("/tmp/herd"), shutdown.clone())?;
+//! // The proxy reads nodes from a watch cache of the same server.
+//! let client = Client::new(&url)?;
+//! let nodes = reflector::spawn(client.api::<Node>(), watcher::Config::default());
+//! let proxy = Proxy::with_shutdown(ProxyConfig::default(), nodes, client, shutdown.clone());
+//! let app = herd_apiserver::with_common_layers(api_router.merge(proxy.router()));
+//! herd_apiserver::serve(app, listener, std::future::pending(), shutdown).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! [`Proxy::router`] has no fallback (the composer adds the one 404) and
+//! no body-size layer (it enforces `--max-request-body` itself, and blob
+//! uploads are unbounded). Its paths (`/`, `/api/*`, `/v1/*`, `/metrics`,
+//! `/apis/herd/v1/requests[/stats]`) do not overlap the apiserver's.
+//! Pass the server's shutdown token ([`Proxy::with_shutdown`]) so the
+//! request-history watch streams end and graceful shutdown can finish.
+//!
+//! # Endpoints
+//!
+//! | path | behaviour |
+//! |---|---|
+//! | `GET\|HEAD /` | `Ollama is running` |
+//! | `GET\|HEAD /api/version` | lowest Ollama version among ready nodes; `0.0.0` when none can say |
+//! | `GET\|HEAD /api/tags`, `GET /api/ps`, `GET /v1/models` | union over the nodes taking requests, one entry per model |
+//! | `POST /api/generate`, `/api/chat`, `/api/embed`, `/api/embeddings`, `/api/show`, `/api/push`, `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`; `GET /v1/models/{model}` | to one node holding the model |
+//! | `POST /api/create` | to a node holding `from`, else the primary node |
+//! | `HEAD\|POST /api/blobs/{digest}` | streamed to the primary node (first schedulable node by name) |
+//! | `POST /api/pull` | every ready, schedulable node; progress merged into one stream |
+//! | `DELETE /api/delete`, `POST /api/copy` | every ready, schedulable node; one answer |
+//! | `GET /metrics` | Prometheus text (see the `metrics` table in the source docs) |
+//! | `GET /apis/herd/v1/requests` | history, newest first: `{"apiVersion":"herd/v1","kind":"RequestList","items":[RequestRecord…]}`; `?node=`, `?model=`, `?limit=` (default 100) |
+//! | `GET /apis/herd/v1/requests?watch=true` | NDJSON, one `RequestRecord` per line as requests finish (same filters) |
+//! | `GET /apis/herd/v1/requests/stats` | [`RequestStats`]: per node `inFlight`, `processed`, `errors`, `latencyMs{p50,p95}`, `ttftMs{p50,p95}` |
+//!
+//! Every response from a node carries `X-Herd-Node: <node name>` (a
+//! comma-separated list for fan-outs).
+//!
+//! # Choosing a node
+//!
+//! Candidates are nodes whose `Ready` condition is `True`, not cordoned
+//! (`spec.unschedulable`), with a `spec.ollamaUrl`, a weight above 0
+//! (`status.routing.weight` if the controller set it, else `spec.weight`),
+//! that hold the model in `status.models` (Ollama's name equality:
+//! `llama3` = `llama3:latest`), and that have not refused a connection in
+//! the last `--failure-cooldown`. Nodes with the model loaded and a free
+//! slot (`in-flight < spec.maxParallel`) are preferred. Then the
+//! `--balancer` strategy picks: see [`balance`].
+//!
+//! # Failures
+//!
+//! A refused or timed-out connection, a broken connection before the
+//! response head, a 503 (Ollama's full queue), a first-byte timeout
+//! (`--retry-on-timeout`), or a 404 from a node the table believed had the
+//! model: the request moves to another candidate, at most `--max-retries`
+//! times. Connection failures leave the node out of routing for the
+//! cooldown and set its `Reachable` condition to `False` (reason
+//! `ConnectFailed` or `FirstByteTimeout`) in a background task, at most
+//! once per second per node; a later success sets it back to `True`. After
+//! the first byte nothing is retried: a node dying mid-stream ends the
+//! response with Ollama's `{"error":"..."}` line (an SSE `data:` error event
+//! on `/v1`). A client that disconnects drops the node connection, which
+//! cancels the generation.
+//!
+//! No node registered: 503 `no nodes available: no nodes are registered`.
+//! Nodes but none ready and schedulable: 503 saying how many are not ready,
+//! cordoned, etc. No node has the model: 404 in Ollama's words for the
+//! endpoint. Every candidate failed: 503 if all were busy, else 502, naming
+//! each node and what happened. `/v1/*` errors use OpenAI's shape.
+//!
+//! # Not an Ollama
+//!
+//! - Nodes are reached over plain `http://` only.
+//! - Model changes made through the proxy (pull, copy, create, delete)
+//!   count at once on the nodes they happened on, for `model_overlay_ttl`,
+//!   until the nodes' own status (from their nodelets) agrees.
+//! - Read-only fleet views (`/`, `/api/version`, `/api/tags`, `/api/ps`,
+//!   `/v1/models`) are not recorded in the request history.
+
+mod aggregate;
+pub mod balance;
+mod body;
+pub mod config;
+pub mod error;
+mod fanout;
+mod forward;
+pub mod history;
+mod metrics;
+mod pool;
+mod report;
+mod routes;
+mod select;
+mod state;
+mod table;
+mod upstream;
+
+use std::sync::Arc;
+
+use axum::Router;
+use herd_api::Node;
+use herd_client::{Client, Store};
+use tokio_util::sync::CancellationToken;
+
+pub use aggregate::UNKNOWN_VERSION;
+pub use config::{ProxyArgs, ProxyConfig, Strategy, parse_size};
+pub use error::{Dialect, ProxyError};
+pub use history::{NodeRequestStats, Percentiles, RequestStats};
+
+/// The header naming the node that answered.
+pub const NODE_HEADER: &str = "x-herd-node";
+
+/// The proxy: routing table, upstream connection pool, history and
+/// metrics. Cheap to clone; background tasks stop when the last clone (and
+/// every router made from it) is dropped, or at shutdown.
+#[derive(Clone)]
+pub struct Proxy {
+    shared: Arc<state::Shared>,
+}
+
+impl Proxy {
+    /// A proxy routing over the nodes in `nodes` (a watch cache, e.g.
+    /// `herd_client::reflector::spawn`), reporting node health and load
+    /// through `api`. Needs a tokio runtime.
+    pub fn new(config: impl Into<ProxyConfig>, nodes: Store<Node>, api: Client) -> Proxy {
+        Proxy::with_shutdown(config, nodes, api, CancellationToken::new())
+    }
+
+    /// Like [`Proxy::new`]; cancelling `shutdown` ends the history watch
+    /// streams (so a graceful shutdown is not held open) and stops the
+    /// background tasks.
+    pub fn with_shutdown(
+        config: impl Into<ProxyConfig>,
+        nodes: Store<Node>,
+        api: Client,
+        shutdown: CancellationToken,
+    ) -> Proxy {
+        Proxy {
+            shared: Arc::new(state::Shared::new(config.into(), nodes, api, shutdown)),
+        }
+    }
+
+    /// The routes, with state applied; merge them beside the API routes.
+    pub fn router(&self) -> Router {
+        routes::router(self.shared.clone())
+    }
+
+    pub fn config(&self) -> &ProxyConfig {
+        &self.shared.config
+    }
+}

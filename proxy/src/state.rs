@@ -1,0 +1,140 @@
+//! What every handler shares, and the task that keeps the routing table
+//! current.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+use herd_api::Node;
+use herd_client::Store;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::config::ProxyConfig;
+use crate::history::{History, Sink};
+use crate::metrics::Metrics;
+use crate::pool::Pool;
+use crate::report::{self, Reporter};
+use crate::table::{Clock, Lives, Overlay, Table};
+
+/// Longest a request waits for the first node list after start.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+pub(crate) struct Shared {
+    pub config: ProxyConfig,
+    pub table: Arc<ArcSwap<Table>>,
+    pub overlay: Arc<Overlay>,
+    pub client: Pool,
+    pub sink: Arc<Sink>,
+    pub reporter: Reporter,
+    pub clock: Clock,
+    /// Round-robin position.
+    pub rr: AtomicU64,
+    /// Logical clock of picks (for least-recently-picked tie-breaks).
+    pub picks: AtomicU64,
+    /// Cancelled at shutdown: ends watch streams and background tasks.
+    pub stop: CancellationToken,
+    /// True once a table built from a listed store is in place.
+    synced: tokio::sync::watch::Receiver<bool>,
+    /// Stops the background tasks when the last handle goes away.
+    _tasks: DropGuard,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: ProxyConfig,
+        nodes: Store<Node>,
+        client: herd_client::Client,
+        shutdown: CancellationToken,
+    ) -> Shared {
+        let stop = shutdown.child_token();
+        let clock = Clock::new();
+        let lives = Arc::new(Lives::default());
+        let overlay = Arc::new(Overlay::default());
+        let mut changes = nodes.subscribe();
+        let first = Table::build(&nodes.list(), nodes.is_ready(), &lives, &overlay);
+        let (synced_tx, synced) = tokio::sync::watch::channel(first.synced);
+        let table = Arc::new(ArcSwap::from_pointee(first));
+        {
+            let (table, lives, overlay, stop) =
+                (table.clone(), lives.clone(), overlay.clone(), stop.clone());
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        r = changes.changed() => if r.is_err() {
+                            tracing::debug!("node store closed: routing table frozen");
+                            break;
+                        },
+                        () = overlay.changed.notified() => {}
+                    }
+                    let next = Table::build(&nodes.list(), nodes.is_ready(), &lives, &overlay);
+                    tracing::trace!(
+                        nodes = next.nodes.len(),
+                        models = next.models.len(),
+                        "routing table rebuilt"
+                    );
+                    let synced = next.synced;
+                    table.store(Arc::new(next));
+                    synced_tx.send_if_modified(|s| !std::mem::replace(s, synced) && synced);
+                }
+            });
+        }
+        let api = client.api::<Node>();
+        let reporter = report::spawn_reachability(
+            api.clone(),
+            clock,
+            config.status_report_interval,
+            stop.clone(),
+        );
+        report::spawn_in_flight_writer(
+            api,
+            table.clone(),
+            config.status_report_interval,
+            stop.clone(),
+        );
+        Shared {
+            client: Pool::new(config.connect_timeout, config.idle_pool_timeout),
+            sink: Arc::new(Sink {
+                history: History::new(config.request_history),
+                metrics: Metrics::new(),
+            }),
+            config,
+            table,
+            overlay,
+            reporter,
+            clock,
+            rr: AtomicU64::new(0),
+            picks: AtomicU64::new(0),
+            _tasks: stop.clone().drop_guard(),
+            stop,
+            synced,
+        }
+    }
+
+    /// The routing table; right after start, waits (a few seconds at most)
+    /// for the first list of nodes, so early requests are not told "no
+    /// nodes" by a proxy that has simply not looked yet.
+    pub(crate) async fn current_table(&self) -> Arc<Table> {
+        let t = self.table.load_full();
+        if t.synced {
+            return t;
+        }
+        let mut rx = self.synced.clone();
+        let _ = tokio::time::timeout(SYNC_WAIT, rx.wait_for(|s| *s)).await;
+        self.table.load_full()
+    }
+
+    /// The next logical pick time (starts at 1: 0 means "never picked").
+    pub(crate) fn next_pick(&self) -> u64 {
+        self.picks.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Leaves a node out of routing for the failure cooldown.
+    pub(crate) fn trip(&self, live: &crate::table::NodeLive) {
+        live.tripped_until.store(
+            self.clock.after(self.config.failure_cooldown),
+            Ordering::Relaxed,
+        );
+        live.reachable_seen.store(false, Ordering::Relaxed);
+    }
+}

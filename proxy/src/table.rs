@@ -1,0 +1,652 @@
+//! The routing table: an immutable snapshot of the fleet built from the
+//! `Node` store on each change and swapped in whole (`ArcSwap`), so the
+//! request path reads it without a lock. Live counters (in flight, latency
+//! EWMA, breaker) survive rebuilds: they are kept by node name in [`Lives`]
+//! and shared by `Arc` into every snapshot.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderValue;
+use axum::http::uri::{Authority, PathAndQuery, Scheme};
+use herd_api::model_name::{self, ModelName};
+use herd_api::{ConditionStatus, Node, conditions, find_condition};
+
+/// Monotonic nanoseconds since the proxy started: what the atomics store.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    pub(crate) fn new() -> Clock {
+        Clock {
+            epoch: Instant::now(),
+        }
+    }
+
+    pub(crate) fn now(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn after(&self, d: Duration) -> u64 {
+        self.now()
+            .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .max(1)
+    }
+}
+
+/// Per-node counters shared by every snapshot and every request.
+#[derive(Debug, Default)]
+pub(crate) struct NodeLive {
+    /// Requests sent whose response body has not ended.
+    pub in_flight: AtomicU32,
+    /// Clock nanos until which the node is left out after a connection
+    /// failure; 0 when it is not tripped.
+    pub tripped_until: AtomicU64,
+    /// Logical time of the last pick (see `Shared::picks`).
+    pub last_pick: AtomicU64,
+    /// Picks, decaying over time (f64 bits), as of `recent_at`.
+    recent: AtomicU64,
+    recent_at: AtomicU64,
+    /// Responses the node sent (any status).
+    pub processed: AtomicU64,
+    /// Attempts that failed: no connection, no answer in time, a 5xx, or a
+    /// stream cut short by the node.
+    pub errors: AtomicU64,
+    /// A success was reported since the last failure (`Reachable=True`
+    /// is written once per recovery).
+    pub reachable_seen: AtomicBool,
+}
+
+impl NodeLive {
+    fn new() -> NodeLive {
+        NodeLive::default()
+    }
+
+    pub(crate) fn is_tripped(&self, now: u64) -> bool {
+        self.tripped_until.load(Ordering::Relaxed) > now
+    }
+
+    /// The decaying count of picks at clock `now`.
+    pub(crate) fn recent_picks(&self, now: u64) -> f64 {
+        let v = f64::from_bits(self.recent.load(Ordering::Relaxed));
+        let at = self.recent_at.load(Ordering::Relaxed);
+        crate::balance::decayed(v, nanos_to_secs(now.saturating_sub(at)))
+    }
+
+    /// Records a pick at clock `now` and logical time `seq`. Two picks
+    /// racing may count once; a tie-breaker can afford that.
+    pub(crate) fn note_pick(&self, now: u64, seq: u64) {
+        let v = self.recent_picks(now) + 1.0;
+        self.recent.store(v.to_bits(), Ordering::Relaxed);
+        self.recent_at.store(now, Ordering::Relaxed);
+        self.last_pick.store(seq, Ordering::Relaxed);
+    }
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn nanos_to_secs(n: u64) -> f64 {
+    n as f64 / 1e9
+}
+
+/// Per-(node, model) latency estimates, as f64 bits (0 = not measured)
+/// with the clock time of their last sample, and the pair's metric series
+/// once first used.
+#[derive(Default)]
+pub(crate) struct ModelLive {
+    /// Time to first byte of streamed requests.
+    ttfb_stream: (AtomicU64, AtomicU64),
+    /// Time to first byte of non-streamed requests (the whole generation).
+    ttfb_full: (AtomicU64, AtomicU64),
+    metrics: std::sync::OnceLock<crate::metrics::Pair>,
+}
+
+impl std::fmt::Debug for ModelLive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelLive").finish_non_exhaustive()
+    }
+}
+
+impl ModelLive {
+    fn slot(&self, stream: bool) -> &(AtomicU64, AtomicU64) {
+        if stream {
+            &self.ttfb_stream
+        } else {
+            &self.ttfb_full
+        }
+    }
+
+    /// The estimate as of clock `now` (faded since its last sample).
+    pub(crate) fn ttfb(&self, stream: bool, now: u64) -> Option<f64> {
+        let (value, at) = self.slot(stream);
+        match value.load(Ordering::Relaxed) {
+            0 => None,
+            bits => Some(crate::balance::ttfb_decayed(
+                f64::from_bits(bits),
+                nanos_to_secs(now.saturating_sub(at.load(Ordering::Relaxed))),
+            )),
+        }
+    }
+
+    /// Folds one sample in at clock `now`; `reference` is what the other
+    /// candidates take. Races between concurrent updates lose a sample at
+    /// worst, which an average can afford.
+    pub(crate) fn observe(&self, stream: bool, secs: f64, now: u64, reference: Option<f64>) {
+        let next = crate::balance::ewma_update(self.ttfb(stream, now), secs, reference).max(1e-9);
+        let (value, at) = self.slot(stream);
+        value.store(next.to_bits(), Ordering::Relaxed);
+        at.store(now, Ordering::Relaxed);
+    }
+
+    /// The pair's metric series (labels given the first time).
+    pub(crate) fn metrics(
+        &self,
+        m: &crate::metrics::Metrics,
+        model: &str,
+        node: &str,
+    ) -> &crate::metrics::Pair {
+        self.metrics.get_or_init(|| m.pair(model, node))
+    }
+}
+
+/// The live counters by name, pruned to the nodes that still exist.
+#[derive(Default)]
+pub(crate) struct Lives {
+    nodes: Mutex<HashMap<String, Arc<NodeLive>>>,
+    models: Mutex<HashMap<(String, String), Arc<ModelLive>>>,
+}
+
+impl Lives {
+    fn node(map: &mut HashMap<String, Arc<NodeLive>>, name: &str) -> Arc<NodeLive> {
+        map.entry(name.to_owned())
+            .or_insert_with(|| Arc::new(NodeLive::new()))
+            .clone()
+    }
+}
+
+/// Where a node's requests go, pre-parsed from `spec.ollamaUrl`.
+#[derive(Clone, Debug)]
+pub(crate) struct Target {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Path prefix of the URL without its trailing slash ("" usually).
+    pub prefix: String,
+    /// The `Host` header the node expects: its own authority.
+    pub host: HeaderValue,
+}
+
+impl Target {
+    pub(crate) fn parse(url: &str) -> Result<Target, String> {
+        let uri: axum::http::Uri = url
+            .trim()
+            .parse()
+            .map_err(|e| format!("invalid ollamaUrl {url:?}: {e}"))?;
+        let scheme = uri
+            .scheme()
+            .cloned()
+            .ok_or_else(|| format!("ollamaUrl {url:?} has no scheme"))?;
+        if scheme != Scheme::HTTP {
+            return Err(format!(
+                "ollamaUrl {url:?}: only http:// is supported between the router and its nodes"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .cloned()
+            .ok_or_else(|| format!("ollamaUrl {url:?} has no host"))?;
+        let host = HeaderValue::from_str(authority.as_str())
+            .map_err(|e| format!("ollamaUrl {url:?}: {e}"))?;
+        Ok(Target {
+            scheme,
+            authority,
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+            host,
+        })
+    }
+
+    /// `scheme://authority{prefix}{path_and_query}`; without a prefix the
+    /// parts are shared, not copied.
+    pub(crate) fn uri(&self, pq: &PathAndQuery) -> Result<axum::http::Uri, String> {
+        let mut parts = axum::http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(if self.prefix.is_empty() {
+            pq.clone()
+        } else {
+            format!("{}{pq}", self.prefix)
+                .parse()
+                .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?
+        });
+        axum::http::Uri::from_parts(parts).map_err(|e| e.to_string())
+    }
+}
+
+/// Why a node takes no requests right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Unroutable {
+    NotReady,
+    Cordoned,
+    NoUrl,
+    ZeroWeight,
+}
+
+impl Unroutable {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Unroutable::NotReady => "not ready",
+            Unroutable::Cordoned => "cordoned",
+            Unroutable::NoUrl => "no usable ollamaUrl",
+            Unroutable::ZeroWeight => "weight 0",
+        }
+    }
+}
+
+/// One node as routing sees it.
+#[derive(Debug)]
+pub(crate) struct Backend {
+    pub name: Arc<str>,
+    /// `X-Herd-Node: <name>`, made once.
+    pub header: HeaderValue,
+    pub target: Option<Target>,
+    pub ready: bool,
+    pub unschedulable: bool,
+    /// `status.routing.weight` when the controller set it, else `spec.weight`.
+    pub weight: u32,
+    pub max_parallel: u32,
+    pub cpu_percent: f64,
+    pub memory_percent: f64,
+    /// `status.info.ollamaVersion` ("" when not reported).
+    pub ollama_version: String,
+    /// The `Reachable` condition is `False` in the store.
+    pub reported_unreachable: bool,
+    /// `status.usage.inFlight` as the store has it.
+    pub status_in_flight: u32,
+    pub live: Arc<NodeLive>,
+}
+
+impl Backend {
+    /// Why the node takes no requests (breaker aside), or `None`.
+    pub(crate) fn unroutable(&self) -> Option<Unroutable> {
+        if !self.ready {
+            Some(Unroutable::NotReady)
+        } else if self.unschedulable {
+            Some(Unroutable::Cordoned)
+        } else if self.target.is_none() {
+            Some(Unroutable::NoUrl)
+        } else if self.weight == 0 {
+            Some(Unroutable::ZeroWeight)
+        } else {
+            None
+        }
+    }
+
+    /// Ready and schedulable with a URL: fan-outs (pull, delete) go here,
+    /// whatever the weight.
+    pub(crate) fn fanout_target(&self) -> bool {
+        self.ready && !self.unschedulable && self.target.is_some()
+    }
+}
+
+/// One node holding one model.
+#[derive(Clone, Debug)]
+pub(crate) struct Holder {
+    pub node: usize,
+    pub loaded: bool,
+    pub live: Arc<ModelLive>,
+}
+
+/// A model known on at least one node.
+#[derive(Debug)]
+pub(crate) struct ModelEntry {
+    /// Ollama's short form (`llama3:latest`): metric labels, messages.
+    pub display: Arc<str>,
+    pub holders: Vec<Holder>,
+}
+
+/// A change to a node's models made through the proxy, applied on top of
+/// the store until the node's own status catches up.
+#[derive(Clone, Debug)]
+pub(crate) struct OverlayEntry {
+    pub present: bool,
+    pub display: String,
+    pub until: Instant,
+}
+
+/// Pending model changes by (node, canonical model).
+#[derive(Default)]
+pub(crate) struct Overlay {
+    entries: Mutex<HashMap<(String, String), OverlayEntry>>,
+    pub changed: tokio::sync::Notify,
+}
+
+impl Overlay {
+    pub(crate) fn set(&self, node: &str, model: &str, present: bool, ttl: Duration) {
+        let display = ModelName::parse(model).map_or_else(|_| model.to_owned(), |n| n.short());
+        self.entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                (node.to_owned(), model_name::canonical(model)),
+                OverlayEntry {
+                    present,
+                    display,
+                    until: Instant::now() + ttl,
+                },
+            );
+        self.changed.notify_one();
+    }
+
+    fn live_entries(&self, now: Instant) -> Vec<((String, String), OverlayEntry)> {
+        let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, e| e.until > now);
+        map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+/// A snapshot of the fleet for routing.
+#[derive(Debug, Default)]
+pub(crate) struct Table {
+    /// Every registered node, by name.
+    pub nodes: Vec<Backend>,
+    pub models: Vec<ModelEntry>,
+    /// Raw, short and canonical spellings of each model → index in `models`.
+    aliases: HashMap<String, usize>,
+    /// The store has completed its first list (before that, "no nodes"
+    /// means "not known yet").
+    pub synced: bool,
+    /// Some node takes requests (breaker aside).
+    pub any_routable: bool,
+}
+
+impl Table {
+    /// The model a request names, by Ollama's name equality.
+    pub(crate) fn model(&self, raw: &str) -> Option<&ModelEntry> {
+        let i = match self.aliases.get(raw) {
+            Some(i) => *i,
+            None => *self.aliases.get(&model_name::canonical(raw))?,
+        };
+        self.models.get(i)
+    }
+
+    pub(crate) fn node(&self, name: &str) -> Option<&Backend> {
+        self.nodes
+            .binary_search_by(|b| (*b.name).cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
+    }
+
+    /// Builds a snapshot from the store's nodes and the overlay.
+    pub(crate) fn build(
+        nodes: &[Arc<Node>],
+        synced: bool,
+        lives: &Lives,
+        overlay: &Overlay,
+    ) -> Table {
+        let mut sorted: Vec<&Node> = nodes.iter().map(AsRef::as_ref).collect();
+        sorted.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+
+        let mut node_lives = lives.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        node_lives.retain(|name, _| sorted.iter().any(|n| n.metadata.name == *name));
+        let mut model_lives = lives.models.lock().unwrap_or_else(PoisonError::into_inner);
+
+        let mut table = Table {
+            synced,
+            ..Table::default()
+        };
+        // canonical → (index in models)
+        let mut by_canonical: HashMap<String, usize> = HashMap::new();
+        let mut used_model_lives = Vec::new();
+        let overlay = overlay.live_entries(Instant::now());
+
+        for (idx, node) in sorted.iter().enumerate() {
+            let name = node.metadata.name.as_str();
+            table
+                .nodes
+                .push(backend(node, Lives::node(&mut node_lives, name)));
+
+            let mut models: Vec<(String, String, bool)> = node
+                .status
+                .models
+                .iter()
+                .map(|m| (model_name::canonical(&m.name), m.name.clone(), m.loaded))
+                .collect();
+            for ((n, canonical), e) in &overlay {
+                if n != name {
+                    continue;
+                }
+                let have = models.iter().position(|(c, _, _)| c == canonical);
+                match (e.present, have) {
+                    (true, None) => models.push((canonical.clone(), e.display.clone(), false)),
+                    (false, Some(i)) => {
+                        models.remove(i);
+                    }
+                    _ => {}
+                }
+            }
+            for (canonical, raw, loaded) in models {
+                let key = (name.to_owned(), canonical.clone());
+                let live = model_lives.entry(key.clone()).or_default().clone();
+                used_model_lives.push(key);
+                let mi = *by_canonical.entry(canonical.clone()).or_insert_with(|| {
+                    let display =
+                        ModelName::parse(&raw).map_or_else(|_| raw.clone(), |n| n.short());
+                    table.models.push(ModelEntry {
+                        display: Arc::from(display),
+                        holders: Vec::new(),
+                    });
+                    table.models.len() - 1
+                });
+                let holders = &mut table.models[mi].holders;
+                if holders.iter().any(|h| h.node == idx) {
+                    continue; // the same model listed twice under two spellings
+                }
+                holders.push(Holder {
+                    node: idx,
+                    loaded,
+                    live,
+                });
+                for alias in aliases(&raw, &canonical) {
+                    table.aliases.entry(alias).or_insert(mi);
+                }
+            }
+        }
+        let used: std::collections::HashSet<_> = used_model_lives.into_iter().collect();
+        model_lives.retain(|k, _| used.contains(k));
+        table.any_routable = table.nodes.iter().any(|b| b.unroutable().is_none());
+        table
+    }
+}
+
+/// Every spelling a request may use for a model, for the lock-free fast
+/// path (others go through `canonical`).
+fn aliases(raw: &str, canonical: &str) -> Vec<String> {
+    let mut out = vec![raw.to_owned(), canonical.to_owned()];
+    if let Ok(n) = ModelName::parse(raw) {
+        let short = n.short();
+        if let Some(untagged) = short.strip_suffix(":latest") {
+            out.push(untagged.to_owned());
+        }
+        out.push(short);
+    }
+    out
+}
+
+fn backend(node: &Node, live: Arc<NodeLive>) -> Backend {
+    let status = &node.status;
+    let usage = status.usage.as_ref();
+    let target = if node.spec.ollama_url.is_empty() {
+        None
+    } else {
+        match Target::parse(&node.spec.ollama_url) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!(node = %node.metadata.name, error = %e, "node cannot be routed to");
+                None
+            }
+        }
+    };
+    Backend {
+        name: Arc::from(node.metadata.name.as_str()),
+        header: crate::upstream::node_header(&node.metadata.name),
+        target,
+        ready: node.is_ready(),
+        unschedulable: node.spec.unschedulable,
+        weight: status
+            .routing
+            .as_ref()
+            .map_or(node.spec.weight, |r| r.weight),
+        max_parallel: node.spec.max_parallel.max(1),
+        cpu_percent: usage.map_or(0.0, |u| u.cpu_percent),
+        memory_percent: usage.map_or(0.0, |u| u.memory_percent),
+        status_in_flight: usage.map_or(0, |u| u.in_flight),
+        ollama_version: status
+            .info
+            .as_ref()
+            .map(|i| i.ollama_version.clone())
+            .unwrap_or_default(),
+        reported_unreachable: find_condition(&status.conditions, conditions::REACHABLE)
+            .is_some_and(|c| c.status == ConditionStatus::False),
+        live,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_api::{Condition, NodeModel, NodeSpec, Resource, RoutingStatus};
+
+    pub(crate) fn node(name: &str, ready: bool, models: &[(&str, bool)]) -> Arc<Node> {
+        let mut n = Node::new(
+            name,
+            NodeSpec {
+                ollama_url: format!("http://127.0.0.1:1{}", name.len()),
+                ..NodeSpec::default()
+            },
+        );
+        n.status.conditions.push(Condition::new(
+            conditions::READY,
+            if ready {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            },
+            "Test",
+            "",
+        ));
+        n.status.models = models
+            .iter()
+            .map(|(m, loaded)| NodeModel {
+                name: (*m).to_owned(),
+                loaded: *loaded,
+                ..NodeModel::default()
+            })
+            .collect();
+        Arc::new(n)
+    }
+
+    #[test]
+    fn models_resolve_by_any_spelling() {
+        let lives = Lives::default();
+        let t = Table::build(
+            &[
+                node(
+                    "b",
+                    true,
+                    &[("llama3:latest", true), ("qwen2.5:0.5b", false)],
+                ),
+                node("a", true, &[("llama3", false)]),
+            ],
+            true,
+            &lives,
+            &Overlay::default(),
+        );
+        assert_eq!(
+            t.nodes.iter().map(|n| &*n.name).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        for spelling in [
+            "llama3",
+            "llama3:latest",
+            "Llama3",
+            "library/llama3",
+            "registry.ollama.ai/library/llama3:latest",
+        ] {
+            let m = t.model(spelling).unwrap_or_else(|| panic!("{spelling}"));
+            assert_eq!(&*m.display, "llama3:latest");
+            assert_eq!(m.holders.len(), 2, "{spelling}");
+        }
+        assert!(t.model("llama3:8b").is_none());
+        assert_eq!(t.model("qwen2.5:0.5b").map(|m| m.holders.len()), Some(1));
+        assert!(t.node("b").is_some_and(|b| b.unroutable().is_none()));
+    }
+
+    #[test]
+    fn lives_survive_rebuilds_and_are_pruned() {
+        let lives = Lives::default();
+        let o = Overlay::default();
+        let t1 = Table::build(&[node("a", true, &[("m", false)])], true, &lives, &o);
+        t1.nodes[0].live.in_flight.store(3, Ordering::Relaxed);
+        t1.models[0].holders[0].live.observe(true, 0.25, 0, None);
+        let t2 = Table::build(
+            &[node("a", false, &[("m", false)]), node("c", true, &[])],
+            true,
+            &lives,
+            &o,
+        );
+        let a = t2.node("a").expect("a");
+        assert_eq!(a.live.in_flight.load(Ordering::Relaxed), 3);
+        assert_eq!(a.unroutable(), Some(Unroutable::NotReady));
+        assert_eq!(t2.models[0].holders[0].live.ttfb(true, 0), Some(0.25));
+        let t3 = Table::build(&[node("c", true, &[])], true, &lives, &o);
+        assert!(t3.node("a").is_none());
+        let t4 = Table::build(&[node("a", true, &[("m", false)])], true, &lives, &o);
+        assert_eq!(
+            t4.nodes[0].live.in_flight.load(Ordering::Relaxed),
+            0,
+            "pruned"
+        );
+    }
+
+    #[test]
+    fn routing_weight_overrides_spec_and_overlay_applies() {
+        let lives = Lives::default();
+        let overlay = Overlay::default();
+        let mut n = (*node("a", true, &[("old", false)])).clone();
+        n.spec.weight = 100;
+        n.status.routing = Some(RoutingStatus {
+            weight: 0,
+            reason: "slow".into(),
+        });
+        overlay.set("a", "fresh", true, Duration::from_secs(60));
+        overlay.set("a", "old:latest", false, Duration::from_secs(60));
+        let t = Table::build(&[Arc::new(n)], true, &lives, &overlay);
+        assert_eq!(t.nodes[0].weight, 0);
+        assert_eq!(t.nodes[0].unroutable(), Some(Unroutable::ZeroWeight));
+        assert!(t.model("fresh").is_some());
+        assert!(t.model("old").is_none());
+    }
+
+    #[test]
+    fn targets_parse() {
+        let t = Target::parse("http://10.0.0.5:11434/").expect("parse");
+        assert_eq!(t.host, "10.0.0.5:11434");
+        assert_eq!(
+            t.uri(&PathAndQuery::from_static("/api/chat?x=1"))
+                .expect("uri")
+                .to_string(),
+            "http://10.0.0.5:11434/api/chat?x=1"
+        );
+        let p = Target::parse("http://gw.local/ollama/").expect("parse");
+        assert_eq!(
+            p.uri(&PathAndQuery::from_static("/api/tags"))
+                .expect("uri")
+                .to_string(),
+            "http://gw.local/ollama/api/tags"
+        );
+        assert!(Target::parse("https://x").is_err());
+        assert!(Target::parse("not a url").is_err());
+    }
+}

@@ -1,0 +1,230 @@
+//! Requests to the nodes: building them (same path and end-to-end
+//! headers, `Host` rewritten), sending them through the connection
+//! [`Pool`](crate::pool::Pool) with a first-byte timeout, and sorting
+//! failures into what may be retried elsewhere.
+
+use std::error::Error as StdError;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::http::uri::PathAndQuery;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
+use bytes::Bytes;
+use hyper::body::{Body, Frame, SizeHint};
+
+use crate::pool::{Pool, UpstreamBody};
+use crate::table::Target;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// A request body to a node: the bytes already read (most requests, so a
+/// retry can send them again) or the client's body streamed through
+/// (blob uploads, which may be gigabytes).
+pub(crate) enum UpBody {
+    Full(Option<Bytes>),
+    Stream(axum::body::Body),
+}
+
+impl UpBody {
+    pub(crate) fn full(b: Bytes) -> UpBody {
+        UpBody::Full((!b.is_empty()).then_some(b))
+    }
+
+    pub(crate) fn empty() -> UpBody {
+        UpBody::Full(None)
+    }
+}
+
+impl Body for UpBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            UpBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            UpBody::Stream(s) => Pin::new(s).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            UpBody::Full(b) => b.is_none(),
+            UpBody::Stream(s) => s.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            UpBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            UpBody::Stream(s) => s.size_hint(),
+        }
+    }
+}
+
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus
+/// `Host` (rewritten) and `Content-Length` (recomputed).
+fn hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// The request to a node: same method, path and query, the client's
+/// end-to-end headers, and `Host` set to the node's own authority (Ollama
+/// on loopback answers 403 to any other host).
+pub(crate) fn build(
+    target: &Target,
+    method: Method,
+    path_and_query: &PathAndQuery,
+    client_headers: &HeaderMap,
+    body: UpBody,
+) -> Result<Request<UpBody>, String> {
+    let uri = target.uri(path_and_query)?;
+    let streamed = matches!(body, UpBody::Stream(_));
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    let headers = req.headers_mut();
+    headers.reserve(client_headers.len() + 1);
+    for (name, value) in client_headers {
+        if hop_by_hop(name) || name == header::HOST || (!streamed && name == header::CONTENT_LENGTH)
+        {
+            continue;
+        }
+        headers.append(name.clone(), value.clone());
+    }
+    headers.insert(header::HOST, target.host.clone());
+    Ok(req)
+}
+
+/// Copies a node's response headers for the client, minus hop-by-hop ones.
+pub(crate) fn response_headers(from: &HeaderMap, to: &mut HeaderMap) {
+    to.reserve(from.len() + 1);
+    for (name, value) in from {
+        if !hop_by_hop(name) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+/// Why a node gave no response head.
+#[derive(Debug)]
+pub(crate) enum SendError {
+    /// No connection: refused, unroutable, DNS, connect timeout.
+    Connect(String),
+    /// Connected, but no response head within the first-byte timeout.
+    Timeout(Duration),
+    /// The connection broke before a response head arrived.
+    Broken(String),
+    /// The request could not be built (a bug or an odd URL).
+    Request(String),
+}
+
+impl SendError {
+    pub(crate) fn message(&self) -> String {
+        match self {
+            SendError::Connect(e) => format!("cannot connect: {e}"),
+            SendError::Timeout(d) => format!(
+                "no response within {} (first-byte timeout)",
+                humantime::format_duration(*d)
+            ),
+            SendError::Broken(e) => format!("connection failed before a response: {e}"),
+            SendError::Request(e) => format!("bad request to node: {e}"),
+        }
+    }
+
+    /// A short reason for metrics and conditions.
+    pub(crate) fn reason(&self) -> &'static str {
+        match self {
+            SendError::Connect(_) => "ConnectFailed",
+            SendError::Timeout(_) => "FirstByteTimeout",
+            SendError::Broken(_) => "ConnectionBroken",
+            SendError::Request(_) => "BadRequest",
+        }
+    }
+}
+
+/// An error and its sources as one line, without repeats.
+pub(crate) fn chain(e: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let s = err.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// Sends `req` to `target` and waits for the response head, at most
+/// `first_byte` (connecting included).
+pub(crate) async fn send(
+    pool: &Pool,
+    target: &Target,
+    req: Request<UpBody>,
+    first_byte: Duration,
+) -> Result<Response<UpstreamBody>, SendError> {
+    pool.send(target.authority.as_str(), req, first_byte).await
+}
+
+/// The path and query of a request to pass on ("/" if it has none).
+pub(crate) fn path_and_query(uri: &axum::http::Uri) -> PathAndQuery {
+    uri.path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"))
+}
+
+/// The value of `X-Herd-Node`.
+pub(crate) fn node_header(name: &str) -> HeaderValue {
+    HeaderValue::from_str(name).unwrap_or_else(|_| HeaderValue::from_static("invalid-node-name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_rewrites_host_and_drops_hop_headers() {
+        let t = Target::parse("http://127.0.0.1:11434").expect("target");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::HOST,
+            HeaderValue::from_static("router.example.com:8080"),
+        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        h.append("x-custom", HeaderValue::from_static("1"));
+        h.append("x-custom", HeaderValue::from_static("2"));
+        let req = build(
+            &t,
+            Method::POST,
+            &PathAndQuery::from_static("/api/chat?a=b"),
+            &h,
+            UpBody::full(Bytes::from_static(b"{}")),
+        )
+        .expect("build");
+        assert_eq!(req.uri().to_string(), "http://127.0.0.1:11434/api/chat?a=b");
+        assert_eq!(req.headers()[header::HOST], "127.0.0.1:11434");
+        assert!(req.headers().get(header::CONNECTION).is_none());
+        assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
+        assert_eq!(req.headers()[header::AUTHORIZATION], "Bearer x");
+        assert_eq!(req.headers().get_all("x-custom").iter().count(), 2);
+        assert_eq!(req.body().size_hint().exact(), Some(2));
+    }
+}

@@ -1,0 +1,313 @@
+//! Failures before the first byte move to another node; after it, the
+//! stream ends with Ollama's error line. Client disconnects cancel upstream.
+
+use std::time::Duration;
+
+use herd_api::{ConditionStatus, conditions, find_condition};
+use herd_proxy::Strategy;
+use herd_testkit::{FakeOllama, Fault};
+use serde_json::json;
+
+use super::*;
+
+/// Records of the history, newest first.
+async fn history(herd: &Herd) -> Vec<serde_json::Value> {
+    let v: serde_json::Value = herd
+        .http
+        .get(herd.at("/apis/herd/v1/requests?limit=1000"))
+        .send()
+        .await
+        .expect("history")
+        .json()
+        .await
+        .expect("json");
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_retried_elsewhere_and_reported() {
+    bounded(async {
+        let herd = Herd::with(config_with(Strategy::RoundRobin)).await;
+        let (a, b) = (fake(&["m"]).await, fake(&["m"]).await);
+        herd.add_fake("a", &a, &["m"]).await;
+        herd.add_fake("b", &b, &["m"]).await;
+        a.set_fault(Fault::RefuseConnections).await;
+        for _ in 0..4 {
+            let (status, node, body) = herd.chat("m").await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(node, "b");
+        }
+        // Exactly one request paid for finding out: a is left out after that.
+        let retried: Vec<_> = history(&herd)
+            .await
+            .into_iter()
+            .filter(|r| r["retries"].as_u64() == Some(1))
+            .collect();
+        assert!(retried.len() <= 1, "{retried:?}");
+        let s = herd.stats().await;
+        let node_a = s.nodes.iter().find(|n| n.node == "a").expect("a");
+        assert!(!node_a.routable);
+        assert_eq!(node_a.reason, "connection failed recently");
+        // Reported to the API in the background: Reachable=False, ConnectFailed.
+        eventually("Reachable=False on a", Duration::from_secs(5), || async {
+            let n = herd.nodes.get("a").await.ok()?;
+            let c = find_condition(&n.status.conditions, conditions::REACHABLE)?;
+            (c.status == ConditionStatus::False && c.reason == "ConnectFailed")
+                .then(|| assert!(c.message.contains("cannot connect"), "{}", c.message))
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_503_before_the_first_byte_is_retried_on_another_node() {
+    bounded(async {
+        let herd = Herd::with(config_with(Strategy::RoundRobin)).await;
+        let (a, b) = (fake(&["m"]).await, fake(&["m"]).await);
+        herd.add_fake("a", &a, &["m"]).await;
+        herd.add_fake("b", &b, &["m"]).await;
+        a.set_fault(Fault::busy()).await;
+        for _ in 0..4 {
+            let (status, node, body) = herd.chat("m").await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(node, "b");
+        }
+        assert!(a.stats().requests_to("/api/chat") >= 1, "a was never tried");
+        assert!(
+            history(&herd).await.iter().any(|r| r["retries"] == 1),
+            "no record shows the retry"
+        );
+        // Busy is not down: a stays routable.
+        let s = herd.stats().await;
+        assert!(s.nodes.iter().all(|n| n.routable));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn when_every_node_is_busy_the_nodes_503_is_passed_on() {
+    bounded(async {
+        let herd = Herd::start().await;
+        let (a, b) = (fake(&["m"]).await, fake(&["m"]).await);
+        herd.add_fake("a", &a, &["m"]).await;
+        herd.add_fake("b", &b, &["m"]).await;
+        a.set_fault(Fault::busy()).await;
+        b.set_fault(Fault::busy()).await;
+        let (status, _, body) = herd.chat("m").await;
+        assert_eq!(status, 503);
+        assert_eq!(body["error"], herd_testkit::BUSY_MESSAGE);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn all_nodes_down_is_an_error_naming_them() {
+    bounded(async {
+        let herd = Herd::start().await;
+        let (a, b) = (fake(&["m"]).await, fake(&["m"]).await);
+        herd.add_fake("a", &a, &["m"]).await;
+        herd.add_fake("b", &b, &["m"]).await;
+        a.stop().await;
+        b.stop().await;
+        let (status, node, body) = herd.chat("m").await;
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(node, "");
+        let msg = body["error"].as_str().expect("error");
+        assert!(
+            msg.starts_with("all 2 nodes tried for model 'm' failed: "),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("a: cannot connect") && msg.contains("b: cannot connect"),
+            "{msg}"
+        );
+        // Both are now left out: the next answer comes at once and says why.
+        let (status, _, body) = herd.chat("m").await;
+        assert_eq!(status, 503);
+        assert_eq!(
+            body["error"],
+            "no nodes available for model 'm': connections to a, b failed moments ago"
+        );
+        // Back after the cooldown once a node listens again.
+        a.restart().await.expect("restart");
+        eventually("a back in routing", Duration::from_secs(10), || async {
+            let (status, node, _) = herd.chat("m").await;
+            (status == 200 && node == "a").then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_first_byte_timeout_moves_to_another_node() {
+    bounded(async {
+        let herd = Herd::with(ProxyConfig {
+            strategy: Strategy::RoundRobin,
+            first_byte_timeout: Duration::from_millis(300),
+            ..test_config()
+        })
+        .await;
+        let (a, b) = (fake(&["m"]).await, fake(&["m"]).await);
+        herd.add_fake("a", &a, &["m"]).await;
+        herd.add_fake("b", &b, &["m"]).await;
+        a.set_fault(Fault::Hang).await;
+        for _ in 0..2 {
+            let (status, node, body) = herd.chat("m").await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(node, "b");
+        }
+        // The hung request was abandoned: its connection closed.
+        eventually("a's request cancelled", Duration::from_secs(5), || async {
+            (a.stats().cancelled >= 1 && a.stats().in_flight == 0).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_retry_on_timeout_the_client_gets_a_504() {
+    bounded(async {
+        let herd = Herd::with(ProxyConfig {
+            first_byte_timeout: Duration::from_millis(200),
+            retry_on_timeout: false,
+            ..test_config()
+        })
+        .await;
+        let a = fake(&["m"]).await;
+        herd.add_fake("a", &a, &["m"]).await;
+        a.set_fault(Fault::Hang).await;
+        let (status, _, body) = herd.chat("m").await;
+        assert_eq!(status, 504);
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|m| m.contains("first-byte timeout")),
+            "{body}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_node_dying_mid_stream_ends_the_stream_with_an_error_line() {
+    bounded(async {
+        let herd = Herd::start().await;
+        let a = fake(&["m"]).await;
+        let b = fake(&["m"]).await;
+        herd.add_fake("a", &a, &["m"]).await;
+        herd.add_fake("b", &b, &["m"]).await;
+        a.set_tokens(10);
+        b.set_tokens(10);
+        a.set_fault(Fault::DieMidStream { after_chunks: 3 }).await;
+        b.set_fault(Fault::DieMidStream { after_chunks: 3 }).await;
+        let r = herd
+            .post("/api/generate", json!({"model": "m", "prompt": "hello"}))
+            .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["content-type"].to_str().ok(),
+            Some("application/x-ndjson")
+        );
+        let node = node_of(&r);
+        let lines = ndjson(&r.text().await.expect("body"));
+        assert_eq!(lines.len(), 4, "{lines:?}");
+        assert!(lines[..3].iter().all(|l| l["done"] == false));
+        let err = lines[3]["error"].as_str().expect("error line");
+        assert!(err.contains(&format!("node {node}")), "{err}");
+        // Never retried after the first byte: exactly one node saw it.
+        assert_eq!(
+            a.stats().requests_to("/api/generate") + b.stats().requests_to("/api/generate"),
+            1
+        );
+        let rec = &history(&herd).await[0];
+        assert_eq!(rec["status"], 200);
+        assert!(rec["error"].as_str().is_some_and(|e| e.contains("failed in the middle")));
+
+        // The OpenAI stream ends with an SSE error event instead.
+        let r = herd
+            .post(
+                "/v1/chat/completions",
+                json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "x"}]}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.expect("body");
+        let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+        let last = events.last().expect("events");
+        let data: serde_json::Value =
+            serde_json::from_str(last.trim_start_matches("data: ")).expect("json event");
+        assert_eq!(data["error"]["type"], "api_error", "{text}");
+        assert!(!text.contains("[DONE]"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_disconnect_cancels_the_upstream_request() {
+    bounded(async {
+        let herd = Herd::start().await;
+        let a = FakeOllama::builder()
+            .models(["m"])
+            .ttft(Duration::from_millis(5))
+            .tokens(200)
+            .tokens_per_sec(50.0)
+            .start()
+            .await;
+        herd.add_fake("a", &a, &["m"]).await;
+        let mut r = herd
+            .post("/api/generate", json!({"model": "m", "prompt": "hello"}))
+            .await;
+        let first = r.chunk().await.expect("read").expect("a chunk");
+        assert!(first.starts_with(b"{"));
+        assert_eq!(a.stats().in_flight, 1);
+        drop(r);
+        eventually("upstream cancelled", Duration::from_secs(5), || async {
+            let s = a.stats();
+            (s.cancelled == 1 && s.in_flight == 0).then_some(())
+        })
+        .await;
+        // The proxy let go too: nothing in flight, and the record says why it ended.
+        herd.wait_stats("in-flight back to 0", |s| {
+            s.nodes.iter().all(|n| n.in_flight == 0)
+        })
+        .await;
+        let rec = &history(&herd).await[0];
+        assert!(
+            rec["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("client closed")),
+            "{rec}"
+        );
+        assert_eq!(a.stats().completed, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_client_disconnect_while_waiting_for_the_first_byte_cancels_too() {
+    bounded(async {
+        let herd = Herd::start().await;
+        let a = fake(&["m"]).await;
+        herd.add_fake("a", &a, &["m"]).await;
+        a.set_fault(Fault::Hang).await;
+        let req = herd
+            .http
+            .post(herd.at("/api/generate"))
+            .json(&json!({"model": "m", "prompt": "x"}))
+            .timeout(Duration::from_millis(200))
+            .send();
+        assert!(
+            req.await.is_err(),
+            "the hung request should time out client-side"
+        );
+        eventually("upstream cancelled", Duration::from_secs(5), || async {
+            let s = a.stats();
+            (s.cancelled == 1 && s.in_flight == 0).then_some(())
+        })
+        .await;
+    })
+    .await;
+}
