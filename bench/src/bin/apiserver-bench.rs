@@ -54,7 +54,7 @@ fn status_patch(i: usize, seq: u64) -> String {
             {"type":"OllamaRunning","status":"True","reason":"Answering","lastTransitionTime":"2026-01-01T00:00:00Z"}
         ],
         "lastHeartbeatTime": now.to_string(),
-        "info": {"machineName": format!("gpu-box-{i}"), "addresses": [format!("10.0.{}.{}", i / 250, i % 250)],
+        "info": {"machineName": format!("gpu-box-{i}"), "addresses": [format!("127.0.{}.{}", i / 250, 1 + i % 250)],
                  "os":"linux","arch":"amd64","ollamaVersion":"0.33.0","nodeletVersion":"0.1.0","startTime":"2026-01-01T00:00:00Z"},
         "capacity": {"cpus": 16, "memoryBytes": 68_719_476_736u64, "gpus":[{"name":"NVIDIA RTX 4090","memoryBytes": 25_769_803_776u64}]},
         "usage": {"cpuPercent": (seq % 100) as f64, "memoryPercent": 41.5, "inFlight": seq % 4},
@@ -97,7 +97,10 @@ fn report(name: &str, s: &Summary, elapsed: Duration) {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let flags: Vec<&str> = args.server_flag.iter().map(String::as_str).collect();
+    // The store is what is measured: no controller probing 10,000 simulated
+    // nodes (their URLs are loopback addresses nothing listens on).
+    let mut flags: Vec<&str> = vec!["--no-controller"];
+    flags.extend(args.server_flag.iter().map(String::as_str));
     let server = start_herd_server(dir.path(), &flags)?;
     let pid = server.child.id();
     let base = format!("{}/apis/herd/v1/nodes", server.url);
@@ -119,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
                     return Ok::<_, anyhow::Error>(());
                 }
                 let body = json!({"metadata":{"name":format!("node-{i}"),"labels":{"gpu":"nvidia","zone":format!("z{}", i % 4)}},
-                                   "spec":{"ollamaUrl":format!("http://10.0.{}.{}:11434", i / 250, i % 250)}});
+                                   "spec":{"ollamaUrl":format!("http://127.0.{}.{}:11434", i / 250, 1 + i % 250)}});
                 let r = http.post(&base).json(&body).send().await?;
                 anyhow::ensure!(r.status().as_u16() == 201, "create answered {}", r.status());
                 patch_status(&http, &base, i, 0).await?;
