@@ -13,6 +13,11 @@ fi
 # Tests spawn helper binaries (fake-ollama, herd) from target/debug, so build
 # every binary first; then run all tests of the workspace.
 cargo build --workspace --bins --locked
+
+# Real Ollama and OpenAI client libraries for the end-to-end tests
+# (Python venv under target/, npm packages under e2e/clients/).
+./scripts/e2e-clients.sh
+
 cargo test --workspace --locked "$@"
 
 # The dashboard in real headless Chromium (installs Debian's chromium and the

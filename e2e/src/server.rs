@@ -1,0 +1,236 @@
+//! One `herd server` process: API, store, proxy and the controller in-process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use herd_api::Node;
+use herd_client::{Api, Client};
+
+use crate::net::{self, Host};
+use crate::process::Proc;
+
+/// Controller and proxy timings for tests: a node that stops heartbeating
+/// leaves routing within a second or two instead of the default 15 s.
+pub const FAST_FLAGS: &[&str] = &[
+    "--heartbeat-grace",
+    "1s",
+    "--probe-interval",
+    "250ms",
+    "--probe-timeout",
+    "500ms",
+    "--connect-timeout",
+    "500ms",
+    "--failure-cooldown",
+    "2s",
+    "--status-report-interval",
+    "200ms",
+    "--bookmark-interval",
+    "2s",
+    "--resync",
+    "2s",
+];
+
+/// How to run the server.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// `--balancer` (p2c when `None`).
+    pub balancer: Option<String>,
+    /// Leave out [`FAST_FLAGS`] (measure the defaults).
+    pub default_timings: bool,
+    /// More flags, after the fast ones (so they win).
+    pub extra: Vec<String>,
+    /// Listen on this address instead of a machine address of its own
+    /// (127.0.0.1 for "the router's own machine" through `localhost`).
+    pub listen_ip: Option<std::net::IpAddr>,
+}
+
+impl ServerOptions {
+    pub fn balancer(b: &str) -> ServerOptions {
+        ServerOptions {
+            balancer: Some(b.to_owned()),
+            ..ServerOptions::default()
+        }
+    }
+
+    /// Adds flags (after the fast ones, so they win).
+    pub fn flags(mut self, flags: &[&str]) -> ServerOptions {
+        self.extra.extend(flags.iter().map(|s| (*s).to_owned()));
+        self
+    }
+}
+
+/// A running `herd server`.
+pub struct Server {
+    pub proc: Proc,
+    /// `http://IP:PORT`.
+    pub url: String,
+    pub addr: SocketAddr,
+    pub host: Host,
+    data_dir: tempfile::TempDir,
+    options: ServerOptions,
+    starts: u32,
+}
+
+impl Server {
+    /// Starts a server on a machine address of its own, with fast timings.
+    pub async fn start() -> Server {
+        Server::start_with(ServerOptions::default()).await
+    }
+
+    pub async fn start_with(options: ServerOptions) -> Server {
+        let host = net::next_host();
+        let data_dir = tempfile::tempdir().expect("tempdir");
+        let listen = SocketAddr::new(options.listen_ip.unwrap_or(host.ip), 0);
+        let (proc, addr) = spawn(&options, listen, &data_dir.path().to_owned(), 1).await;
+        Server {
+            proc,
+            url: format!("http://{addr}"),
+            addr,
+            host,
+            data_dir,
+            options,
+            starts: 1,
+        }
+    }
+
+    /// `kill -9` of the server process.
+    pub fn kill9(&mut self) {
+        self.proc.kill9();
+    }
+
+    /// Starts the server again on the same address and data directory
+    /// (after [`Server::kill9`] or a crash).
+    pub async fn restart(&mut self) {
+        self.proc.kill9();
+        self.starts += 1;
+        let (proc, _) = spawn(
+            &self.options,
+            self.addr,
+            &self.data_dir.path().to_owned(),
+            self.starts,
+        )
+        .await;
+        let old = std::mem::replace(&mut self.proc, proc);
+        // Keep the dead process's log lines for a failure dump.
+        if std::thread::panicking() {
+            old.dump();
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(&self.url)
+            .expect("client")
+            .with_request_timeout(Some(Duration::from_secs(10)))
+    }
+
+    pub fn nodes(&self) -> Api<Node> {
+        self.client().api()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.path().to_owned()
+    }
+
+    /// `GET /apis/herd/v1/requests/stats`, the dashboard's per-node view.
+    pub async fn stats(&self) -> serde_json::Value {
+        crate::http()
+            .get(format!("{}/apis/herd/v1/requests/stats", self.url))
+            .send()
+            .await
+            .expect("GET requests/stats")
+            .json()
+            .await
+            .expect("stats json")
+    }
+
+    /// The stats entry of one node, if listed.
+    pub async fn node_stats(&self, name: &str) -> Option<serde_json::Value> {
+        let stats = self.stats().await;
+        stats["nodes"]
+            .as_array()?
+            .iter()
+            .find(|n| n["node"] == name)
+            .cloned()
+    }
+
+    /// Whether the proxy would route a new request to `name` now.
+    pub async fn routable(&self, name: &str) -> Option<bool> {
+        self.node_stats(name)
+            .await
+            .and_then(|n| n["routable"].as_bool())
+    }
+
+    /// Waits until every named node is Ready with [`crate::MODEL`] and
+    /// routable; returns the time it took.
+    pub async fn wait_routable(&self, names: &[&str], limit: Duration) -> Duration {
+        let start = std::time::Instant::now();
+        for name in names {
+            crate::eventually(
+                &format!("node {name} routable with {}", crate::MODEL),
+                limit.saturating_sub(start.elapsed()),
+                || async {
+                    let n = self.node_stats(name).await?;
+                    Some(n)
+                },
+                |n| {
+                    n["routable"] == true
+                        && n["models"]
+                            .as_array()
+                            .is_some_and(|m| m.iter().any(|m| m == crate::MODEL))
+                },
+            )
+            .await;
+        }
+        start.elapsed()
+    }
+
+    /// Resident memory of the server process, in KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        self.proc.rss_kib()
+    }
+}
+
+async fn spawn(
+    options: &ServerOptions,
+    listen: SocketAddr,
+    data_dir: &PathBuf,
+    start: u32,
+) -> (Proc, SocketAddr) {
+    let mut cmd = Command::new(crate::bins::herd());
+    cmd.arg("server")
+        .arg("--listen")
+        .arg(listen.to_string())
+        .arg("--data-dir")
+        .arg(data_dir);
+    if !options.default_timings {
+        cmd.args(FAST_FLAGS);
+    }
+    if let Some(b) = &options.balancer {
+        cmd.args(["--balancer", b]);
+    }
+    cmd.args(&options.extra);
+    cmd.env(
+        "RUST_LOG",
+        std::env::var("HERD_E2E_LOG").unwrap_or_else(|_| "info".to_owned()),
+    )
+    .env("NO_COLOR", "1");
+    let mut proc = Proc::spawn(format!("herd server #{start} ({listen})"), cmd);
+    let line = proc
+        .wait_for_line("listening", Duration::from_secs(30), |l| {
+            l.contains("listening on http://")
+        })
+        .await;
+    let addr = line
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| {
+            a.trim_end_matches(|c: char| !c.is_ascii_digit())
+                .parse::<SocketAddr>()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no address in {line:?}"));
+    (proc, addr)
+}
