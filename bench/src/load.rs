@@ -167,22 +167,23 @@ pub fn start_fake_ollama(flags: &[String]) -> anyhow::Result<Proc> {
     Ok(p)
 }
 
-/// Starts a herd router: `herd server` when it serves the proxy, else the
-/// bench-only `bench-router` that composes the same pieces. Returns the
-/// process and which binary it is.
+/// Starts a herd router: the release `herd server` (its controller off:
+/// the benchmark plays nodelet and controller itself), or with
+/// `HERD_BENCH_ROUTER=bench-router` the bench-only binary that composes the
+/// same pieces. Returns the process and which one it is.
 pub fn start_router(data_dir: &Path, flags: &[String]) -> anyhow::Result<(Proc, &'static str)> {
-    let (bin, name) = match std::env::var("HERD_BENCH_ROUTER").as_deref() {
-        Ok("herd") => (sibling_binary("herd")?, "herd server"),
-        _ => (sibling_binary("bench-router")?, "bench-router"),
+    let (mut cmd, name) = match std::env::var("HERD_BENCH_ROUTER").as_deref() {
+        Ok("bench-router") => (Command::new(sibling_binary("bench-router")?), "bench-router"),
+        _ => {
+            let mut c = Command::new(sibling_binary("herd")?);
+            c.args(["server", "--no-controller"]);
+            (c, "herd server")
+        }
     };
-    let mut cmd = Command::new(bin);
-    if name == "herd server" {
-        cmd.arg("server");
-    }
     cmd.args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
         .args(flags)
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn,herd=info");
     let (mut p, url) = spawn_and_read(cmd, "listening on ", name)?;
     p.url = url;
     Ok((p, name))
@@ -248,10 +249,30 @@ pub async fn register_node(
     }
 }
 
+/// A running nginx: on drop its master is asked to stop (SIGTERM), which
+/// also stops its workers (a SIGKILL would orphan them).
+pub struct Nginx {
+    pub proc: Proc,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let pid = self.proc.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.proc.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// Starts nginx as a plain reverse proxy (keep-alive upstream, no
 /// buffering) from `listen` to `upstream`, in the foreground, with its
 /// files in `dir`. Installs the Debian package first when nginx is missing.
-pub fn start_nginx(dir: &Path, listen: &str, upstream: &str) -> anyhow::Result<Proc> {
+pub fn start_nginx(dir: &Path, listen: &str, upstream: &str) -> anyhow::Result<Nginx> {
     let nginx = which("nginx").or_else(|| {
         eprintln!("nginx not found: installing the Debian package (apt-get update && apt-get install -y nginx-light or nginx)");
         let _ = Command::new("apt-get").arg("update").status();
@@ -321,9 +342,11 @@ http {{
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    Ok(Proc {
-        child,
-        url: format!("http://{listen}"),
+    Ok(Nginx {
+        proc: Proc {
+            child,
+            url: format!("http://{listen}"),
+        },
     })
 }
 

@@ -123,20 +123,25 @@ impl Tail {
     }
 }
 
+/// The last occurrence of `needle`, jumping between occurrences of its
+/// first byte (cheap: a JSON tail has a few hundred quotes, not thousands
+/// of candidate positions).
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
+    let (&first, _) = needle.split_first()?;
+    let mut end = hay.len().checked_sub(needle.len())? + 1;
+    while let Some(i) = hay[..end].iter().rposition(|&c| c == first) {
+        if hay[i..].starts_with(needle) {
+            return Some(i);
+        }
+        end = i;
     }
-    (0..=hay.len() - needle.len())
-        .rev()
-        .find(|&i| &hay[i..i + needle.len()] == needle)
+    None
 }
 
-fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
-    let at = rfind(hay, key)? + key.len();
-    let rest = &hay[at..];
-    let start = rest.iter().position(|c| !c.is_ascii_whitespace())?;
-    let digits: &[u8] = &rest[start..];
+/// The unsigned number right after `key` (at the start of `hay`).
+fn number_at(hay: &[u8]) -> Option<u64> {
+    let start = hay.iter().position(|c| !c.is_ascii_whitespace())?;
+    let digits = &hay[start..];
     let end = digits
         .iter()
         .position(|c| !c.is_ascii_digit())
@@ -145,18 +150,38 @@ fn number_after(hay: &[u8], key: &[u8]) -> Option<u64> {
 }
 
 /// Tokens in and out from the end of a response: Ollama's
-/// `prompt_eval_count`/`eval_count` or OpenAI's `usage`.
+/// `prompt_eval_count`/`eval_count` or OpenAI's `usage`. One backward
+/// pass over the quotes of the tail; the last occurrence of each key wins.
 pub(crate) fn tokens(tail: &[u8]) -> (Option<u64>, Option<u64>) {
-    let ollama_in = number_after(tail, b"\"prompt_eval_count\":");
-    // The leading quote keeps "prompt_eval_count" from matching.
-    let ollama_out = number_after(tail, b"\"eval_count\":");
-    if ollama_in.is_some() || ollama_out.is_some() {
-        return (ollama_in, ollama_out);
+    const KEYS: [&[u8]; 4] = [
+        b"\"prompt_eval_count\":",
+        b"\"eval_count\":",
+        b"\"prompt_tokens\":",
+        b"\"completion_tokens\":",
+    ];
+    let mut found: [Option<u64>; 4] = [None; 4];
+    let mut end = tail.len();
+    while let Some(i) = tail[..end].iter().rposition(|&c| c == b'"') {
+        // Every key starts `"p`, `"e` or `"c`: most quotes are ruled out by
+        // one byte, without comparing strings.
+        if matches!(tail.get(i + 1), Some(b'p' | b'e' | b'c')) {
+            for (k, key) in KEYS.iter().enumerate() {
+                if found[k].is_none() && tail[i..].starts_with(key) {
+                    found[k] = number_at(&tail[i + key.len()..]);
+                }
+            }
+        }
+        // Ollama's pair sits together at the very end: stop once both are in.
+        if found[0].is_some() && found[1].is_some() {
+            break;
+        }
+        end = i;
     }
-    (
-        number_after(tail, b"\"prompt_tokens\":"),
-        number_after(tail, b"\"completion_tokens\":"),
-    )
+    if found[0].is_some() || found[1].is_some() {
+        (found[0], found[1])
+    } else {
+        (found[2], found[3])
+    }
 }
 
 /// The last non-empty line says `"status":"success"` (create, push, pull).

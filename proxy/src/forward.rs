@@ -285,22 +285,27 @@ pub(crate) async fn forward(
         }
         let Some(entry) = entry else { break };
         select::prefer_loaded(table, &mut cands);
-        let loads = select::loads(table, entry, &cands, call.stream, now);
-        let dice = Dice {
-            r1: rand::random::<u32>() as usize,
-            r2: rand::random::<u32>() as usize,
-            counter: shared.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        let (chosen, reference) = if cands.len() == 1 {
+            // No choice to make (a one-node fleet): skip the cost model.
+            (cands[0].clone(), None)
+        } else {
+            let loads = select::loads(table, entry, &cands, call.stream, now);
+            let dice = Dice {
+                r1: rand::random::<u32>() as usize,
+                r2: rand::random::<u32>() as usize,
+                counter: shared.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            };
+            let ci = balance::pick(shared.config.strategy, &loads, dice);
+            // What the other candidates take, for judging this node's first sample.
+            let others: Vec<crate::balance::Load> = loads
+                .iter()
+                .enumerate()
+                .filter(|(i, l)| *i != ci && l.ttfb_secs.is_some())
+                .map(|(_, l)| *l)
+                .collect();
+            let reference = (!others.is_empty()).then(|| balance::default_ttfb(&others));
+            (cands[ci].clone(), reference)
         };
-        let ci = balance::pick(shared.config.strategy, &loads, dice);
-        let chosen = cands[ci].clone();
-        // What the other candidates take, for judging this node's first sample.
-        let others: Vec<crate::balance::Load> = loads
-            .iter()
-            .enumerate()
-            .filter(|(i, l)| *i != ci && l.ttfb_secs.is_some())
-            .map(|(_, l)| *l)
-            .collect();
-        let reference = (!others.is_empty()).then(|| balance::default_ttfb(&others));
         let backend = &table.nodes[chosen.node];
         backend.live.note_pick(now, shared.next_pick());
         tried.push(chosen.node);

@@ -194,7 +194,7 @@ impl Pool {
                     if !fresh.ready().await {
                         return Err(SendError::Broken(e));
                     }
-                    match self.exchange(&mut fresh, req).await {
+                    match self.exchange(&mut fresh, *req).await {
                         Ok(resp) => Ok((fresh, resp)),
                         Err(Failed::Unsent(_, e) | Failed::Sent(e)) => Err(SendError::Broken(e)),
                     }
@@ -243,7 +243,7 @@ impl Pool {
                 Poll::Ready(Err(mut e)) => {
                     let msg = chain(e.error());
                     Poll::Ready(Err(match e.take_message() {
-                        Some(req) => Failed::Unsent(req, msg),
+                        Some(req) => Failed::Unsent(Box::new(req), msg),
                         None => Failed::Sent(msg),
                     }))
                 }
@@ -261,7 +261,7 @@ impl Pool {
 /// Why an exchange failed: before the request was written (it can go
 /// again at no risk) or after.
 enum Failed {
-    Unsent(Request<UpBody>, String),
+    Unsent(Box<Request<UpBody>>, String),
     Sent(String),
 }
 

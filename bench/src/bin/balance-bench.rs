@@ -12,7 +12,7 @@
 //! strategies alone) and as loaded with `spec.maxParallel` = slots (then
 //! every strategy first prefers nodes with a free slot).
 //!
-//! cargo build --release -p herd-testkit -p herd-bench
+//! cargo build --release -p herd -p herd-testkit -p herd-bench
 //! target/release/balance-bench               # or scripts/bench-proxy.sh
 
 use std::collections::BTreeMap;

@@ -1,8 +1,9 @@
-//! A bench-only stand-in for `herd server` until the proxy is wired into
-//! it: the apiserver and the proxy composed exactly as the library docs of
-//! `herd-proxy` show (one process, one port, the proxy reading nodes from
-//! a watch cache of the same server). Logs `listening on http://ADDR` on
-//! stderr like `herd server`, so the benchmarks start either the same way.
+//! The apiserver and the proxy alone, composed as `herd server` composes
+//! them (one process, one port, the proxy reading nodes from a watch cache
+//! of the same server), without the controller and the dashboard, and with
+//! a choice of runtime (`--worker-threads`) for experiments. Logs
+//! `listening on http://ADDR` on stderr like `herd server`; the benchmarks
+//! use it with `HERD_BENCH_ROUTER=bench-router`.
 //!
 //! cargo build --release -p herd-bench --bin bench-router
 
@@ -22,6 +23,10 @@ struct Args {
     /// Directory for the store (herd.db).
     #[arg(long)]
     data_dir: PathBuf,
+    /// Tokio worker threads (default: one per core, as `herd server`);
+    /// 1 runs everything on a current-thread runtime.
+    #[arg(long)]
+    worker_threads: Option<usize>,
     #[command(flatten)]
     proxy: ProxyArgs,
 }
@@ -35,7 +40,17 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Runtime::new().context("runtime")?;
+    let runtime = match args.worker_threads {
+        Some(1) => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+        None => tokio::runtime::Runtime::new(),
+    }
+    .context("runtime")?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await

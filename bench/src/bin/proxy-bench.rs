@@ -12,7 +12,7 @@
 //! Targets are measured in rotating order, several rounds each, so drift
 //! on the machine hits all three alike.
 //!
-//! cargo build --release -p herd-testkit -p herd-bench
+//! cargo build --release -p herd -p herd-testkit -p herd-bench
 //! target/release/proxy-bench                 # or scripts/bench-proxy.sh
 
 use std::collections::BTreeMap;
@@ -41,6 +41,10 @@ struct Args {
     /// Concurrent streams for the per-chunk phase.
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     streams: Vec<usize>,
+    /// Kinds of small request: generate (`stream:false`, one token) and
+    /// show (no timer in the fake).
+    #[arg(long, value_delimiter = ',', default_value = "generate,show")]
+    requests: Vec<String>,
     /// Leave nginx out (when it cannot be installed).
     #[arg(long)]
     no_nginx: bool,
@@ -51,6 +55,7 @@ struct Args {
 
 const SMALL: &str =
     r#"{"model":"bench","prompt":"hi","stream":false,"options":{"num_predict":1}}"#;
+const SHOW: &str = r#"{"model":"bench"}"#;
 const STREAMED: &str = r#"{"model":"bench","prompt":"hi"}"#;
 
 struct Target {
@@ -92,7 +97,7 @@ async fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(&ndir)?;
         let listen = format!("127.0.0.1:{}", load::free_port()?);
         let n = load::start_nginx(&ndir, &listen, &fake.url).context("nginx")?;
-        targets.push(Target { name: "nginx", url: n.url.clone() });
+        targets.push(Target { name: "nginx", url: n.proc.url.clone() });
         Some(n)
     };
     println!(
@@ -102,7 +107,10 @@ async fn main() -> anyhow::Result<()> {
         fake.url,
         router.child.id(),
         router.url,
-        nginx.as_ref().map_or_else(|| "no nginx".to_owned(), |n| format!("{} pid {} at {}", load::nginx_version(), n.child.id(), n.url)),
+        nginx.as_ref().map_or_else(
+            || "no nginx".to_owned(),
+            |n| format!("{} pid {} at {}", load::nginx_version(), n.proc.child.id(), n.proc.url)
+        ),
     );
     let http = load::http_client();
     // Every target answers before anything is measured.
@@ -111,93 +119,26 @@ async fn main() -> anyhow::Result<()> {
         load::fetch(&http, req).await.with_context(|| format!("{} does not answer", t.name))?;
     }
 
-    println!("\n## Small non-streamed requests (POST /api/generate, stream:false, 1 token)\n");
-    println!("| clients | target | req/s | p50 | p99 | added p50 | added p99 | errors |");
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
-    let herd_pid = router.child.id();
-    let fake_pid = fake.child.id();
-    let nginx_pid = nginx.as_ref().map(|n| n.child.id());
-    for &c in &args.concurrency {
-        let mut samples: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
-        let mut rps: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
-        let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
-        // CPU time each proxy spent, and the requests it served meanwhile.
-        let mut cpu: BTreeMap<&str, (Duration, usize)> = BTreeMap::new();
-        for round in 0..args.rounds {
-            for k in 0..targets.len() {
-                let t = &targets[(k + round) % targets.len()];
-                let pid = match t.name {
-                    "herd" => Some(herd_pid),
-                    "nginx" => nginx_pid,
-                    _ => Some(fake_pid),
-                };
-                let cpu0 = pid.and_then(load::tree_cpu_time);
-                let run: Run = load::closed_loop(
-                    &http,
-                    &format!("{}/api/generate", t.url),
-                    Bytes::from_static(SMALL.as_bytes()),
-                    c,
-                    args.warmup,
-                    args.duration,
-                )
-                .await;
-                if let (Some(a), Some(b)) = (cpu0, pid.and_then(load::tree_cpu_time)) {
-                    let e = cpu.entry(t.name).or_default();
-                    e.0 += b.saturating_sub(a);
-                    e.1 += run.latencies.len();
-                }
-                rps.entry(t.name).or_default().push(run.rps());
-                *errors.entry(t.name).or_default() += run.errors;
-                samples.entry(t.name).or_default().extend(run.latencies);
-            }
-        }
-        let summaries: BTreeMap<&str, Summary> = samples
-            .iter_mut()
-            .map(|(k, v)| (*k, summarize(v)))
-            .collect();
-        let direct = summaries["direct"];
-        for t in &targets {
-            let s = summaries[t.name];
-            let mut r = rps[t.name].clone();
-            r.sort_by(f64::total_cmp);
-            let median_rps = r[r.len() / 2];
-            let (ap50, ap99) = if t.name == "direct" {
-                ("—".to_owned(), "—".to_owned())
-            } else {
-                (signed_us(s.p50, direct.p50), signed_us(s.p99, direct.p99))
-            };
-            println!(
-                "| {c} | {} | {median_rps:.0} | {:.0} µs | {:.0} µs | {ap50} | {ap99} | {} |",
-                t.name,
-                us(s.p50),
-                us(s.p99),
-                errors[t.name]
-            );
-        }
-        if let (Some(h), Some(n)) = (rps.get("herd"), rps.get("nginx")) {
-            let med = |v: &Vec<f64>| {
-                let mut v = v.clone();
-                v.sort_by(f64::total_cmp);
-                v[v.len() / 2]
-            };
-            println!(
-                "|  | herd ÷ nginx | {:.2}× req/s | | | p50 {:.2}× | p99 {:.2}× | |",
-                med(h) / med(n),
-                us(summaries["herd"].p50) / us(summaries["nginx"].p50),
-                us(summaries["herd"].p99) / us(summaries["nginx"].p99)
-            );
-        }
-        let per = |name: &str| {
-            cpu.get(name)
-                .filter(|(_, n)| *n > 0)
-                .map_or_else(|| "—".to_owned(), |(d, n)| format!("{:.1} µs", us(*d) / *n as f64))
+    let pids = Pids {
+        herd: router.child.id(),
+        fake: fake.child.id(),
+        nginx: nginx.as_ref().map(|n| n.proc.child.id()),
+    };
+    for kind in &args.requests {
+        let (path, body, title) = match kind.as_str() {
+            "generate" => (
+                "/api/generate",
+                SMALL,
+                "POST /api/generate, stream:false, 1 token (the fake's 1 ms timer tick is in every request)",
+            ),
+            "show" => (
+                "/api/show",
+                SHOW,
+                "POST /api/show: model-routed like generate, no timer in the fake (pure proxy overhead)",
+            ),
+            other => anyhow::bail!("unknown request kind {other:?} (generate, show)"),
         };
-        println!(
-            "|  | CPU per request | fake {} | herd {} | nginx {} | | | |",
-            per("direct"),
-            per("herd"),
-            per("nginx")
-        );
+        small_requests(&args, &http, &targets, &pids, path, body, title).await;
     }
 
     println!("\n## Streamed responses (50 tokens, 5 ms apart): node-to-client latency per chunk\n");
@@ -235,6 +176,108 @@ async fn main() -> anyhow::Result<()> {
     drop(router);
     drop(fake);
     Ok(())
+}
+
+/// The processes whose CPU time is measured.
+struct Pids {
+    herd: u32,
+    fake: u32,
+    nginx: Option<u32>,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// One table: every concurrency level, every target, `rounds` rounds in
+/// rotating order.
+async fn small_requests(
+    args: &Args,
+    http: &Http,
+    targets: &[Target],
+    pids: &Pids,
+    path: &str,
+    body: &'static str,
+    title: &str,
+) {
+    println!("\n## Small non-streamed requests: {title}\n");
+    println!("| clients | target | req/s | p50 | p99 | added p50 | added p99 | errors |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    for &c in &args.concurrency {
+        let mut samples: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+        let mut rps: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+        let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
+        // CPU time each process spent, and the requests served meanwhile.
+        let mut cpu: BTreeMap<&str, (Duration, usize)> = BTreeMap::new();
+        for round in 0..args.rounds {
+            for k in 0..targets.len() {
+                let t = &targets[(k + round) % targets.len()];
+                let pid = match t.name {
+                    "herd" => Some(pids.herd),
+                    "nginx" => pids.nginx,
+                    _ => Some(pids.fake),
+                };
+                let cpu0 = pid.and_then(load::tree_cpu_time);
+                let run: Run = load::closed_loop(
+                    http,
+                    &format!("{}{path}", t.url),
+                    Bytes::from_static(body.as_bytes()),
+                    c,
+                    args.warmup,
+                    args.duration,
+                )
+                .await;
+                if let (Some(a), Some(b)) = (cpu0, pid.and_then(load::tree_cpu_time)) {
+                    let e = cpu.entry(t.name).or_default();
+                    e.0 += b.saturating_sub(a);
+                    e.1 += run.latencies.len();
+                }
+                rps.entry(t.name).or_default().push(run.rps());
+                *errors.entry(t.name).or_default() += run.errors;
+                samples.entry(t.name).or_default().extend(run.latencies);
+            }
+        }
+        let summaries: BTreeMap<&str, Summary> =
+            samples.iter_mut().map(|(k, v)| (*k, summarize(v))).collect();
+        let direct = summaries["direct"];
+        for t in targets {
+            let s = summaries[t.name];
+            let (ap50, ap99) = if t.name == "direct" {
+                ("—".to_owned(), "—".to_owned())
+            } else {
+                (signed_us(s.p50, direct.p50), signed_us(s.p99, direct.p99))
+            };
+            println!(
+                "| {c} | {} | {:.0} | {:.0} µs | {:.0} µs | {ap50} | {ap99} | {} |",
+                t.name,
+                median(&rps[t.name]),
+                us(s.p50),
+                us(s.p99),
+                errors[t.name]
+            );
+        }
+        if let (Some(h), Some(n)) = (rps.get("herd"), rps.get("nginx")) {
+            println!(
+                "|  | herd ÷ nginx | {:.2}× req/s | p50 {:.2}× | p99 {:.2}× | | | |",
+                median(h) / median(n),
+                us(summaries["herd"].p50) / us(summaries["nginx"].p50),
+                us(summaries["herd"].p99) / us(summaries["nginx"].p99)
+            );
+        }
+        let per = |name: &str| {
+            cpu.get(name)
+                .filter(|(_, n)| *n > 0)
+                .map_or_else(|| "—".to_owned(), |(d, n)| format!("{:.1} µs", us(*d) / *n as f64))
+        };
+        println!(
+            "|  | CPU per request | fake {} | herd {} | nginx {} | | | |",
+            per("direct"),
+            per("herd"),
+            per("nginx")
+        );
+    }
 }
 
 /// `streams` clients streaming back to back for `duration`; for each chunk,
