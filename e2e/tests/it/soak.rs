@@ -135,17 +135,23 @@ async fn soak_mixed_load_while_nodes_join_leave_and_die() {
         // stopped while it was in flight.
         let failed = report.failed_non_streaming();
         let cut: Vec<_> = report.failures().into_iter().filter(|o| o.kind.streaming()).collect();
-        let unexpected: Vec<_> = cut
-            .iter()
-            .filter(|o| {
-                !events.iter().any(|(at, e, name)| {
+        let cause = |o: &herd_e2e::Outcome| {
+            events
+                .iter()
+                .find(|(at, e, name)| {
                     matches!(e, Event::Kill | Event::Leave)
                         && o.node.as_deref() == Some(name.as_str())
                         && o.sent <= *at + Duration::from_millis(200)
                         && o.sent + o.took >= *at
                 })
-            })
-            .collect();
+                .map(|(_, e, _)| *e)
+        };
+        let unexpected: Vec<_> = cut.iter().filter(|o| cause(o).is_none()).collect();
+        for o in &cut {
+            eprintln!("soak: stream cut: {:?} on {:?} ({:?}): {:?}", cause(o), o.node, o.sent, o.error);
+        }
+        let by_kill = cut.iter().filter(|o| cause(o) == Some(Event::Kill)).count();
+        let by_stop = cut.iter().filter(|o| cause(o) == Some(Event::Leave)).count();
         let by_node = {
             let mut m = std::collections::BTreeMap::new();
             for o in report.outcomes.iter().filter(|o| o.ok()) {
@@ -156,7 +162,7 @@ async fn soak_mixed_load_while_nodes_join_leave_and_die() {
         figure(
             "soak requests",
             format!(
-                "{} in {secs} s ({} failed non-streaming, {} streams cut by a kill or stop, {} unexpected), {} node events, by node {by_node:?}",
+                "{} in {secs} s ({} failed non-streaming, {} streams cut: {by_kill} by a kill -9, {by_stop} by a SIGTERM; {} unexpected), {} node events, by node {by_node:?}",
                 report.total(),
                 failed.len(),
                 cut.len(),
