@@ -30,7 +30,13 @@ pub fn summarize(samples: &mut [Duration]) -> Summary {
             samples[i.min(samples.len() - 1)]
         }
     };
-    Summary { count: samples.len(), p50: at(0.50), p90: at(0.90), p99: at(0.99), max: at(1.0) }
+    Summary {
+        count: samples.len(),
+        p50: at(0.50),
+        p90: at(0.90),
+        p99: at(0.99),
+        max: at(1.0),
+    }
 }
 
 pub fn ms(d: Duration) -> String {
@@ -66,7 +72,10 @@ pub fn herd_binary() -> anyhow::Result<PathBuf> {
     let dir = exe.parent().context("benchmark binary has no directory")?;
     let herd = dir.join("herd");
     if !herd.exists() {
-        bail!("{} not found: build it first with `cargo build --release -p herd`", herd.display());
+        bail!(
+            "{} not found: build it first with `cargo build --release -p herd`",
+            herd.display()
+        );
     }
     Ok(herd)
 }
@@ -99,7 +108,9 @@ pub fn start_herd_server(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Proc
     let stderr = child.stderr.take().context("stderr")?;
     let mut lines = BufReader::new(stderr).lines();
     let url = loop {
-        let Some(line) = lines.next() else { bail!("herd server exited before listening") };
+        let Some(line) = lines.next() else {
+            bail!("herd server exited before listening")
+        };
         let line = line?;
         if let Some(i) = line.find("listening on http://") {
             let rest = &line[i + "listening on ".len()..];

@@ -40,7 +40,10 @@ pub fn post_json(url: &str, body: &Bytes) -> anyhow::Result<Request<Full<Bytes>>
 }
 
 /// Sends and reads the whole body; errors on a non-2xx status.
-pub async fn fetch(http: &Http, req: Request<Full<Bytes>>) -> anyhow::Result<(Response<()>, Bytes)> {
+pub async fn fetch(
+    http: &Http,
+    req: Request<Full<Bytes>>,
+) -> anyhow::Result<(Response<()>, Bytes)> {
     let resp = http.request(req).await?;
     let (parts, body) = resp.into_parts();
     let bytes = body.collect().await?.to_bytes();
@@ -86,7 +89,9 @@ pub async fn closed_loop(
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(4096);
             while !stop.load(Ordering::Relaxed) {
-                let Ok(req) = post_json(&url, &body) else { break };
+                let Ok(req) = post_json(&url, &body) else {
+                    break;
+                };
                 let t = Instant::now();
                 let ok = fetch(&http, req).await.is_ok();
                 if measuring.load(Ordering::Relaxed) {
@@ -126,7 +131,10 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
     let dir = exe.parent().context("benchmark binary has no directory")?;
     let path = dir.join(name);
     if !path.exists() {
-        bail!("{} not found: build it first (see the benchmark's docs)", path.display());
+        bail!(
+            "{} not found: build it first (see the benchmark's docs)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -155,7 +163,13 @@ fn spawn_and_read(mut cmd: Command, marker: &str, what: &str) -> anyhow::Result<
         }
     };
     std::thread::spawn(move || for _ in lines {});
-    Ok((Proc { child, url: String::new() }, found))
+    Ok((
+        Proc {
+            child,
+            url: String::new(),
+        },
+        found,
+    ))
 }
 
 /// Starts `fake-ollama serve` on a free loopback port with `flags`.
@@ -173,7 +187,10 @@ pub fn start_fake_ollama(flags: &[String]) -> anyhow::Result<Proc> {
 /// same pieces. Returns the process and which one it is.
 pub fn start_router(data_dir: &Path, flags: &[String]) -> anyhow::Result<(Proc, &'static str)> {
     let (mut cmd, name) = match std::env::var("HERD_BENCH_ROUTER").as_deref() {
-        Ok("bench-router") => (Command::new(sibling_binary("bench-router")?), "bench-router"),
+        Ok("bench-router") => (
+            Command::new(sibling_binary("bench-router")?),
+            "bench-router",
+        ),
         _ => {
             let mut c = Command::new(sibling_binary("herd")?);
             c.args(["server", "--no-controller"]);
@@ -236,9 +253,10 @@ pub async fn register_node(
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let v: serde_json::Value = client.http().get(&stats_url).send().await?.json().await?;
-        let routable = v["nodes"]
-            .as_array()
-            .is_some_and(|ns| ns.iter().any(|n| n["node"] == name && n["routable"] == true));
+        let routable = v["nodes"].as_array().is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n["node"] == name && n["routable"] == true)
+        });
         if routable {
             return Ok(());
         }
@@ -392,7 +410,9 @@ pub fn tree_cpu_time(pid: u32) -> Option<Duration> {
 
 /// A free loopback port (bound and released; fine for a benchmark).
 pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Reads a streamed NDJSON response, calling `line` with each line and

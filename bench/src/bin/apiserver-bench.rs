@@ -42,7 +42,10 @@ struct Args {
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
-    let n: f64 = s.trim_end_matches('s').parse().map_err(|e| format!("{s}: {e}"))?;
+    let n: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|e| format!("{s}: {e}"))?;
     Ok(Duration::from_secs_f64(n))
 }
 
@@ -66,7 +69,12 @@ fn status_patch(i: usize, seq: u64) -> String {
     .to_string()
 }
 
-async fn patch_status(http: &reqwest::Client, base: &str, i: usize, seq: u64) -> anyhow::Result<Duration> {
+async fn patch_status(
+    http: &reqwest::Client,
+    base: &str,
+    i: usize,
+    seq: u64,
+) -> anyhow::Result<Duration> {
     let started = Instant::now();
     let resp = http
         .patch(format!("{base}/node-{i}/status"))
@@ -104,8 +112,13 @@ async fn main() -> anyhow::Result<()> {
     let server = start_herd_server(dir.path(), &flags)?;
     let pid = server.child.id();
     let base = format!("{}/apis/herd/v1/nodes", server.url);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(1024).build()?;
-    println!("herd server pid {pid} at {} (flags {:?})", server.url, args.server_flag);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()?;
+    println!(
+        "herd server pid {pid} at {} (flags {:?})",
+        server.url, args.server_flag
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     println!("RSS empty: {}", mib(rss_bytes(pid).unwrap_or(0)));
 
@@ -132,9 +145,17 @@ async fn main() -> anyhow::Result<()> {
     for t in tasks {
         t.await??;
     }
-    println!("populated {} nodes (create + status) in {:.1} s", args.nodes, started.elapsed().as_secs_f64());
+    println!(
+        "populated {} nodes (create + status) in {:.1} s",
+        args.nodes,
+        started.elapsed().as_secs_f64()
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    println!("RSS idle with {} nodes: {}", args.nodes, mib(rss_bytes(pid).unwrap_or(0)));
+    println!(
+        "RSS idle with {} nodes: {}",
+        args.nodes,
+        mib(rss_bytes(pid).unwrap_or(0))
+    );
 
     // List.
     let mut lists = Vec::new();
@@ -146,33 +167,79 @@ async fn main() -> anyhow::Result<()> {
         size = body.len();
     }
     let s = summarize(&mut lists);
-    println!("list of {} nodes ({}): p50 {} p90 {} max {}", args.nodes, mib(size as u64), ms(s.p50), ms(s.p90), ms(s.max));
+    println!(
+        "list of {} nodes ({}): p50 {} p90 {} max {}",
+        args.nodes,
+        mib(size as u64),
+        ms(s.p50),
+        ms(s.p90),
+        ms(s.max)
+    );
 
     // Throughput: closed loop, as fast as the server answers.
     let cpu_before = cpu_time(pid);
     let (s, elapsed, peak) = closed_loop(&http, &base, &args, pid).await?;
-    report(&format!("status updates, {} concurrent writers, no watchers", args.writers), &s, elapsed);
+    report(
+        &format!(
+            "status updates, {} concurrent writers, no watchers",
+            args.writers
+        ),
+        &s,
+        elapsed,
+    );
     if let (Some(a), Some(b)) = (cpu_before, cpu_time(pid)) {
-        println!("  server CPU {:.0}% of one core; peak RSS {}", (b - a).as_secs_f64() / elapsed.as_secs_f64() * 100.0, mib(peak));
+        println!(
+            "  server CPU {:.0}% of one core; peak RSS {}",
+            (b - a).as_secs_f64() / elapsed.as_secs_f64() * 100.0,
+            mib(peak)
+        );
     }
 
     // Fixed rates: the goal rate without watchers, then the heartbeat rate with watchers.
     open_loop(&http, &server.url, &base, &args, pid, args.peak_rate, 0).await?;
-    open_loop(&http, &server.url, &base, &args, pid, args.rate, args.watchers).await?;
+    open_loop(
+        &http,
+        &server.url,
+        &base,
+        &args,
+        pid,
+        args.rate,
+        args.watchers,
+    )
+    .await?;
     println!("RSS after load: {}", mib(rss_bytes(pid).unwrap_or(0)));
-    let size = |f: &str| std::fs::metadata(dir.path().join(f)).map(|m| m.len()).unwrap_or(0);
-    println!("on disk: herd.db {}, herd.db-wal {}", mib(size("herd.db")), mib(size("herd.db-wal")));
+    let size = |f: &str| {
+        std::fs::metadata(dir.path().join(f))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    println!(
+        "on disk: herd.db {}, herd.db-wal {}",
+        mib(size("herd.db")),
+        mib(size("herd.db-wal"))
+    );
     drop(server);
     Ok(())
 }
 
-async fn closed_loop(http: &reqwest::Client, base: &str, args: &Args, pid: u32) -> anyhow::Result<(Summary, Duration, u64)> {
+async fn closed_loop(
+    http: &reqwest::Client,
+    base: &str,
+    args: &Args,
+    pid: u32,
+) -> anyhow::Result<(Summary, Duration, u64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let samples = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..args.writers {
-        let (http, base, stop, samples, nodes) = (http.clone(), base.to_owned(), stop.clone(), samples.clone(), args.nodes);
+        let (http, base, stop, samples, nodes) = (
+            http.clone(),
+            base.to_owned(),
+            stop.clone(),
+            samples.clone(),
+            args.nodes,
+        );
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             let mut seq = 0u64;
@@ -209,15 +276,32 @@ async fn open_loop(
     rate: u64,
     watcher_count: usize,
 ) -> anyhow::Result<()> {
-    let list: serde_json::Value = http.get(format!("{base}?labelSelector=gpu%3Dnothing")).send().await?.json().await?;
-    let rv = list["metadata"]["resourceVersion"].as_str().context("list resourceVersion")?.to_owned();
+    let list: serde_json::Value = http
+        .get(format!("{base}?labelSelector=gpu%3Dnothing"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let rv = list["metadata"]["resourceVersion"]
+        .as_str()
+        .context("list resourceVersion")?
+        .to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let lags = Arc::new(Mutex::new(Vec::new()));
     let mut watchers = Vec::new();
     let watch_http = reqwest::Client::new();
     for _ in 0..watcher_count {
-        let resp = watch_http.get(format!("{url}/apis/herd/v1/nodes?watch=true&resourceVersion={rv}")).send().await?;
-        anyhow::ensure!(resp.status().is_success(), "watch answered {}", resp.status());
+        let resp = watch_http
+            .get(format!(
+                "{url}/apis/herd/v1/nodes?watch=true&resourceVersion={rv}"
+            ))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "watch answered {}",
+            resp.status()
+        );
         let (stop, lags) = (stop.clone(), lags.clone());
         watchers.push(tokio::spawn(async move {
             let mut stream = resp.bytes_stream();
@@ -225,7 +309,11 @@ async fn open_loop(
             let mut mine = Vec::new();
             const MARK: &str = "\"lastHeartbeatTime\":\"";
             while !stop.load(Ordering::Relaxed) {
-                let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_millis(500), stream.next()).await else { continue };
+                let Ok(Some(chunk)) =
+                    tokio::time::timeout(Duration::from_millis(500), stream.next()).await
+                else {
+                    continue;
+                };
                 let Ok(chunk) = chunk else { break };
                 buf.extend_from_slice(&chunk);
                 let now = jiff::Timestamp::now();
@@ -257,7 +345,13 @@ async fn open_loop(
     let mut tasks = Vec::new();
     let per_task = Duration::from_secs_f64(args.writers as f64 / rate as f64);
     for w in 0..args.writers {
-        let (http, base, samples, nodes, duration) = (http.clone(), base.to_owned(), samples.clone(), args.nodes, args.duration);
+        let (http, base, samples, nodes, duration) = (
+            http.clone(),
+            base.to_owned(),
+            samples.clone(),
+            args.nodes,
+            args.duration,
+        );
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval_at(
                 tokio::time::Instant::now() + per_task.mul_f64(w as f64 / 64.0),
@@ -285,7 +379,9 @@ async fn open_loop(
         t.await??;
     }
     let elapsed = started.elapsed();
-    let cpu = cpu_time(pid).zip(cpu_before).map(|(b, a)| (b - a).as_secs_f64() / elapsed.as_secs_f64() * 100.0);
+    let cpu = cpu_time(pid)
+        .zip(cpu_before)
+        .map(|(b, a)| (b - a).as_secs_f64() / elapsed.as_secs_f64() * 100.0);
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::Relaxed);
     for w in watchers {
@@ -293,11 +389,19 @@ async fn open_loop(
     }
     let mut writes = samples.lock().await;
     let s = summarize(&mut writes);
-    report(&format!("status updates at a fixed {rate}/s with {watcher_count} watchers"), &s, elapsed);
+    report(
+        &format!("status updates at a fixed {rate}/s with {watcher_count} watchers"),
+        &s,
+        elapsed,
+    );
     let mut lags = lags.lock().await;
     let delivered = lags.len();
     if watcher_count == 0 {
-        println!("  server CPU {:.0}% of one core; peak RSS {}", cpu.unwrap_or(0.0), mib(peak));
+        println!(
+            "  server CPU {:.0}% of one core; peak RSS {}",
+            cpu.unwrap_or(0.0),
+            mib(peak)
+        );
         return Ok(());
     }
     let l = summarize(&mut lags);
@@ -309,6 +413,10 @@ async fn open_loop(
         ms(l.p99),
         ms(l.max)
     );
-    println!("  server CPU {:.0}% of one core; peak RSS {}", cpu.unwrap_or(0.0), mib(peak));
+    println!(
+        "  server CPU {:.0}% of one core; peak RSS {}",
+        cpu.unwrap_or(0.0),
+        mib(peak)
+    );
     Ok(())
 }

@@ -110,18 +110,33 @@ async fn main() -> anyhow::Result<()> {
         args.duration,
         args.warmup
     );
-    println!("\n| strategy | models reported loaded | requests | p50 | p90 | p99 | max | share per node (node-3 slow) | errors |");
+    println!(
+        "\n| strategy | models reported loaded | requests | p50 | p90 | p99 | max | share per node (node-3 slow) | errors |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|---|---:|");
     let mut p99s = BTreeMap::new();
     for loaded in [false, true] {
         for strategy in ["round_robin", "p2c"] {
             let dir = tempfile::tempdir()?;
-            let (router, _) = load::start_router(dir.path(), &["--balancer".into(), strategy.into()])?;
+            let (router, _) =
+                load::start_router(dir.path(), &["--balancer".into(), strategy.into()])?;
             for (i, f) in fakes.iter().enumerate() {
-                load::register_node(&router.url, &format!("node-{i}"), &f.url, &["bench"], args.slots, loaded).await?;
+                load::register_node(
+                    &router.url,
+                    &format!("node-{i}"),
+                    &f.url,
+                    &["bench"],
+                    args.slots,
+                    loaded,
+                )
+                .await?;
             }
             let (outcomes, unfinished) = run(&args, &router.url, rate).await;
-            let mut lat: Vec<Duration> = outcomes.iter().filter(|o| o.measured && o.ok).map(|o| o.latency).collect();
+            let mut lat: Vec<Duration> = outcomes
+                .iter()
+                .filter(|o| o.measured && o.ok)
+                .map(|o| o.latency)
+                .collect();
             let errors = outcomes.iter().filter(|o| o.measured && !o.ok).count() + unfinished;
             let s = summarize(&mut lat);
             let mut share: BTreeMap<&str, usize> = BTreeMap::new();
@@ -131,7 +146,13 @@ async fn main() -> anyhow::Result<()> {
             let total = share.values().sum::<usize>().max(1) as f64;
             let share: Vec<String> = share
                 .iter()
-                .map(|(n, c)| format!("{} {:.0} %", n.trim_start_matches("node-"), *c as f64 / total * 100.0))
+                .map(|(n, c)| {
+                    format!(
+                        "{} {:.0} %",
+                        n.trim_start_matches("node-"),
+                        *c as f64 / total * 100.0
+                    )
+                })
                 .collect();
             println!(
                 "| {strategy} | {loaded} | {} | {:.0} ms | {:.0} ms | {:.0} ms | {:.0} ms | {} | {errors} |",
@@ -206,9 +227,15 @@ async fn run(args: &Args, router: &str, rate: f64) -> (Vec<Outcome>, usize) {
     }
     let drain = tokio::time::timeout(args.drain, futures_util::future::join_all(tasks)).await;
     if drain.is_err() {
-        eprintln!("some requests were still queued after {:?}; they are left out", args.drain);
+        eprintln!(
+            "some requests were still queued after {:?}; they are left out",
+            args.drain
+        );
     }
-    let mut v = out.lock().map(|mut o| std::mem::take(&mut *o)).unwrap_or_default();
+    let mut v = out
+        .lock()
+        .map(|mut o| std::mem::take(&mut *o))
+        .unwrap_or_default();
     v.sort_by_key(|o| o.latency);
     let unfinished = measured_sent.saturating_sub(v.iter().filter(|o| o.measured).count());
     (v, unfinished)

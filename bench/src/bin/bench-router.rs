@@ -58,13 +58,18 @@ fn main() -> anyhow::Result<()> {
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
         let shutdown = tokio_util::sync::CancellationToken::new();
-        let (api, _state) =
-            herd_apiserver::build(herd_apiserver::Config::new(&args.data_dir), shutdown.clone())?;
+        let (api, _state) = herd_apiserver::build(
+            herd_apiserver::Config::new(&args.data_dir),
+            shutdown.clone(),
+        )?;
         let client = Client::new(&url)?;
         let nodes = reflector::spawn(client.api::<Node>(), watcher::Config::default());
         let proxy = Proxy::with_shutdown(&args.proxy, nodes, client, shutdown.clone());
         let app = herd_apiserver::with_common_layers(api.merge(proxy.router()));
-        eprintln!("bench-router listening on {url} (balancer {})", args.proxy.balancer.as_str());
+        eprintln!(
+            "bench-router listening on {url} (balancer {})",
+            args.proxy.balancer.as_str()
+        );
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let _ = tokio::signal::ctrl_c().await;

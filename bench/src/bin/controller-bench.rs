@@ -88,9 +88,15 @@ enum Cmd {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     if let Some(n) = s.strip_suffix("ms") {
-        return n.parse().map(Duration::from_millis).map_err(|e| format!("{s}: {e}"));
+        return n
+            .parse()
+            .map(Duration::from_millis)
+            .map_err(|e| format!("{s}: {e}"));
     }
-    let n: f64 = s.trim_end_matches('s').parse().map_err(|e| format!("{s}: {e}"))?;
+    let n: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|e| format!("{s}: {e}"))?;
     Ok(Duration::from_secs_f64(n))
 }
 
@@ -106,12 +112,19 @@ fn main() -> anyhow::Result<()> {
             .await?;
             Ok(())
         }),
-        Cmd::Detect { nodes, trials, heartbeat, keep_ollama, no_signal } => {
-            rt.block_on(detect(nodes, trials, heartbeat, keep_ollama, no_signal))
-        }
-        Cmd::Cpu { nodes, heartbeat, warmup, duration } => {
-            rt.block_on(cpu(nodes, heartbeat, warmup, duration))
-        }
+        Cmd::Detect {
+            nodes,
+            trials,
+            heartbeat,
+            keep_ollama,
+            no_signal,
+        } => rt.block_on(detect(nodes, trials, heartbeat, keep_ollama, no_signal)),
+        Cmd::Cpu {
+            nodes,
+            heartbeat,
+            warmup,
+            duration,
+        } => rt.block_on(cpu(nodes, heartbeat, warmup, duration)),
     }
 }
 
@@ -144,7 +157,9 @@ impl Drop for ControllerProc {
 /// `herd server`, without its in-process controller when it has one (the
 /// controller under test runs apart).
 fn start_server(dir: &std::path::Path) -> anyhow::Result<herd_bench::Proc> {
-    let help = Command::new(herd_bench::herd_binary()?).args(["server", "--help"]).output()?;
+    let help = Command::new(herd_bench::herd_binary()?)
+        .args(["server", "--help"])
+        .output()?;
     let flags: &[&str] = if String::from_utf8_lossy(&help.stdout).contains("--no-controller") {
         &["--no-controller"]
     } else {
@@ -168,12 +183,20 @@ impl FakeOllama {
         let addr = listener.local_addr()?;
         let app = Router::new().route(
             "/api/version",
-            get(|| async { ([("content-type", "application/json")], r#"{"version":"0.33.0"}"#) }),
+            get(|| async {
+                (
+                    [("content-type", "application/json")],
+                    r#"{"version":"0.33.0"}"#,
+                )
+            }),
         );
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { addr, task: Some(task) })
+        Ok(Self {
+            addr,
+            task: Some(task),
+        })
     }
     fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -198,7 +221,11 @@ async fn heartbeat(api: &Api<Node>, name: &str, cpu: f64, counter: &AtomicU64) {
             let now = Timestamp::now();
             s.last_heartbeat_time = Some(now);
             for ty in [conditions::NODELET_READY, conditions::OLLAMA_RUNNING] {
-                set_condition(&mut s.conditions, Condition::new(ty, ConditionStatus::True, "Running", ""), now);
+                set_condition(
+                    &mut s.conditions,
+                    Condition::new(ty, ConditionStatus::True, "Running", ""),
+                    now,
+                );
             }
             s.info = Some(NodeInfo {
                 machine_name: name.to_owned(),
@@ -208,12 +235,21 @@ async fn heartbeat(api: &Api<Node>, name: &str, cpu: f64, counter: &AtomicU64) {
                 nodelet_version: "0.1.0".into(),
                 ..NodeInfo::default()
             });
-            s.capacity = Some(NodeCapacity { cpus: 16, memory_bytes: 64 << 30, gpus: vec![] });
+            s.capacity = Some(NodeCapacity {
+                cpus: 16,
+                memory_bytes: 64 << 30,
+                gpus: vec![],
+            });
             let in_flight = s.usage.as_ref().map_or(0, |u| u.in_flight);
-            s.usage = Some(NodeUsage { cpu_percent: cpu, memory_percent: 40.0, in_flight });
+            s.usage = Some(NodeUsage {
+                cpu_percent: cpu,
+                memory_percent: 40.0,
+                in_flight,
+            });
             s.models = vec![NodeModel {
                 name: "llama3.2:1b".into(),
-                digest: "sha256:baf6a787fdffd633537aa2eb51cfd54cb93ff08e28040095462bb63daf552878".into(),
+                digest: "sha256:baf6a787fdffd633537aa2eb51cfd54cb93ff08e28040095462bb63daf552878"
+                    .into(),
                 size_bytes: 1_321_098_329,
                 loaded: true,
             }];
@@ -229,7 +265,13 @@ async fn heartbeat(api: &Api<Node>, name: &str, cpu: f64, counter: &AtomicU64) {
 
 /// Heartbeats `name` every `period`, starting after `phase`, with a CPU
 /// figure that wanders a little around 20 %.
-fn spawn_heartbeats(api: Api<Node>, name: String, period: Duration, phase: Duration, counter: Arc<AtomicU64>) -> JoinHandle<()> {
+fn spawn_heartbeats(
+    api: Api<Node>,
+    name: String,
+    period: Duration,
+    phase: Duration,
+    counter: Arc<AtomicU64>,
+) -> JoinHandle<()> {
     tokio::spawn(async move {
         tokio::time::sleep(phase).await;
         let mut tick = tokio::time::interval(period);
@@ -250,7 +292,13 @@ fn rand_unit() -> f64 {
 }
 
 async fn register(api: &Api<Node>, name: &str, url: &str, zone: &str) -> anyhow::Result<()> {
-    let mut node = Node::new(name, NodeSpec { ollama_url: url.to_owned(), ..NodeSpec::default() });
+    let mut node = Node::new(
+        name,
+        NodeSpec {
+            ollama_url: url.to_owned(),
+            ..NodeSpec::default()
+        },
+    );
     node.metadata.labels.insert("zone".into(), zone.into());
     api.apply(&node).await?;
     Ok(())
@@ -269,11 +317,21 @@ struct Tracker {
     changed: tokio::sync::watch::Receiver<u64>,
 }
 
-type Owned = (Option<Condition>, Option<Condition>, Option<Condition>, Option<herd_api::RoutingStatus>);
+type Owned = (
+    Option<Condition>,
+    Option<Condition>,
+    Option<Condition>,
+    Option<herd_api::RoutingStatus>,
+);
 
 fn owned(n: &Node) -> Owned {
     let c = |t| find_condition(&n.status.conditions, t).cloned();
-    (c(conditions::READY), c(conditions::REACHABLE), c(conditions::DRAINED), n.status.routing.clone())
+    (
+        c(conditions::READY),
+        c(conditions::REACHABLE),
+        c(conditions::DRAINED),
+        n.status.routing.clone(),
+    )
 }
 
 impl Tracker {
@@ -301,8 +359,14 @@ impl Tracker {
                     }
                     last.insert(n.metadata.name.clone(), o);
                     let ready = find_condition(&n.status.conditions, conditions::READY)
-                        .map_or((ConditionStatus::Unknown, String::new()), |c| (c.status, c.reason.clone()));
-                    let entry = map.entry(n.metadata.name.clone()).or_insert((ready.0, ready.1.clone(), now));
+                        .map_or((ConditionStatus::Unknown, String::new()), |c| {
+                            (c.status, c.reason.clone())
+                        });
+                    let entry = map.entry(n.metadata.name.clone()).or_insert((
+                        ready.0,
+                        ready.1.clone(),
+                        now,
+                    ));
                     if entry.0 != ready.0 {
                         *entry = (ready.0, ready.1, now);
                     }
@@ -311,16 +375,30 @@ impl Tracker {
                 tx.send_modify(|g| *g += 1);
             }
         });
-        Self { seen, controller_writes, changed: rx }
+        Self {
+            seen,
+            controller_writes,
+            changed: rx,
+        }
     }
 
     fn ready_count(&self) -> usize {
-        self.seen.lock().expect("lock").values().filter(|(s, _, _)| *s == ConditionStatus::True).count()
+        self.seen
+            .lock()
+            .expect("lock")
+            .values()
+            .filter(|(s, _, _)| *s == ConditionStatus::True)
+            .count()
     }
 
     /// Waits until `name`'s Ready status satisfies `want`; returns its
     /// reason and when the change was seen.
-    async fn wait(&mut self, name: &str, want: impl Fn(ConditionStatus) -> bool, within: Duration) -> anyhow::Result<(String, Instant)> {
+    async fn wait(
+        &mut self,
+        name: &str,
+        want: impl Fn(ConditionStatus) -> bool,
+        within: Duration,
+    ) -> anyhow::Result<(String, Instant)> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let current = self.seen.lock().expect("lock").get(name).cloned();
@@ -334,7 +412,13 @@ impl Tracker {
     }
 }
 
-async fn detect(n: usize, trials: usize, period: Duration, keep_ollama: bool, no_signal: bool) -> anyhow::Result<()> {
+async fn detect(
+    n: usize,
+    trials: usize,
+    period: Duration,
+    keep_ollama: bool,
+    no_signal: bool,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = start_server(dir.path())?;
     let client = Client::new(&server.url)?;
@@ -348,14 +432,30 @@ async fn detect(n: usize, trials: usize, period: Duration, keep_ollama: bool, no
         register(&api, &name, &o.url(), "a").await?;
         heartbeat(&api, &name, 20.0, &counter).await;
         let phase = period.mul_f64(i as f64 / n as f64);
-        beats.push(Some(spawn_heartbeats(api.clone(), name, period, phase, counter.clone())));
+        beats.push(Some(spawn_heartbeats(
+            api.clone(),
+            name,
+            period,
+            phase,
+            counter.clone(),
+        )));
         ollamas.push(o);
     }
     let mut tracker = Tracker::start(api.clone());
     let controller = ControllerProc::start(&server.url)?;
-    println!("herd server at {}, controller pid {}, {n} nodes heartbeating every {period:?}; controller defaults", server.url, controller.pid());
+    println!(
+        "herd server at {}, controller pid {}, {n} nodes heartbeating every {period:?}; controller defaults",
+        server.url,
+        controller.pid()
+    );
     for i in 0..n {
-        tracker.wait(&format!("node-{i}"), |s| s == ConditionStatus::True, Duration::from_secs(60)).await?;
+        tracker
+            .wait(
+                &format!("node-{i}"),
+                |s| s == ConditionStatus::True,
+                Duration::from_secs(60),
+            )
+            .await?;
     }
 
     let mut deaths = Vec::new();
@@ -373,7 +473,13 @@ async fn detect(n: usize, trials: usize, period: Duration, keep_ollama: bool, no
         if !keep_ollama {
             ollamas[i].stop();
         }
-        let (reason, at) = tracker.wait(&name, |s| s != ConditionStatus::True, Duration::from_secs(60)).await?;
+        let (reason, at) = tracker
+            .wait(
+                &name,
+                |s| s != ConditionStatus::True,
+                Duration::from_secs(60),
+            )
+            .await?;
         let took = at.duration_since(started);
         println!("death {t}: {name} Ready≠True after {} ({reason})", ms(took));
         deaths.push(took);
@@ -383,11 +489,27 @@ async fn detect(n: usize, trials: usize, period: Duration, keep_ollama: bool, no
             ollamas[i] = FakeOllama::start(addr).await?;
         }
         heartbeat(&api, &name, 20.0, &counter).await;
-        beats[i] = Some(spawn_heartbeats(api.clone(), name.clone(), period, Duration::ZERO, counter.clone()));
-        tracker.wait(&name, |s| s == ConditionStatus::True, Duration::from_secs(60)).await?;
+        beats[i] = Some(spawn_heartbeats(
+            api.clone(),
+            name.clone(),
+            period,
+            Duration::ZERO,
+            counter.clone(),
+        ));
+        tracker
+            .wait(
+                &name,
+                |s| s == ConditionStatus::True,
+                Duration::from_secs(60),
+            )
+            .await?;
     }
     let s = summarize(&mut deaths);
-    let what = if keep_ollama { "nodelet death (Ollama still up)" } else { "node death" };
+    let what = if keep_ollama {
+        "nodelet death (Ollama still up)"
+    } else {
+        "node death"
+    };
     println!(
         "{what} → Ready≠True over {} trials: p50 {} p90 {} max {}; reasons {reasons:?}",
         s.count,
@@ -403,21 +525,44 @@ async fn detect(n: usize, trials: usize, period: Duration, keep_ollama: bool, no
     let mut acks = Vec::new();
     for t in 0..trials {
         let name = format!("node-{}", t % n);
-        tracker.wait(&name, |s| s == ConditionStatus::True, Duration::from_secs(60)).await?;
+        tracker
+            .wait(
+                &name,
+                |s| s == ConditionStatus::True,
+                Duration::from_secs(60),
+            )
+            .await?;
         let started = Instant::now();
         api.update_status_with_retry(&name, |s| {
             set_condition(
                 &mut s.conditions,
-                Condition::new(conditions::REACHABLE, ConditionStatus::False, "ConnectFailed", "connection refused"),
+                Condition::new(
+                    conditions::REACHABLE,
+                    ConditionStatus::False,
+                    "ConnectFailed",
+                    "connection refused",
+                ),
                 Timestamp::now(),
             );
         })
         .await?;
         acks.push(started.elapsed());
-        let (_, at) = tracker.wait(&name, |s| s == ConditionStatus::False, Duration::from_secs(30)).await?;
+        let (_, at) = tracker
+            .wait(
+                &name,
+                |s| s == ConditionStatus::False,
+                Duration::from_secs(30),
+            )
+            .await?;
         signal.push(at.duration_since(started));
         // The node is fine: the next probe brings it back.
-        tracker.wait(&name, |s| s == ConditionStatus::True, Duration::from_secs(30)).await?;
+        tracker
+            .wait(
+                &name,
+                |s| s == ConditionStatus::True,
+                Duration::from_secs(30),
+            )
+            .await?;
     }
     let s = summarize(&mut signal);
     let a = summarize(&mut acks);
@@ -464,20 +609,36 @@ async fn cpu(n: usize, period: Duration, warmup: Duration, window: Duration) -> 
     for t in tasks {
         t.await??;
     }
-    println!("registered {n} nodes in {:.1} s", started.elapsed().as_secs_f64());
+    println!(
+        "registered {n} nodes in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let mut beats = Vec::new();
     for i in 0..n {
         let phase = period.mul_f64(i as f64 / n as f64);
-        beats.push(spawn_heartbeats(api.clone(), format!("node-{i}"), period, phase, counter.clone()));
+        beats.push(spawn_heartbeats(
+            api.clone(),
+            format!("node-{i}"),
+            period,
+            phase,
+            counter.clone(),
+        ));
     }
     let mas = client.api::<ModelAssignment>();
     for (name, replicas, zone) in [("llama-3", Some(3), None), ("qwen-zone-a", None, Some("a"))] {
         let ma = ModelAssignment::new(
             name,
             ModelAssignmentSpec {
-                model: if replicas.is_some() { "llama3.2:1b" } else { "qwen2.5:0.5b" }.into(),
+                model: if replicas.is_some() {
+                    "llama3.2:1b"
+                } else {
+                    "qwen2.5:0.5b"
+                }
+                .into(),
                 replicas,
-                node_selector: zone.map(|z| NodeSelector { match_labels: [("zone".to_owned(), z.to_owned())].into() }),
+                node_selector: zone.map(|z| NodeSelector {
+                    match_labels: [("zone".to_owned(), z.to_owned())].into(),
+                }),
             },
         );
         mas.create(&PostParams::default(), &ma).await?;
@@ -491,7 +652,11 @@ async fn cpu(n: usize, period: Duration, warmup: Duration, window: Duration) -> 
         if tracker.ready_count() >= n {
             break;
         }
-        anyhow::ensure!(t0.elapsed() < Duration::from_secs(300), "only {} of {n} nodes Ready after 300 s", tracker.ready_count());
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(300),
+            "only {} of {n} nodes Ready after 300 s",
+            tracker.ready_count()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let to_ready = t0.elapsed();
@@ -503,15 +668,38 @@ async fn cpu(n: usize, period: Duration, warmup: Duration, window: Duration) -> 
     );
 
     tokio::time::sleep(warmup).await;
-    let (c0, s0, w0, h0) = (cpu_time(pid), cpu_time(server_pid), tracker.controller_writes.load(Ordering::Relaxed), counter.load(Ordering::Relaxed));
-    let ev0 = client.api::<Event>().list(&ListParams::default()).await?.items.len();
+    let (c0, s0, w0, h0) = (
+        cpu_time(pid),
+        cpu_time(server_pid),
+        tracker.controller_writes.load(Ordering::Relaxed),
+        counter.load(Ordering::Relaxed),
+    );
+    let ev0 = client
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await?
+        .items
+        .len();
     let m0 = Instant::now();
     tokio::time::sleep(window).await;
     let elapsed = m0.elapsed();
-    let (c1, s1, w1, h1) = (cpu_time(pid), cpu_time(server_pid), tracker.controller_writes.load(Ordering::Relaxed), counter.load(Ordering::Relaxed));
-    let ev1 = client.api::<Event>().list(&ListParams::default()).await?.items.len();
+    let (c1, s1, w1, h1) = (
+        cpu_time(pid),
+        cpu_time(server_pid),
+        tracker.controller_writes.load(Ordering::Relaxed),
+        counter.load(Ordering::Relaxed),
+    );
+    let ev1 = client
+        .api::<Event>()
+        .list(&ListParams::default())
+        .await?
+        .items
+        .len();
     let pct = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
-        (Some(a), Some(b)) => format!("{:.2} %", (b - a).as_secs_f64() / elapsed.as_secs_f64() * 100.0),
+        (Some(a), Some(b)) => format!(
+            "{:.2} %",
+            (b - a).as_secs_f64() / elapsed.as_secs_f64() * 100.0
+        ),
         _ => "n/a".into(),
     };
     println!(

@@ -53,8 +53,7 @@ struct Args {
     router_flag: Vec<String>,
 }
 
-const SMALL: &str =
-    r#"{"model":"bench","prompt":"hi","stream":false,"options":{"num_predict":1}}"#;
+const SMALL: &str = r#"{"model":"bench","prompt":"hi","stream":false,"options":{"num_predict":1}}"#;
 const SHOW: &str = r#"{"model":"bench"}"#;
 const STREAMED: &str = r#"{"model":"bench","prompt":"hi"}"#;
 
@@ -76,8 +75,18 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let fake = load::start_fake_ollama(
         &[
-            "--models", "bench", "--ttft-ms", "0", "--tokens", "50", "--tokens-per-sec", "200",
-            "--num-parallel", "4096", "--max-queue", "100000",
+            "--models",
+            "bench",
+            "--ttft-ms",
+            "0",
+            "--tokens",
+            "50",
+            "--tokens-per-sec",
+            "200",
+            "--num-parallel",
+            "4096",
+            "--max-queue",
+            "100000",
         ]
         .map(String::from),
     )?;
@@ -87,8 +96,14 @@ async fn main() -> anyhow::Result<()> {
     let (router, router_kind) = load::start_router(&dir.path().join("data"), &router_flags)?;
     load::register_node(&router.url, "fake", &fake.url, &["bench"], 1024, true).await?;
     let mut targets = vec![
-        Target { name: "direct", url: fake.url.clone() },
-        Target { name: "herd", url: router.url.clone() },
+        Target {
+            name: "direct",
+            url: fake.url.clone(),
+        },
+        Target {
+            name: "herd",
+            url: router.url.clone(),
+        },
     ];
     let nginx = if args.no_nginx {
         None
@@ -97,7 +112,10 @@ async fn main() -> anyhow::Result<()> {
         std::fs::create_dir_all(&ndir)?;
         let listen = format!("127.0.0.1:{}", load::free_port()?);
         let n = load::start_nginx(&ndir, &listen, &fake.url).context("nginx")?;
-        targets.push(Target { name: "nginx", url: n.proc.url.clone() });
+        targets.push(Target {
+            name: "nginx",
+            url: n.proc.url.clone(),
+        });
         Some(n)
     };
     println!(
@@ -109,14 +127,24 @@ async fn main() -> anyhow::Result<()> {
         router.url,
         nginx.as_ref().map_or_else(
             || "no nginx".to_owned(),
-            |n| format!("{} pid {} at {}", load::nginx_version(), n.proc.child.id(), n.proc.url)
+            |n| format!(
+                "{} pid {} at {}",
+                load::nginx_version(),
+                n.proc.child.id(),
+                n.proc.url
+            )
         ),
     );
     let http = load::http_client();
     // Every target answers before anything is measured.
     for t in &targets {
-        let req = load::post_json(&format!("{}/api/generate", t.url), &Bytes::from_static(SMALL.as_bytes()))?;
-        load::fetch(&http, req).await.with_context(|| format!("{} does not answer", t.name))?;
+        let req = load::post_json(
+            &format!("{}/api/generate", t.url),
+            &Bytes::from_static(SMALL.as_bytes()),
+        )?;
+        load::fetch(&http, req)
+            .await
+            .with_context(|| format!("{} does not answer", t.name))?;
     }
 
     let pids = Pids {
@@ -149,7 +177,8 @@ async fn main() -> anyhow::Result<()> {
         for round in 0..args.rounds {
             for k in 0..targets.len() {
                 let t = &targets[(k + round) % targets.len()];
-                let d = stream_delays(&http, &format!("{}/api/generate", t.url), sc, args.duration).await?;
+                let d = stream_delays(&http, &format!("{}/api/generate", t.url), sc, args.duration)
+                    .await?;
                 delays.entry(t.name).or_default().extend(d);
             }
         }
@@ -239,8 +268,10 @@ async fn small_requests(
                 samples.entry(t.name).or_default().extend(run.latencies);
             }
         }
-        let summaries: BTreeMap<&str, Summary> =
-            samples.iter_mut().map(|(k, v)| (*k, summarize(v))).collect();
+        let summaries: BTreeMap<&str, Summary> = samples
+            .iter_mut()
+            .map(|(k, v)| (*k, summarize(v)))
+            .collect();
         let direct = summaries["direct"];
         for t in targets {
             let s = summaries[t.name];
@@ -267,9 +298,10 @@ async fn small_requests(
             );
         }
         let per = |name: &str| {
-            cpu.get(name)
-                .filter(|(_, n)| *n > 0)
-                .map_or_else(|| "—".to_owned(), |(d, n)| format!("{:.1} µs", us(*d) / *n as f64))
+            cpu.get(name).filter(|(_, n)| *n > 0).map_or_else(
+                || "—".to_owned(),
+                |(d, n)| format!("{:.1} µs", us(*d) / *n as f64),
+            )
         };
         println!(
             "|  | CPU per request | fake {} | herd {} | nginx {} | | | |",
@@ -297,7 +329,11 @@ async fn stream_delays(
             while tokio::time::Instant::now() < deadline {
                 let req = load::post_json(&url, &Bytes::from_static(STREAMED.as_bytes()))?;
                 let resp = http.request(req).await?;
-                anyhow::ensure!(resp.status().is_success(), "stream answered {}", resp.status());
+                anyhow::ensure!(
+                    resp.status().is_success(),
+                    "stream answered {}",
+                    resp.status()
+                );
                 load::read_lines(resp, |line, at| {
                     #[derive(serde::Deserialize)]
                     struct Chunk {
