@@ -29,12 +29,11 @@ pub async fn prune_once(state: &AppState) {
     events.sort_by_key(|e| e.rv);
     let excess = events.len() - max;
     for old in events.into_iter().take(excess) {
-        let Some(name) = name_of(&old.body) else {
+        let Ok(mut obj) = serde_json::from_slice::<serde_json::Value>(&old.body) else {
             continue;
         };
-        let mut obj: serde_json::Value = match serde_json::from_slice(&old.body) {
-            Ok(v) => v,
-            Err(_) => continue,
+        let Some(name) = obj["metadata"]["name"].as_str().map(str::to_owned) else {
+            continue;
         };
         obj["metadata"]["resourceVersion"] =
             serde_json::Value::String(REVISION_PLACEHOLDER.to_owned());
@@ -57,9 +56,4 @@ pub async fn prune_once(state: &AppState) {
             tracing::debug!(error = ?e, "event changed or went away while pruning");
         }
     }
-}
-
-fn name_of(body: &[u8]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    v["metadata"]["name"].as_str().map(str::to_owned)
 }
