@@ -21,7 +21,7 @@ use hyper::body::{Body, Frame, SizeHint};
 use crate::error::stream_error_line;
 use crate::history::{Outcome, Recorder};
 use crate::pool::UpstreamBody;
-use crate::table::NodeLive;
+use crate::table::{Clock, NodeLive};
 use crate::upstream::chain;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -64,6 +64,39 @@ impl Framing {
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         if sse { Framing::Sse } else { Framing::Ndjson }
     }
+}
+
+/// Whether a response's `Content-Type` promises JSON (one document, NDJSON
+/// or server-sent events of JSON): then a 2xx body that does not end like
+/// JSON is the node's failure (a broken Ollama, something else on its port).
+pub(crate) fn promises_json(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| {
+            let ct = ct.trim_start();
+            ct.starts_with("application/json")
+                || ct.starts_with("application/x-ndjson")
+                || ct.starts_with("text/event-stream")
+        })
+}
+
+/// Whether the end of a body promised to be JSON looks like it: the last
+/// non-blank line ends a JSON value (`}` or `]`), or is a server-sent
+/// `data:` line. Only the end is checked (the tail may not hold a long
+/// last line's start): enough to tell an HTML page, binary noise or a
+/// truncated document from Ollama's answers. An empty body passes (Ollama
+/// answers some 200s with nothing).
+pub(crate) fn ends_like_json(tail: &[u8]) -> bool {
+    let Some(line) = tail
+        .split(|c| *c == b'\n')
+        .rev()
+        .map(<[u8]>::trim_ascii)
+        .find(|l| !l.is_empty())
+    else {
+        return true;
+    };
+    line.starts_with(b"data:") || matches!(line.last(), Some(b'}' | b']'))
 }
 
 /// The last bytes of a body, kept as shared slices of the frames (no copy,
@@ -201,6 +234,9 @@ pub(crate) struct Finisher {
     /// `needs_success_line`, a final `"status":"success"`).
     pub on_success: Option<Box<dyn FnOnce() + Send>>,
     pub needs_success_line: bool,
+    /// Set when a 2xx body must end like JSON ([`promises_json`]): if it
+    /// does not, the node is tripped until this clock's `now + cooldown`.
+    pub garbage_trips: Option<(Clock, Duration)>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -265,9 +301,24 @@ impl ProxyBody {
         o.tokens_out = tout;
         match how {
             Ended::Complete => {
-                let ok = (200..300).contains(&o.status)
-                    && (!fin.needs_success_line || ends_in_success(&tail));
-                if ok && let Some(f) = fin.on_success.take() {
+                let success = (200..300).contains(&o.status);
+                if success
+                    && let Some((clock, cooldown)) = fin.garbage_trips
+                    && !ends_like_json(&tail)
+                {
+                    o.error = format!(
+                        "node {} answered {} with a body that is not the JSON it announced",
+                        self.node, o.status
+                    );
+                    tracing::warn!(node = %self.node, "node answered garbage: left out for the failure cooldown");
+                    o.node_failed = true;
+                    if let Some((_, live)) = &o.node {
+                        live.trip(clock.after(cooldown));
+                    }
+                } else if success
+                    && (!fin.needs_success_line || ends_in_success(&tail))
+                    && let Some(f) = fin.on_success.take()
+                {
                     f();
                 }
             }
@@ -410,6 +461,45 @@ mod tests {
         big.push(&Bytes::from(vec![b'x'; 10_000]));
         big.push(&Bytes::from_static(b"{\"eval_count\":3}"));
         assert_eq!(tokens(&big.bytes()), (None, Some(3)));
+    }
+
+    #[test]
+    fn json_endings() {
+        for (tail, want) in [
+            (&b""[..], true),
+            (b"\n\n", true),
+            (b"{\"model\":\"m\",\"done\":true}\n", true),
+            (b"{\"a\":1}", true),
+            (b"{\"embeddings\":[[0.1,0.2]]}  \r\n", true),
+            (b"[1,2]", true),
+            (b"data: {\"choices\":[]}\n\ndata: [DONE]\n\n", true),
+            (b"\xde\xad\xbe\xef<html>not json {{{\x00\n", false),
+            (b"<html><body>502 Bad Gateway</body></html>\n", false),
+            (b"{\"model\":\"m\",\"response\":\"he", false),
+            (b"{\"done\":true}\nnot json\n", false),
+        ] {
+            assert_eq!(
+                ends_like_json(tail),
+                want,
+                "{:?}",
+                String::from_utf8_lossy(tail)
+            );
+        }
+        let mut h = axum::http::HeaderMap::new();
+        assert!(!promises_json(&h));
+        for (ct, want) in [
+            ("application/json; charset=utf-8", true),
+            ("application/x-ndjson", true),
+            ("text/event-stream", true),
+            ("text/plain; charset=utf-8", false),
+            ("application/octet-stream", false),
+        ] {
+            h.insert(
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static(ct),
+            );
+            assert_eq!(promises_json(&h), want, "{ct}");
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::history::{Outcome, Recorder};
 use crate::pool::UpstreamBody;
 use crate::select;
 use crate::state::Shared;
-use crate::table::{Backend, Table};
+use crate::table::Table;
 use crate::upstream::{self, SendError, UpBody};
 
 /// Longest error body read from a node.
@@ -80,27 +80,13 @@ async fn send_all(
             {
                 Ok(r) => Answer::Response(r),
                 Err(e) => {
-                    note_failure(shared, b, &e);
+                    shared.send_failed(b, &e);
                     Answer::Failed(e)
                 }
             }
         }
     });
     futures_util::future::join_all(sends).await
-}
-
-/// A fan-out failure counts against the node like any other.
-fn note_failure(shared: &Shared, b: &Backend, e: &SendError) {
-    shared.sink.metrics.failure(&b.name, e.reason());
-    b.live
-        .errors
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    if matches!(e, SendError::Connect(_) | SendError::Timeout(_)) {
-        shared.trip(&b.live);
-        shared
-            .reporter
-            .unreachable(&b.name, e.reason(), e.message());
-    }
 }
 
 /// The `error` of a node's JSON error body, or the body as text.

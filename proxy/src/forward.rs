@@ -375,26 +375,18 @@ pub(crate) async fn forward(
                     let node = backend.name.clone();
                     Box::new(move || f(&node)) as Box<dyn FnOnce() + Send>
                 });
-                let pair = Some(entry.holders[chosen.holder].live.clone());
-                return respond(resp, backend, rec, in_flight, retries, pair, on_success);
+                let served = Served {
+                    retries,
+                    pair: Some(entry.holders[chosen.holder].live.clone()),
+                    on_success,
+                };
+                return respond(shared, resp, backend, rec, in_flight, served);
             }
             Err(e) => {
                 drop(in_flight);
                 let message = e.message();
                 tracing::warn!(node = %backend.name, error = %message, "node failed before responding");
-                shared.sink.metrics.failure(&backend.name, e.reason());
-                backend
-                    .live
-                    .errors
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if !matches!(e, SendError::Request(_)) {
-                    shared.trip(&backend.live);
-                }
-                if matches!(e, SendError::Connect(_) | SendError::Timeout(_)) {
-                    shared
-                        .reporter
-                        .unreachable(&backend.name, e.reason(), message.clone());
-                }
+                shared.send_failed(backend, &e);
                 let timeout = matches!(e, SendError::Timeout(_));
                 failures.push(Failure {
                     node: backend.name.clone(),
@@ -443,16 +435,31 @@ fn exhausted(model: &str, failures: &[Failure]) -> ProxyError {
     }
 }
 
+/// How a request reached the node that answers it, for its record.
+#[derive(Default)]
+pub(crate) struct Served {
+    /// Attempts on other nodes before this one.
+    pub retries: u32,
+    /// The (node, model) pair, for its cached metric series.
+    pub pair: Option<Arc<ModelLive>>,
+    /// Run when the response ends in success.
+    pub on_success: Option<Box<dyn FnOnce() + Send>>,
+}
+
 /// Streams a node's response to the client, recording it when it ends.
 pub(crate) fn respond(
+    shared: &Shared,
     resp: Response<UpstreamBody>,
     backend: &Backend,
     rec: Recorder,
     in_flight: InFlight,
-    retries: u32,
-    pair: Option<Arc<ModelLive>>,
-    on_success: Option<Box<dyn FnOnce() + Send>>,
+    served: Served,
 ) -> Response<Body> {
+    let Served {
+        retries,
+        pair,
+        on_success,
+    } = served;
     let (parts, incoming) = resp.into_parts();
     let framing = Framing::of(&parts.headers);
     let needs_success_line = on_success.is_some();
@@ -469,6 +476,8 @@ pub(crate) fn respond(
         in_flight: Some(in_flight),
         on_success,
         needs_success_line,
+        garbage_trips: crate::body::promises_json(&parts.headers)
+            .then_some((shared.clock, shared.config.failure_cooldown)),
     };
     let body = ProxyBody::new(incoming, framing, backend.name.clone(), fin);
     let mut out = Response::new(Body::new(body));

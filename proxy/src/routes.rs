@@ -28,7 +28,7 @@ use crate::metrics;
 use crate::select;
 use crate::state::Shared;
 use crate::table::{Holder, ModelEntry, ModelLive};
-use crate::upstream::{self, SendError, UpBody};
+use crate::upstream::{self, UpBody};
 
 type S = State<Arc<Shared>>;
 
@@ -253,15 +253,9 @@ async fn blob(State(shared): S, Path(_digest): Path<String>, req: Request) -> Re
     )
     .await
     {
-        Ok(resp) => forward::respond(resp, b, rec, in_flight, 0, None, None),
+        Ok(resp) => forward::respond(&shared, resp, b, rec, in_flight, forward::Served::default()),
         Err(e) => {
-            shared.sink.metrics.failure(&b.name, e.reason());
-            if matches!(e, SendError::Connect(_) | SendError::Timeout(_)) {
-                shared.trip(&b.live);
-                shared
-                    .reporter
-                    .unreachable(&b.name, e.reason(), e.message());
-            }
+            shared.send_failed(b, &e);
             fail(
                 rec,
                 ProxyError::BadGateway(format!("node {}: {}", b.name, e.message())),

@@ -184,18 +184,23 @@ pub(crate) fn primary(table: &Table, now: u64) -> Result<usize, NoRoute> {
         })
 }
 
-/// Prefers nodes where the model is loaded and a slot is free: loading a
-/// model elsewhere costs seconds to minutes. When every such node is full
-/// (or none has it loaded), all candidates compete on cost, so a busy
-/// model spreads to more nodes.
+/// Keeps a model off nodes whose memory serves other models while a node
+/// has it loaded with a slot free: loading it there costs seconds and
+/// evicts (or crowds) what that node is serving. A cold node (nothing
+/// loaded) stays a candidate: it pays one load and then adds its capacity,
+/// so a fresh fleet spreads evenly instead of staying on the first nodes
+/// that warmed up. A loaded node with no free slot also drops out while a
+/// free one exists. When no loaded node has a free slot, every candidate
+/// competes on cost, so a busy model spreads to more nodes.
 pub(crate) fn prefer_loaded(table: &Table, cands: &mut Vec<Candidate>) {
-    let free = |c: &Candidate| {
+    let free_loaded = |c: &Candidate| {
         let b = &table.nodes[c.node];
         c.loaded && b.live.in_flight.load(Ordering::Relaxed) < b.max_parallel
     };
-    if cands.iter().any(free) && !cands.iter().all(free) {
-        cands.retain(free);
+    if !cands.iter().any(free_loaded) {
+        return;
     }
+    cands.retain(|c| free_loaded(c) || (!c.loaded && table.nodes[c.node].loaded_models == 0));
 }
 
 /// What the strategies see of each candidate.
@@ -327,20 +332,85 @@ mod tests {
     }
 
     #[test]
-    fn loaded_nodes_with_free_slots_are_preferred() {
-        let t = table(&[
-            node("a", true, false, &[("m", true)]),
-            node("b", true, false, &[("m", false)]),
-            node("c", true, false, &[("m", true)]),
-        ]);
-        let mut c = candidates(&t, t.model("m"), 0, &[]).expect("ok");
-        prefer_loaded(&t, &mut c);
-        assert_eq!(names(&t, &c), ["a", "c"]);
-        // Both loaded nodes full (max_parallel 2): everyone competes.
-        t.nodes[0].live.in_flight.store(2, Ordering::Relaxed);
-        t.nodes[2].live.in_flight.store(5, Ordering::Relaxed);
-        let mut c = candidates(&t, t.model("m"), 0, &[]).expect("ok");
-        prefer_loaded(&t, &mut c);
-        assert_eq!(names(&t, &c), ["a", "b", "c"]);
+    fn loaded_preference_table() {
+        /// A node: name, models with their loaded flag, requests in flight.
+        type N = (&'static str, &'static [(&'static str, bool)], u32);
+        struct Case {
+            name: &'static str,
+            nodes: &'static [N],
+            want: &'static [&'static str],
+        }
+        let cases = [
+            Case {
+                name: "cold fleet: everyone competes",
+                nodes: &[
+                    ("a", &[("m", false)], 0),
+                    ("b", &[("m", false)], 0),
+                    ("c", &[("m", false)], 0),
+                ],
+                want: &["a", "b", "c"],
+            },
+            Case {
+                name: "warming fleet: cold nodes stay candidates",
+                nodes: &[
+                    ("a", &[("m", true)], 0),
+                    ("b", &[("m", false)], 0),
+                    ("c", &[("m", false)], 0),
+                ],
+                want: &["a", "b", "c"],
+            },
+            Case {
+                name: "a node serving another model is not made to load this one",
+                nodes: &[
+                    ("a", &[("m", true)], 0),
+                    ("b", &[("m", false), ("other", true)], 0),
+                    ("c", &[("m", false)], 0),
+                ],
+                want: &["a", "c"],
+            },
+            Case {
+                name: "a full loaded node drops out while another has a free slot",
+                nodes: &[
+                    ("a", &[("m", true)], 2),
+                    ("b", &[("m", true)], 1),
+                    ("c", &[("m", false), ("other", true)], 0),
+                ],
+                want: &["b"],
+            },
+            Case {
+                name: "every loaded node full: everyone competes",
+                nodes: &[
+                    ("a", &[("m", true)], 2),
+                    ("b", &[("m", true)], 5),
+                    ("c", &[("m", false), ("other", true)], 0),
+                ],
+                want: &["a", "b", "c"],
+            },
+            Case {
+                name: "loaded nowhere: nodes serving other models compete too",
+                nodes: &[
+                    ("a", &[("m", false), ("other", true)], 0),
+                    ("b", &[("m", false), ("x", true)], 0),
+                ],
+                want: &["a", "b"],
+            },
+        ];
+        for case in cases {
+            let nodes: Vec<_> = case
+                .nodes
+                .iter()
+                .map(|(n, models, _)| node(n, true, false, models))
+                .collect();
+            let t = table(&nodes);
+            for (i, (_, _, in_flight)) in case.nodes.iter().enumerate() {
+                t.nodes[i]
+                    .live
+                    .in_flight
+                    .store(*in_flight, Ordering::Relaxed);
+            }
+            let mut c = candidates(&t, t.model("m"), 0, &[]).expect("ok");
+            prefer_loaded(&t, &mut c);
+            assert_eq!(names(&t, &c), case.want, "{}", case.name);
+        }
     }
 }

@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::report::{self, Reporter};
 use crate::table::{Clock, Lives, Overlay, Table};
+use crate::upstream::SendError;
 
 /// Longest a request waits for the first node list after start.
 const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -129,12 +130,62 @@ impl Shared {
         self.picks.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// A node failed before answering: counted, left out for the cooldown,
+    /// and reported unreachable when the failure says so (connection
+    /// refused or timed out; a broken connection is checked first).
+    pub(crate) fn send_failed(&self, b: &crate::table::Backend, e: &SendError) {
+        self.sink.metrics.failure(&b.name, e.reason());
+        b.live.errors.fetch_add(1, Ordering::Relaxed);
+        match e {
+            SendError::Request(_) => {}
+            SendError::Connect(_) | SendError::Timeout(_) => {
+                self.trip(&b.live);
+                self.reporter.unreachable(&b.name, e.reason(), e.message());
+            }
+            SendError::Broken(_) => {
+                self.trip(&b.live);
+                self.check_connect(b);
+            }
+        }
+    }
+
+    /// After a connection broke before the response head (the node may have
+    /// died with the request on it): one fresh connection attempt, off the
+    /// request path. If it fails too, the node is reported unreachable now
+    /// rather than at its nodelet's next missed heartbeat; if it works, the
+    /// break was the connection's, not the node's, and nothing is reported.
+    pub(crate) fn check_connect(&self, backend: &crate::table::Backend) {
+        let Some(target) = &backend.target else {
+            return;
+        };
+        if backend.live.checking.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let (name, live) = (backend.name.clone(), backend.live.clone());
+        let authority = target.authority.to_string();
+        let (timeout, reporter) = (self.config.connect_timeout, self.reporter.clone());
+        tokio::spawn(async move {
+            let failed =
+                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&authority))
+                    .await
+                {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(format!("cannot connect: {e}")),
+                    Err(_) => Some(format!(
+                        "cannot connect: timed out after {}",
+                        humantime::format_duration(timeout)
+                    )),
+                };
+            if let Some(message) = failed {
+                tracing::warn!(node = %name, error = %message, "node unreachable after a broken connection");
+                reporter.unreachable(&name, "ConnectFailed", message);
+            }
+            live.checking.store(false, Ordering::Relaxed);
+        });
+    }
+
     /// Leaves a node out of routing for the failure cooldown.
     pub(crate) fn trip(&self, live: &crate::table::NodeLive) {
-        live.tripped_until.store(
-            self.clock.after(self.config.failure_cooldown),
-            Ordering::Relaxed,
-        );
-        live.reachable_seen.store(false, Ordering::Relaxed);
+        live.trip(self.clock.after(self.config.failure_cooldown));
     }
 }

@@ -59,11 +59,19 @@ pub(crate) struct NodeLive {
     /// A success was reported since the last failure (`Reachable=True`
     /// is written once per recovery).
     pub reachable_seen: AtomicBool,
+    /// A connection check after a broken connection is running.
+    pub checking: AtomicBool,
 }
 
 impl NodeLive {
     fn new() -> NodeLive {
         NodeLive::default()
+    }
+
+    /// Leaves the node out of routing until clock time `until`.
+    pub(crate) fn trip(&self, until: u64) {
+        self.tripped_until.store(until, Ordering::Relaxed);
+        self.reachable_seen.store(false, Ordering::Relaxed);
     }
 
     pub(crate) fn is_tripped(&self, now: u64) -> bool {
@@ -264,6 +272,8 @@ pub(crate) struct Backend {
     pub reported_unreachable: bool,
     /// `status.usage.inFlight` as the store has it.
     pub status_in_flight: u32,
+    /// How many models the node reports loaded in memory (`/api/ps`).
+    pub loaded_models: u32,
     pub live: Arc<NodeLive>,
 }
 
@@ -502,6 +512,8 @@ fn backend(node: &Node, live: Arc<NodeLive>) -> Backend {
         cpu_percent: usage.map_or(0.0, |u| u.cpu_percent),
         memory_percent: usage.map_or(0.0, |u| u.memory_percent),
         status_in_flight: usage.map_or(0, |u| u.in_flight),
+        loaded_models: u32::try_from(status.models.iter().filter(|m| m.loaded).count())
+            .unwrap_or(u32::MAX),
         ollama_version: status
             .info
             .as_ref()

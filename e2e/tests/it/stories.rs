@@ -304,12 +304,9 @@ async fn story2_round_robin_spreads_nine_requests_three_per_node() {
 }
 
 /// Story 2, scenario 4 on a cold fleet (3 freshly registered nodes, the
-/// model loaded on none). Fails today: the proxy prefers nodes whose model
-/// is loaded (`select::prefer_loaded`, also under `round_robin`), and the
-/// nodelets report the first nodes that served as loaded within a
-/// heartbeat, so the rest of the 9 go to those: {rr1: 5, rr2: 4}.
+/// model loaded on none): the nodes that load it first do not keep the
+/// traffic, since cold nodes stay candidates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "proxy: round_robin keeps preferring nodes with the model loaded (see docs/e2e.md, known failures)"]
 async fn story2_round_robin_spreads_nine_requests_three_per_node_on_a_cold_fleet() {
     bounded(TEST_LIMIT, async {
         let server = Server::start_with(ServerOptions::balancer("round_robin")).await;
@@ -349,11 +346,8 @@ async fn story3_thirty_requests_over_three_idle_nodes_spread_evenly() {
     .await;
 }
 
-/// Story 3, scenario 1 on a cold fleet (model loaded nowhere yet). Fails
-/// today for the reason given at the cold round-robin test: seen
-/// {e2: 15, e3: 15}.
+/// Story 3, scenario 1 on a cold fleet (model loaded nowhere yet).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "proxy: sequential requests stay on the nodes that loaded the model first (see docs/e2e.md, known failures)"]
 async fn story3_thirty_requests_over_three_idle_nodes_spread_evenly_on_a_cold_fleet() {
     bounded(TEST_LIMIT, async {
         let server = Server::start().await;

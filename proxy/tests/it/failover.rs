@@ -60,6 +60,133 @@ async fn a_refused_connection_is_retried_elsewhere_and_reported() {
     .await;
 }
 
+/// A node that dies with a request on it (the connection breaks before the
+/// response head): the request is retried elsewhere, and since a fresh
+/// connection is refused too, the node is reported unreachable at once.
+#[tokio::test]
+async fn a_node_dying_with_a_request_on_it_is_reported_unreachable() {
+    bounded(async {
+        let herd = Herd::with(config_with(Strategy::RoundRobin)).await;
+        let (a, b) = (fake(&["m"]).await, fake(&["m"]).await);
+        herd.add_fake("a", &a, &["m"]).await;
+        herd.add_fake("b", &b, &["m"]).await;
+        a.set_fault(Fault::Hang).await;
+        let clients: Vec<_> = (0..2)
+            .map(|_| {
+                let url = herd.at("/api/chat");
+                let http = herd.http.clone();
+                tokio::spawn(async move {
+                    let r = http
+                        .post(url)
+                        .json(&json!({"model": "m", "stream": false,
+                            "messages": [{"role": "user", "content": "hi"}]}))
+                        .send()
+                        .await
+                        .expect("send");
+                    (r.status().as_u16(), node_of(&r))
+                })
+            })
+            .collect();
+        eventually("a holds a request", Duration::from_secs(5), || async {
+            (a.stats().requests_to("/api/chat") >= 1).then_some(())
+        })
+        .await;
+        // The machine goes away: listener closed, open connections dropped.
+        a.set_fault(Fault::RefuseConnections).await;
+        for c in clients {
+            assert_eq!(c.await.expect("join"), (200, "b".to_owned()));
+        }
+        eventually("Reachable=False on a", Duration::from_secs(5), || async {
+            let n = herd.nodes.get("a").await.ok()?;
+            let c = find_condition(&n.status.conditions, conditions::REACHABLE)?;
+            (c.status == ConditionStatus::False && c.reason == "ConnectFailed").then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
+/// A connection that breaks before the response head while the node still
+/// accepts connections is the connection's fault, not the node's: the
+/// request is retried, the node is left out only for the cooldown, and
+/// nothing is reported.
+#[tokio::test]
+async fn a_broken_connection_to_a_live_node_is_not_reported_unreachable() {
+    bounded(async {
+        let herd = Herd::with(config_with(Strategy::RoundRobin)).await;
+        let (a, b) = (fake(&["m"]).await, fake(&["m"]).await);
+        herd.add_fake("a", &a, &["m"]).await;
+        herd.add_fake("b", &b, &["m"]).await;
+        a.set_fault(Fault::DieMidStream { after_chunks: 0 }).await;
+        for _ in 0..3 {
+            let (status, node, body) = herd.chat("m").await;
+            assert_eq!((status, node.as_str()), (200, "b"), "{body}");
+        }
+        assert!(a.stats().requests_to("/api/chat") >= 1, "a was never tried");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = herd.nodes.get("a").await.expect("a");
+        assert!(
+            find_condition(&n.status.conditions, conditions::REACHABLE)
+                .is_none_or(|c| c.status != ConditionStatus::False),
+            "{:?}",
+            n.status.conditions
+        );
+    })
+    .await;
+}
+
+/// A node answering 200 with a body that is not the JSON it announced (a
+/// captive portal, something else on Ollama's port) is left out for the
+/// failure cooldown after its first such answer, which is recorded as the
+/// node's failure; it does not attract traffic by answering fast.
+#[tokio::test]
+async fn a_node_answering_garbage_is_left_out_after_one_answer() {
+    bounded(async {
+        let herd = Herd::with(config_with(Strategy::RoundRobin)).await;
+        let (a, b) = (fake(&["m"]).await, fake(&["m"]).await);
+        herd.add_fake("a", &a, &["m"]).await;
+        herd.add_fake("b", &b, &["m"]).await;
+        a.set_fault(Fault::Garbage).await;
+        let mut by_a = 0;
+        for _ in 0..10 {
+            let r = herd
+                .post(
+                    "/api/chat",
+                    json!({"model": "m", "stream": false,
+                        "messages": [{"role": "user", "content": "hi"}]}),
+                )
+                .await;
+            assert_eq!(r.status(), 200);
+            if node_of(&r) == "a" {
+                by_a += 1;
+            }
+        }
+        assert_eq!(by_a, 1, "a kept getting requests after answering garbage");
+        let s = herd.stats().await;
+        let node_a = s.nodes.iter().find(|n| n.node == "a").expect("a");
+        assert!(!node_a.routable);
+        let rec = history(&herd)
+            .await
+            .into_iter()
+            .find(|r| r["node"] == "a")
+            .expect("a's record");
+        assert!(
+            rec["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("not the JSON it announced")),
+            "{rec}"
+        );
+        // Healed: back after the cooldown.
+        a.clear_fault().await;
+        eventually("a back in routing", Duration::from_secs(10), || async {
+            let (status, node, _) = herd.chat("m").await;
+            (status == 200 && node == "a").then_some(())
+        })
+        .await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_503_before_the_first_byte_is_retried_on_another_node() {
     bounded(async {

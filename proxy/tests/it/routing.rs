@@ -227,19 +227,31 @@ async fn requests_go_only_to_nodes_holding_the_model() {
     .await;
 }
 
+/// A node with the model loaded is preferred to nodes busy with another
+/// model (loading it there would crowd that model out), but not to cold
+/// nodes, which join in so a fresh fleet spreads evenly.
 #[tokio::test]
-async fn nodes_with_the_model_loaded_are_preferred() {
+async fn nodes_with_the_model_loaded_are_preferred_to_nodes_serving_others() {
     bounded(async {
         let herd = Herd::with(config_with(Strategy::RoundRobin)).await;
-        let (a, b, c) = (fake(&["m"]).await, fake(&["m"]).await, fake(&["m"]).await);
-        herd.add_fake("a", &a, &["m"]).await;
+        let (a, b, c) = (
+            fake(&["m", "other"]).await,
+            fake(&["m"]).await,
+            fake(&["m", "other"]).await,
+        );
+        herd.add_fake("a", &a, &["m", "other"]).await;
         herd.add_fake("b", &b, &["m"]).await;
-        herd.add_fake("c", &c, &["m"]).await;
+        herd.add_fake("c", &c, &["m", "other"]).await;
+        for n in ["a", "c"] {
+            herd.status(n, |s| s.models[1].loaded = true).await;
+        }
         herd.status("b", |s| s.models[0].loaded = true).await;
-        herd.wait_stats("b loaded", |s| {
-            s.nodes
-                .iter()
-                .any(|n| n.node == "b" && n.loaded_models == ["m:latest"])
+        herd.wait_stats("models loaded", |s| {
+            ["a", "b", "c"].iter().all(|name| {
+                s.nodes
+                    .iter()
+                    .any(|n| n.node == *name && !n.loaded_models.is_empty())
+            })
         })
         .await;
         for _ in 0..6 {
@@ -247,6 +259,22 @@ async fn nodes_with_the_model_loaded_are_preferred() {
             assert_eq!(status, 200);
             assert_eq!(node, "b");
         }
+        // `other` unloaded on c (Ollama's keep-alive ran out): c is cold and
+        // takes its turn.
+        herd.status("c", |s| s.models[1].loaded = false).await;
+        herd.wait_stats("c cold", |s| {
+            s.nodes
+                .iter()
+                .any(|n| n.node == "c" && n.loaded_models.is_empty())
+        })
+        .await;
+        let mut by = std::collections::BTreeMap::<String, u32>::new();
+        for _ in 0..6 {
+            let (status, node, _) = herd.chat("m").await;
+            assert_eq!(status, 200);
+            *by.entry(node).or_default() += 1;
+        }
+        assert_eq!(by, [("b".into(), 3), ("c".into(), 3)].into());
     })
     .await;
 }
