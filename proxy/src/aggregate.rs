@@ -202,6 +202,7 @@ pub(crate) async fn version(shared: Arc<Shared>) -> Response<Body> {
         .nodes
         .iter()
         .filter(|b| b.ready && b.target.is_some())
+        .map(AsRef::as_ref)
         .collect();
     let mut versions: Vec<String> = ready
         .iter()
