@@ -40,6 +40,9 @@ pub struct NodeOptions {
     pub ollama_url: Option<String>,
     /// Extra nodelet flags.
     pub extra: Vec<String>,
+    /// Extra environment of the nodelet, which an Ollama it installs and
+    /// starts inherits (e.g. `FAKE_OLLAMA_TOKENS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeOptions {
@@ -77,7 +80,14 @@ impl NodeOptions {
             router_url: None,
             ollama_url: None,
             extra: Vec::new(),
+            env: Vec::new(),
         }
+    }
+
+    /// An environment variable for the nodelet and the Ollama it starts.
+    pub fn env(mut self, key: &str, value: &str) -> NodeOptions {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Extra `fake-ollama serve` flags (for [`OllamaSource::Beside`]).
@@ -192,7 +202,8 @@ impl Node {
                 "RUST_LOG",
                 std::env::var("HERD_E2E_LOG").unwrap_or_else(|_| "info".to_owned()),
             )
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .envs(self.options.env.iter().map(|(k, v)| (k, v)));
         let proc = Proc::spawn(format!("nodelet {} #{}", self.name, self.starts), cmd)
             .with_companions(&install_dir);
         if let Some(old) = self.nodelet.replace(proc)
@@ -218,7 +229,7 @@ impl Node {
     /// SIGTERM to the nodelet, as Ctrl-C or systemd would stop it; waits
     /// (bounded) for it to exit.
     pub async fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        self.nodelet().terminate(Duration::from_secs(15)).await
+        self.nodelet().terminate(Duration::from_secs(40)).await
     }
 
     /// Starts the nodelet again (and the Ollama beside it, if it is dead),

@@ -1,7 +1,8 @@
 //! The nodelet as a process of its own, as `herd nodelet` runs it: flags and
 //! environment from [`NodeletArgs`], logs on stderr (`RUST_LOG`, default `info`), and
-//! SIGTERM/SIGINT resolving the shutdown future. The idle benchmark measures this
-//! process; it is also handy for trying the nodelet without the `herd` binary:
+//! SIGTERM/SIGINT resolving the shutdown future (a second one skips the drain). The
+//! idle benchmark measures this process; it is also handy for trying the nodelet
+//! without the `herd` binary:
 //!
 //! ```sh
 //! cargo run --release -p herd-nodelet --example nodelet -- --server http://127.0.0.1:8080
@@ -40,7 +41,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(herd_nodelet::run(config, shutdown_signal())) {
+    // A second SIGTERM/SIGINT skips the wait for requests in flight.
+    match runtime.block_on(herd_nodelet::run_with_skip_drain(
+        config,
+        shutdown_signal(),
+        shutdown_signal,
+    )) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

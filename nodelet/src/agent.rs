@@ -16,8 +16,18 @@
 //!
 //! None waits for another: registration does not wait for Ollama (a node being
 //! installed is registered and says so), and Ollama is installed and started whether or
-//! not the router answers. On shutdown the node is marked `NodeletReady` False first,
-//! then the Ollama herd started is stopped.
+//! not the router answers.
+//!
+//! On shutdown the node is marked `NodeletReady` False first, which takes it out of
+//! routing. When herd started the Ollama, the nodelet then drains: it reads the node's
+//! `status.usage.inFlight` (the router's count of requests on it) every
+//! `drain_poll` until a 0 that can be believed — one read at least `drain_settle` (2.5 s)
+//! after the mark, since the router reports counts only every second or so — or
+//! `--drain-timeout` (30 s; 0s = no drain) passes, or the router has not answered for
+//! `drain_unreachable_grace` (5 s), or a second signal says to hurry
+//! ([`run_with_skip_drain`]); see [`crate::drain`]. Only then is that Ollama stopped,
+//! so streams it is generating are not cut. An Ollama herd did not start keeps running
+//! anyway, so there is nothing to drain.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -33,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::advertise::{self, AdvertiseError};
 use crate::config::{ConfigError, DefaultModel, NodeletConfig};
+use crate::drain::{DrainPolicy, wait_for_requests};
 use crate::install::{HttpSettings, InstallOptions};
 use crate::metrics::{Sampler, detect_gpus};
 use crate::ollama::{OllamaClient, Probe, local_url};
@@ -59,7 +70,9 @@ pub enum NodeletError {
 }
 
 /// Runs the nodelet until `shutdown` resolves (the caller wires SIGTERM/SIGINT to it),
-/// then marks the node not ready and stops the Ollama it started.
+/// then marks the node not ready, waits for the requests in flight on it (up to
+/// `config.drain_timeout`) and stops the Ollama it started. Nothing cuts the wait short:
+/// [`run_with_skip_drain`] lets a second signal do that.
 ///
 /// Errors only for a configuration that cannot work at all; a router that does not
 /// answer, a missing Ollama or a failing download are retried and reported instead.
@@ -67,6 +80,23 @@ pub async fn run(
     config: NodeletConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), NodeletError> {
+    run_with_skip_drain(config, shutdown, std::future::pending::<()>).await
+}
+
+/// [`run`], where `skip_drain` is called as soon as `shutdown` resolves and the future
+/// it returns, when it resolves, ends the wait for requests in flight at once (or
+/// skips it, when it resolves before the wait begins). Passing the function that made
+/// `shutdown` (`run_with_skip_drain(config, shutdown_signal(), shutdown_signal)`) makes
+/// a second SIGTERM/SIGINT skip the drain, as people who press Ctrl-C twice expect.
+pub async fn run_with_skip_drain<S, F>(
+    config: NodeletConfig,
+    shutdown: impl Future<Output = ()> + Send,
+    skip_drain: S,
+) -> Result<(), NodeletError>
+where
+    S: FnOnce() -> F + Send,
+    F: Future<Output = ()> + Send + 'static,
+{
     let started = Instant::now();
     let start_time = Timestamp::now();
     let client = Client::new(config.server.as_str())?;
@@ -142,11 +172,24 @@ pub async fn run(
         () = shutdown => {}
         () = reporter.run() => {}
     }
+    // Listening from now on, so a signal during the last status write counts too.
+    let hurry = CancellationToken::new();
+    let skip_task = tokio::spawn({
+        let (skip, hurry) = (skip_drain(), hurry.clone());
+        async move {
+            skip.await;
+            hurry.cancel();
+        }
+    });
     stop.cancel();
     tracing::info!("nodelet stopping");
     // Out of routing first, so no request is sent to an Ollama about to stop.
     let stopping_ollama = state_rx.borrow().herd_runs_ollama();
-    mark_stopped(&config, &client.api(), stopping_ollama).await;
+    let marked = mark_stopped(&config, &client.api(), stopping_ollama).await;
+    if stopping_ollama {
+        drain(&config, &client.api(), marked, &hurry).await;
+    }
+    skip_task.abort();
     stop_ollama.cancel();
     if let Err(e) = supervisor.await {
         tracing::warn!(error = %e, "the Ollama supervisor failed");
@@ -180,23 +223,72 @@ async fn resolve_advertised(config: &NodeletConfig) -> Result<Option<Url>, Nodel
     }
 }
 
+/// How the last status write went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Marked {
+    /// The node is out of routing.
+    Written,
+    /// There is no such node (never registered, or deleted): nothing routes to it.
+    NoNode,
+    /// The router refused it or did not answer in time (the drain then gives an
+    /// unreachable router its grace from the start).
+    Failed,
+}
+
 /// The last status write: `NodeletReady` False, bounded in time.
-async fn mark_stopped(config: &NodeletConfig, nodes: &Api<Node>, stopping_ollama: bool) {
+async fn mark_stopped(config: &NodeletConfig, nodes: &Api<Node>, stopping_ollama: bool) -> Marked {
     let write = nodes.update_status_with_retry(&config.name, |status| {
         apply_shutdown(status, Timestamp::now(), stopping_ollama);
     });
     match tokio::time::timeout(config.timings.final_status_timeout, write).await {
         Ok(Ok(_)) => {
             tracing::info!(node = %config.name, "marked the node not ready (NodeletStopped)");
+            Marked::Written
         }
-        // Never registered, or deleted: nothing to take out of routing.
-        Ok(Err(e)) if e.is_not_found() => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not mark the node not ready"),
-        Err(_) => tracing::warn!(
-            timeout = ?config.timings.final_status_timeout,
-            "the router did not take the last status in time"
-        ),
+        Ok(Err(e)) if e.is_not_found() => Marked::NoNode,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not mark the node not ready");
+            Marked::Failed
+        }
+        Err(_) => {
+            tracing::warn!(
+                timeout = ?config.timings.final_status_timeout,
+                "the router did not take the last status in time"
+            );
+            Marked::Failed
+        }
     }
+}
+
+/// Waits for the requests in flight on the node to end (see [`crate::drain`]), unless
+/// there is no drain to do.
+async fn drain(
+    config: &NodeletConfig,
+    nodes: &Api<Node>,
+    marked: Marked,
+    hurry: &CancellationToken,
+) {
+    if config.drain_timeout.is_zero() || marked == Marked::NoNode {
+        return;
+    }
+    if hurry.is_cancelled() {
+        tracing::warn!(node = %config.name, "drain skipped: asked again to stop");
+        return;
+    }
+    let policy = DrainPolicy {
+        timeout: config.drain_timeout,
+        settle: config.timings.drain_settle,
+        unreachable_grace: config.timings.drain_unreachable_grace,
+    };
+    wait_for_requests(
+        nodes,
+        &config.name,
+        &policy,
+        config.timings.drain_poll,
+        marked == Marked::Failed,
+        hurry,
+    )
+    .await;
 }
 
 fn pull_config(config: &NodeletConfig, ollama: OllamaClient, total_memory: u64) -> PullConfig {

@@ -111,6 +111,21 @@ pub struct NodeletArgs {
     /// Pull no default model.
     #[arg(long, env = "HERD_NO_DEFAULT_MODEL", conflicts_with = "default_model")]
     pub no_default_model: bool,
+
+    /// At shutdown, how long to wait for the requests in flight on this node to end
+    /// before stopping the Ollama herd started; 0s stops it at once. The node leaves
+    /// routing first; the count is the one the router reports in the node's
+    /// status.usage.inFlight, and a 0 is believed once read 2.5s after the node left
+    /// routing (the router reports every second by default). If the router does not
+    /// answer, the wait ends after 5s. A second SIGTERM/SIGINT ends it at once.
+    #[arg(long, env = "HERD_DRAIN_TIMEOUT", default_value = "30s",
+          value_parser = parse_timeout, value_name = "DURATION")]
+    pub drain_timeout: Duration,
+}
+
+/// A duration where 0 means "do not wait".
+fn parse_timeout(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|e| e.to_string())
 }
 
 fn parse_interval(value: &str) -> Result<Duration, String> {
@@ -166,6 +181,13 @@ pub struct Timings {
     pub log_every: Duration,
     /// A pull whose stream stays silent this long has failed.
     pub pull_stall_timeout: Duration,
+    /// How often the node is read while draining at shutdown.
+    pub drain_poll: Duration,
+    /// While draining, an in-flight count of 0 is believed only when read this long
+    /// after the node left routing (see [`crate::drain`]).
+    pub drain_settle: Duration,
+    /// While draining, reads of the node that fail for this long end the drain.
+    pub drain_unreachable_grace: Duration,
 }
 
 impl Default for Timings {
@@ -186,6 +208,9 @@ impl Default for Timings {
             watch_backoff: (Duration::from_millis(500), Duration::from_secs(30)),
             log_every: Duration::from_secs(5),
             pull_stall_timeout: Duration::from_secs(300),
+            drain_poll: Duration::from_millis(250),
+            drain_settle: Duration::from_millis(2500),
+            drain_unreachable_grace: Duration::from_secs(5),
         }
     }
 }
@@ -210,6 +235,9 @@ impl Timings {
             watch_backoff: (ms(20), ms(200)),
             log_every: Duration::from_secs(1),
             pull_stall_timeout: Duration::from_secs(10),
+            drain_poll: ms(20),
+            drain_settle: ms(300),
+            drain_unreachable_grace: Duration::from_secs(1),
         }
     }
 }
@@ -244,6 +272,9 @@ pub struct NodeletConfig {
     pub display: ProgressDisplay,
     /// The `PATH` searched for an `ollama` (the process's, by default).
     pub path_var: Option<OsString>,
+    /// `--drain-timeout`: at shutdown, the longest wait for requests in flight before
+    /// the Ollama herd started is stopped; zero stops it at once.
+    pub drain_timeout: Duration,
     pub timings: Timings,
 }
 
@@ -294,6 +325,7 @@ impl NodeletConfig {
             default_model: DefaultModel::BySize,
             display: ProgressDisplay::Auto,
             path_var: std::env::var_os("PATH"),
+            drain_timeout: Duration::from_secs(30),
             timings: Timings::default(),
         }
     }
@@ -330,6 +362,7 @@ impl NodeletConfig {
         config.verify_checksum = !args.no_verify_checksum;
         config.proxy = ProxyConfig::from_process_env()?;
         config.heartbeat_interval = args.heartbeat_interval;
+        config.drain_timeout = args.drain_timeout;
         config.default_model = match (&args.default_model, args.no_default_model) {
             (_, true) => DefaultModel::Off,
             (Some(model), false) => DefaultModel::Named(check_model(model)?),
@@ -441,6 +474,8 @@ mod tests {
             "250ms",
             "--default-model",
             "qwen2.5:0.5b",
+            "--drain-timeout",
+            "1m30s",
         ])
         .expect("parse");
         let c = NodeletConfig::from_args(&args).expect("config");
@@ -456,6 +491,7 @@ mod tests {
         assert_eq!(c.download_base_url.as_str(), "http://mirror.lan/ollama/");
         assert_eq!(c.heartbeat_interval, Duration::from_millis(250));
         assert_eq!(c.default_model, DefaultModel::Named("qwen2.5:0.5b".into()));
+        assert_eq!(c.drain_timeout, Duration::from_secs(90));
         assert!(c.verify_checksum);
     }
 
@@ -470,6 +506,7 @@ mod tests {
         assert_eq!(c.server.as_str(), "http://localhost:8080/");
         assert_eq!(c.ollama_url.as_str(), "http://127.0.0.1:11434/");
         assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
         assert_eq!(c.default_model, DefaultModel::BySize);
         assert_eq!(c.ollama_version, OllamaVersion::Latest);
         assert!(c.install && c.verify_checksum);
@@ -501,11 +538,20 @@ mod tests {
             &["--max-parallel", "0"][..],
             &["--heartbeat-interval", "soon"],
             &["--heartbeat-interval", "0s"],
+            &["--drain-timeout", "a while"],
+            &["--drain-timeout", "-1s"],
             &["--ollama-version", "newest"],
             &["--default-model", "x", "--no-default-model"],
         ] {
             assert!(parse(argv).is_err(), "{argv:?}");
         }
+    }
+
+    #[test]
+    fn a_zero_drain_timeout_means_no_drain() {
+        let args = parse(&["--install-dir", "/tmp/x", "--drain-timeout", "0s"]).expect("parse");
+        let c = NodeletConfig::from_args(&args).expect("config");
+        assert_eq!(c.drain_timeout, Duration::ZERO);
     }
 
     #[test]

@@ -12,13 +12,15 @@
 //! [`advertise`] (the address the router uses to reach this Ollama), [`register`]
 //! (what the node's spec and labels become), [`status`] (conditions and the status a
 //! heartbeat writes), [`pulls`] (which models to pull), [`metrics`] (CPU, memory,
-//! GPUs) and [`supervisor`] (the Ollama process).
+//! GPUs), [`supervisor`] (the Ollama process) and [`drain`] (when, at shutdown, the
+//! requests in flight on the node have ended).
 
 pub mod advertise;
 pub mod agent;
 pub mod backoff;
 pub mod config;
 pub mod default_model;
+pub mod drain;
 pub mod install;
 pub mod metrics;
 pub mod ollama;
@@ -27,7 +29,7 @@ pub mod register;
 pub mod status;
 pub mod supervisor;
 
-pub use agent::{NodeletError, run};
+pub use agent::{NodeletError, run, run_with_skip_drain};
 pub use config::{DefaultModel, NodeletArgs, NodeletConfig, Timings};
 
 /// The version of this nodelet, as reported to the router and sent as User-Agent.

@@ -283,7 +283,7 @@ pub fn apply_shutdown(status: &mut NodeStatus, now: Timestamp, stopping_ollama: 
                 conditions::OLLAMA_RUNNING,
                 ConditionStatus::False,
                 reasons::STOPPED,
-                "the nodelet stopped the Ollama it started",
+                "the nodelet is stopping the Ollama it started (once the requests in flight end)",
             ),
             now,
         );

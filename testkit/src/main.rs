@@ -59,11 +59,17 @@ struct ServeOpts {
     ttft_ms: u64,
 
     /// Tokens per second after the first.
-    #[arg(long, default_value_t = 100.0, global = true)]
+    #[arg(
+        long,
+        env = "FAKE_OLLAMA_TOKENS_PER_SEC",
+        default_value_t = 100.0,
+        global = true
+    )]
     tokens_per_sec: f64,
 
-    /// Tokens per reply.
-    #[arg(long, default_value_t = 8, global = true)]
+    /// Tokens per reply (as an environment variable it reaches a fake
+    /// started by `herd nodelet` as its installed Ollama).
+    #[arg(long, env = "FAKE_OLLAMA_TOKENS", default_value_t = 8, global = true)]
     tokens: usize,
 
     /// Concurrent requests per loaded model [env: OLLAMA_NUM_PARALLEL] [default: 1]

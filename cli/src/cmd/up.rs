@@ -27,12 +27,18 @@ pub fn run(mut args: UpArgs) -> anyhow::Result<()> {
         let nodelet_config = NodeletConfig::from_args(&args.nodelet)?;
 
         // Ctrl-C stops the nodelet first (it tells the router it is leaving
-        // and stops the Ollama it started), then the server.
+        // and stops the Ollama it started once the requests in flight on it
+        // have ended; a second Ctrl-C skips that wait), then the server.
         let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(server::serve(args.server, listener, async move {
             let _ = server_stopped.await;
         }));
-        let result = herd_nodelet::run(nodelet_config, super::shutdown_signal()).await;
+        let result = herd_nodelet::run_with_skip_drain(
+            nodelet_config,
+            super::shutdown_signal(),
+            super::shutdown_signal,
+        )
+        .await;
         let _ = stop_server.send(());
         server.await.context("server task")??;
         result?;

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use herd_api::{ConditionStatus, Node, conditions, find_condition};
 use herd_e2e::{
-    FaultProxy, Kind, LoadGen, MODEL, Mode, Node as E2eNode, NodeOptions, Server, ServerOptions,
-    bounded, chat, eventually,
+    FaultProxy, Kind, LoadGen, MODEL, Mode, Node as E2eNode, NodeOptions, ReleaseServer, Server,
+    ServerOptions, bounded, chat, eventually,
 };
 
 use crate::support::{TEST_LIMIT, figure, ready, wait_unroutable};
@@ -490,6 +490,107 @@ async fn fault_client_disconnect_mid_stream_cancels_the_upstream_request() {
             )
             .await;
         }
+    })
+    .await;
+}
+
+/// One streamed chat through the router: the node that served it and the
+/// last line it sent.
+async fn long_stream(url: String) -> (Option<String>, serde_json::Value) {
+    let resp = herd_e2e::http()
+        .post(format!("{url}/api/chat"))
+        .json(&serde_json::json!({"model": MODEL,
+            "messages": [{"role": "user", "content": "a long answer"}]}))
+        .send()
+        .await
+        .expect("send");
+    let node = resp
+        .headers()
+        .get("x-herd-node")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = resp.text().await.unwrap_or_default();
+    let last = body
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (node, last)
+}
+
+/// A graceful stop (SIGTERM to the nodelet, as Ctrl-C or systemd sends it)
+/// of a node serving long streams: the node leaves routing at once, the
+/// streams in flight on it finish whole, and only then does the nodelet
+/// stop the Ollama it installed and exit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_graceful_stop_lets_the_streams_in_flight_finish() {
+    bounded(TEST_LIMIT, async {
+        let server = Server::start().await;
+        let release = ReleaseServer::start().await;
+        let mut node = E2eNode::start(
+            &server.url,
+            NodeOptions::install("drainer", &release).env("FAKE_OLLAMA_TOKENS", "300"),
+        )
+        .await;
+        server
+            .wait_routable(&["drainer"], Duration::from_secs(60))
+            .await;
+        // Three streams of 300 tokens at the fake's 100 tokens/s: 3 s each.
+        let streams: Vec<_> = (0..3)
+            .map(|_| tokio::spawn(long_stream(server.url.clone())))
+            .collect();
+        eventually(
+            "three streams in flight on drainer",
+            Duration::from_secs(5),
+            || async { server.node_stats("drainer").await },
+            |n| n["inFlight"].as_u64() == Some(3),
+        )
+        .await;
+        let stopping = Instant::now();
+        // Watch the router's view while the nodelet drains.
+        let left = {
+            let stats = format!("{}/apis/herd/v1/requests/stats", server.url);
+            tokio::spawn(async move {
+                loop {
+                    let v: serde_json::Value = match herd_e2e::http().get(&stats).send().await {
+                        Ok(r) => r.json().await.unwrap_or_default(),
+                        Err(_) => serde_json::Value::Null,
+                    };
+                    let routable = v["nodes"].as_array().and_then(|ns| {
+                        ns.iter()
+                            .find(|n| n["node"] == "drainer")
+                            .and_then(|n| n["routable"].as_bool())
+                    });
+                    if routable == Some(false) {
+                        return stopping.elapsed();
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            })
+        };
+        let status = node.stop().await;
+        let stopped_after = stopping.elapsed();
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        for s in streams {
+            let (by, last) = s.await.expect("join");
+            assert_eq!(by.as_deref(), Some("drainer"));
+            assert_eq!(last["done"], true, "stream cut: {last}");
+            assert!(last.get("error").is_none(), "{last}");
+            assert_eq!(last["eval_count"], 300, "{last}");
+        }
+        let left_after = left.await.expect("join");
+        figure(
+            "graceful stop with 3 streams in flight: out of routing after, nodelet exit after",
+            format!("{left_after:?}, {stopped_after:?}"),
+        );
+        assert!(left_after < Duration::from_secs(2), "{left_after:?}");
+        assert!(stopped_after > left_after);
+        assert!(
+            node.installed_ollama_pids().is_empty(),
+            "the installed Ollama was stopped"
+        );
+        assert_eq!(server.routable("drainer").await, Some(false));
     })
     .await;
 }

@@ -202,6 +202,8 @@ pub fn config(router: &Url, name: &str, install_dir: &Path, ollama_port: u16) ->
 /// A nodelet running on this runtime.
 pub struct Nodelet {
     stop: Option<oneshot::Sender<()>>,
+    /// For [`Nodelet::spawn_skippable`]: the second signal.
+    skip: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), herd_nodelet::NodeletError>>,
     pub started: Instant,
 }
@@ -215,6 +217,34 @@ impl Nodelet {
         }));
         Nodelet {
             stop: Some(tx),
+            skip: None,
+            task,
+            started,
+        }
+    }
+
+    /// Through [`herd_nodelet::run_with_skip_drain`]: [`Nodelet::signal_again`] is a
+    /// second SIGTERM.
+    pub fn spawn_skippable(config: NodeletConfig) -> Nodelet {
+        let (tx, rx) = oneshot::channel::<()>();
+        let (skip_tx, skip_rx) = oneshot::channel::<()>();
+        let started = Instant::now();
+        let skip = move || async move {
+            // A dropped sender is no signal.
+            if skip_rx.await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let task = tokio::spawn(herd_nodelet::run_with_skip_drain(
+            config,
+            async {
+                let _ = rx.await;
+            },
+            skip,
+        ));
+        Nodelet {
+            stop: Some(tx),
+            skip: Some(skip_tx),
             task,
             started,
         }
@@ -223,9 +253,30 @@ impl Nodelet {
     /// What SIGTERM does in `herd nodelet`: resolves the shutdown future, then waits
     /// for `run` to return.
     pub async fn shutdown(mut self) {
+        self.signal();
+        self.join().await;
+    }
+
+    /// Resolves the shutdown future (SIGTERM) without waiting.
+    pub fn signal(&mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
+    }
+
+    /// The second SIGTERM (only for [`Nodelet::spawn_skippable`]).
+    pub fn signal_again(&mut self) {
+        let tx = self.skip.take().expect("spawned with spawn_skippable");
+        let _ = tx.send(());
+    }
+
+    /// Whether `run` returned.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Waits for `run` to return, which must be without error.
+    pub async fn join(mut self) {
         (&mut self.task)
             .await
             .expect("nodelet task")

@@ -2,6 +2,7 @@
 //! and the whole agent against the real apiserver and a fake Ollama.
 
 mod agent;
+mod drain;
 mod harness;
 mod install;
 mod proxy;
