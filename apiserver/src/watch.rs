@@ -104,8 +104,10 @@ impl Watcher {
                     let mut chunk = BytesMut::new();
                     for e in &events {
                         self.cursor = e.rv;
-                        if e.kind == self.params.kind && self.params.selector.matches(&e.labels) {
-                            chunk.extend_from_slice(&e.line);
+                        if e.kind == self.params.kind
+                            && let Some(line) = e.line_for(&self.params.selector)
+                        {
+                            chunk.extend_from_slice(&line);
                         }
                     }
                     if !chunk.is_empty() {

@@ -86,7 +86,46 @@ pub struct Event {
     pub kind: &'static str,
     pub type_: EventType,
     pub labels: BTreeMap<String, String>,
+    /// For a `MODIFIED` event that changed the labels, the labels before:
+    /// a watch with a selector then sees the object enter (`ADDED`) or
+    /// leave (`DELETED`) its selection. `None` when they did not change (or
+    /// are unknown: events reloaded from disk after a restart).
+    pub prev_labels: Option<BTreeMap<String, String>>,
     pub line: Bytes,
+}
+
+impl Event {
+    /// The line a watch with `selector` is sent for this event, if any:
+    /// Kubernetes' rule, where an object whose change moves it into the
+    /// selection is `ADDED` and one that moves out is `DELETED` (with its
+    /// new state).
+    pub fn line_for(&self, selector: &herd_api::LabelSelector) -> Option<Bytes> {
+        let now = selector.matches(&self.labels);
+        let before = match (&self.prev_labels, self.type_) {
+            (Some(prev), EventType::Modified) => selector.matches(prev),
+            _ => now,
+        };
+        match (before, now) {
+            (true, true) => Some(self.line.clone()),
+            (false, true) => Some(retype(&self.line, self.type_, EventType::Added)),
+            (true, false) => Some(retype(&self.line, self.type_, EventType::Deleted)),
+            (false, false) => None,
+        }
+    }
+}
+
+/// `line` (of type `from`, as [`event_line`] writes it) as type `to`.
+fn retype(line: &Bytes, from: EventType, to: EventType) -> Bytes {
+    let head = b"{\"type\":\"".len() + from.as_str().len() + b"\",\"object\":".len();
+    let Some(rest) = line.get(head..) else {
+        return line.clone();
+    };
+    let mut b = BytesMut::with_capacity(line.len() + 8);
+    b.extend_from_slice(b"{\"type\":\"");
+    b.extend_from_slice(to.as_str().as_bytes());
+    b.extend_from_slice(b"\",\"object\":");
+    b.extend_from_slice(rest);
+    b.freeze()
 }
 
 /// `{"type":"ADDED","object":<body>}\n`
@@ -464,11 +503,16 @@ fn commit_batch(conn: &mut rusqlite::Connection, batch: Vec<WriteOp>, shared: &S
                     };
                     match sqlite::put(&tx, key.0, &key.1, rev, &body, type_) {
                         Ok(()) => {
+                            let prev_labels = current
+                                .as_ref()
+                                .filter(|c| c.labels != labels)
+                                .map(|c| c.labels.clone());
                             events.push(Arc::new(Event {
                                 rv: rev,
                                 kind: key.0,
                                 type_,
                                 labels: labels.clone(),
+                                prev_labels,
                                 line: event_line(type_, &body),
                             }));
                             let obj = Arc::new(StoredObject {
@@ -503,6 +547,7 @@ fn commit_batch(conn: &mut rusqlite::Connection, batch: Vec<WriteOp>, shared: &S
                                 kind: key.0,
                                 type_: EventType::Deleted,
                                 labels: labels.clone(),
+                                prev_labels: None,
                                 line: event_line(EventType::Deleted, &body),
                             }));
                             overlay.insert(key.clone(), None);
@@ -588,6 +633,73 @@ fn commit_batch(conn: &mut rusqlite::Connection, batch: Vec<WriteOp>, shared: &S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_lines_follow_the_selection() {
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let sel = herd_api::LabelSelector::parse("gpu=nvidia").expect("selector");
+        let gpu = labels(&[("gpu", "nvidia")]);
+        let none = labels(&[]);
+        let event = |type_,
+                     now: &BTreeMap<String, String>,
+                     prev: Option<&BTreeMap<String, String>>| Event {
+            rv: 1,
+            kind: "Node",
+            type_,
+            labels: now.clone(),
+            prev_labels: prev.cloned(),
+            line: event_line(type_, b"{\"x\":1}"),
+        };
+        let line = |e: Event| {
+            e.line_for(&sel)
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        let typed = |t: &str| Some(format!("{{\"type\":\"{t}\",\"object\":{{\"x\":1}}}}\n"));
+        for (name, e, want) in [
+            (
+                "added, matching",
+                event(EventType::Added, &gpu, None),
+                typed("ADDED"),
+            ),
+            (
+                "added, not matching",
+                event(EventType::Added, &none, None),
+                None,
+            ),
+            (
+                "modified inside",
+                event(EventType::Modified, &gpu, None),
+                typed("MODIFIED"),
+            ),
+            (
+                "modified outside",
+                event(EventType::Modified, &none, None),
+                None,
+            ),
+            (
+                "moved in",
+                event(EventType::Modified, &gpu, Some(&none)),
+                typed("ADDED"),
+            ),
+            (
+                "moved out",
+                event(EventType::Modified, &none, Some(&gpu)),
+                typed("DELETED"),
+            ),
+            (
+                "deleted, matching",
+                event(EventType::Deleted, &gpu, None),
+                typed("DELETED"),
+            ),
+        ] {
+            assert_eq!(line(e), want, "{name}");
+        }
+    }
 
     #[test]
     fn template_splices_the_revision_into_the_first_resource_version() {

@@ -144,6 +144,7 @@ pub(super) fn open(
                 kind,
                 type_,
                 labels,
+                prev_labels: None,
                 line: event_line(type_, &body),
             });
         }

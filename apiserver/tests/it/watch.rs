@@ -127,6 +127,44 @@ async fn watch_filters_by_label_selector() {
     assert_eq!(e["object"]["metadata"]["name"], "gpu");
 }
 
+/// As in Kubernetes: a change that moves an object into a watch's label
+/// selection arrives as `ADDED`, one that moves it out as `DELETED` (with
+/// its new state), and changes outside the selection not at all.
+#[tokio::test]
+async fn objects_entering_and_leaving_the_selection_are_added_and_deleted() {
+    let s = TestServer::start().await;
+    s.post("/nodes", node("n")).await;
+    let mut w = Lines::open(&s, "&labelSelector=gpu%3Dnvidia").await;
+    let labels = |v: serde_json::Value| json!({"metadata": {"labels": v}});
+    s.patch("/nodes/n", labels(json!({"gpu": "nvidia"}))).await;
+    s.patch("/nodes/n", labels(json!({"gpu": "nvidia", "rack": "2"})))
+        .await;
+    s.patch("/nodes/n", labels(json!({"gpu": null}))).await;
+    s.patch("/nodes/n", labels(json!({"rack": "3"}))).await;
+    s.patch("/nodes/n", labels(json!({"gpu": "nvidia"}))).await;
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let e = w.next_non_bookmark().await.expect("event");
+        seen.push((
+            e["type"].as_str().unwrap_or_default().to_owned(),
+            e["object"]["metadata"]["labels"]["rack"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    let want: Vec<(String, String)> = [
+        ("ADDED", ""),
+        ("MODIFIED", "2"),
+        ("DELETED", "2"),
+        ("ADDED", "3"),
+    ]
+    .iter()
+    .map(|(t, r)| ((*t).to_owned(), (*r).to_owned()))
+    .collect();
+    assert_eq!(seen, want);
+}
+
 #[tokio::test]
 async fn too_old_version_gets_410_and_the_stream_closes() {
     let mut config = Config::new(tempfile::tempdir().expect("tmp").keep());
