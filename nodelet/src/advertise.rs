@@ -305,9 +305,34 @@ pub async fn resolve_advertise_url(
     advertise_url(ollama_url, router_url, local_ip, explicit_override)
 }
 
+/// How a URL is written into `spec.ollamaUrl`: as people write it, without
+/// the trailing slash the URL type adds to an empty path
+/// (`http://10.0.0.5:11434`, `http://gw.local/ollama`).
+pub fn spec_url(url: &Url) -> String {
+    let s = url.as_str();
+    if url.query().is_none() && url.fragment().is_none() {
+        s.trim_end_matches('/').to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spec_urls_have_no_trailing_slash() {
+        for (url, want) in [
+            ("http://10.0.0.5:11434/", "http://10.0.0.5:11434"),
+            ("http://10.0.0.5:11434", "http://10.0.0.5:11434"),
+            ("http://gw.local/ollama/", "http://gw.local/ollama"),
+            ("http://[::1]:11434/", "http://[::1]:11434"),
+        ] {
+            let parsed = Url::parse(url).expect("url");
+            assert_eq!(spec_url(&parsed), want, "{url}");
+        }
+    }
 
     fn url(s: &str) -> Url {
         Url::parse(s).expect("test URL parses")

@@ -458,7 +458,7 @@ impl Reporter<'_> {
         };
         let registration = Registration {
             name: self.config.name.clone(),
-            ollama_url: advertised.to_string(),
+            ollama_url: crate::advertise::spec_url(&advertised),
             max_parallel: self.config.max_parallel,
             labels: self.config.labels.clone(),
         };
