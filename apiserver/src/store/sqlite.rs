@@ -79,6 +79,11 @@ pub(super) fn open(
     // never stalls copying WAL pages into the database file.
     conn.pragma_update(None, "wal_autocheckpoint", 0)
         .map_err(open_err)?;
+    // When the log is reset after a checkpoint, give the file back down to
+    // this size: without it the WAL keeps its high-water size (~100 MiB after
+    // a burst of heartbeats) for as long as the server runs.
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+        .map_err(open_err)?;
     migrate(&mut conn)?;
 
     let mut objects = Vec::new();
@@ -222,6 +227,8 @@ pub(super) fn prune_events(conn: &Connection, keep_after: u64) -> Result<(), rus
 
 /// WAL length (in pages) past which a checkpoint also restarts the log.
 const WAL_RESTART_PAGES: i64 = 16_384;
+/// Size the WAL file is cut back to when the log restarts (bytes).
+const JOURNAL_SIZE_LIMIT: i64 = 16 * 1024 * 1024;
 
 /// Copies committed WAL pages into the database file every `every`, on a
 /// connection of its own, until `stop` is set. PASSIVE checkpoints never block
@@ -243,6 +250,7 @@ pub(super) fn checkpointer(
         }
     };
     let _ = conn.pragma_update(None, "busy_timeout", 1000);
+    let _ = conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT);
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
         std::thread::sleep(every);
         let pages = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
