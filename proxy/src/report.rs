@@ -173,7 +173,7 @@ pub(crate) fn spawn_in_flight_writer(
             last_write.retain(|n, _| t.node(n).is_some());
             for b in &t.nodes {
                 let live = b.live.in_flight.load(Ordering::Relaxed);
-                if b.status_in_flight == live {
+                if b.status_in_flight() == live {
                     continue;
                 }
                 if last_write

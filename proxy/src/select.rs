@@ -219,8 +219,8 @@ pub(crate) fn loads(
                 in_flight: b.live.in_flight.load(Ordering::Relaxed),
                 ttfb_secs: model.holders[c.holder].live.ttfb(stream, now),
                 weight: b.weight,
-                cpu_percent: b.cpu_percent,
-                memory_percent: b.memory_percent,
+                cpu_percent: b.cpu_percent(),
+                memory_percent: b.memory_percent(),
                 recent_picks: b.live.recent_picks(now),
                 last_pick: b.live.last_pick.load(Ordering::Relaxed),
             }

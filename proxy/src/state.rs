@@ -66,31 +66,42 @@ impl Shared {
                 (table.clone(), lives.clone(), overlay.clone(), stop.clone());
             tokio::spawn(async move {
                 loop {
-                    tokio::select! {
+                    let overlay_changed = tokio::select! {
                         () = stop.cancelled() => break,
                         r = changes.changed() => if r.is_err() {
                             tracing::debug!("node store closed: routing table frozen");
                             break;
+                        } else {
+                            false
                         },
-                        () = overlay.changed.notified() => {}
-                    }
+                        () = overlay.changed.notified() => true,
+                    };
                     let started = std::time::Instant::now();
-                    let next = Table::build(&nodes.list(), nodes.is_ready(), &lives, &overlay);
-                    tracing::trace!(
-                        nodes = next.nodes.len(),
-                        models = next.models.len(),
-                        "routing table rebuilt"
-                    );
-                    let synced = next.synced;
-                    table.store(Arc::new(next));
-                    synced_tx.send_if_modified(|s| !std::mem::replace(s, synced) && synced);
-                    // A rebuild walks every node (about 6 ms for 10,000):
-                    // under a storm of heartbeats the loop would rebuild
-                    // back to back and take a core from the store. Resting
-                    // for REBUILD_REST_FACTOR times the last build caps it
-                    // at a quarter of a core, while the changes that arrive
-                    // meanwhile are folded into the next build; a fleet of
-                    // hundreds of nodes builds in microseconds and so is
+                    let ready = nodes.is_ready();
+                    // Heartbeats that change only CPU, memory or in-flight
+                    // figures are applied in place: no new table.
+                    let force =
+                        overlay_changed || overlay.pending() || ready != table.load().synced;
+                    if let Some(next) =
+                        Table::refresh(&nodes.list(), ready, &lives, &overlay, force)
+                    {
+                        tracing::trace!(
+                            nodes = next.nodes.len(),
+                            models = next.models.len(),
+                            "routing table rebuilt"
+                        );
+                        let synced = next.synced;
+                        table.store(Arc::new(next));
+                        synced_tx.send_if_modified(|s| !std::mem::replace(s, synced) && synced);
+                    }
+                    // A refresh walks every node (a fraction of a millisecond
+                    // for 10,000, a few when the table is rebuilt): under a
+                    // storm of changes the loop would run back to back and
+                    // take a core from the store. Resting for
+                    // REBUILD_REST_FACTOR times the last pass caps it at a
+                    // quarter of a core, while the changes that arrive
+                    // meanwhile are folded into the next pass; a fleet of
+                    // hundreds of nodes takes microseconds and so is
                     // current at once.
                     let rest = started.elapsed() * REBUILD_REST_FACTOR;
                     if rest >= MIN_REBUILD_REST {

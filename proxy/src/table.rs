@@ -64,11 +64,26 @@ pub(crate) struct NodeLive {
     pub reachable_seen: AtomicBool,
     /// A connection check after a broken connection is running.
     pub checking: AtomicBool,
+    /// From the last heartbeat: CPU and memory use (f64 bits, 0–100) and
+    /// `status.usage.inFlight` as the store has it. Updated in place, so a
+    /// heartbeat that changes nothing else needs no new table.
+    cpu_percent: AtomicU64,
+    memory_percent: AtomicU64,
+    status_in_flight: AtomicU32,
 }
 
 impl NodeLive {
     fn new() -> NodeLive {
         NodeLive::default()
+    }
+
+    fn set_usage(&self, usage: Option<&herd_api::NodeUsage>) {
+        let (cpu, mem, in_flight) = usage.map_or((0.0, 0.0, 0), |u| {
+            (u.cpu_percent, u.memory_percent, u.in_flight)
+        });
+        self.cpu_percent.store(cpu.to_bits(), Ordering::Relaxed);
+        self.memory_percent.store(mem.to_bits(), Ordering::Relaxed);
+        self.status_in_flight.store(in_flight, Ordering::Relaxed);
     }
 
     /// Leaves the node out of routing until clock time `until`.
@@ -178,11 +193,51 @@ pub(crate) struct Lives {
 struct Derived {
     /// `None` for an object without one (built in tests): never reused.
     resource_version: Option<String>,
+    /// What routing reads from the object (all but heartbeat figures).
+    key: RoutingKey,
     backend: Arc<Backend>,
     models: Vec<NodeModelRef>,
     /// Models only the overlay lists on this node (pulled through the
     /// proxy, status not caught up yet), kept for their live estimates.
     extra: Vec<NodeModelRef>,
+}
+
+/// Everything of a node's object that the table is built from, except
+/// the heartbeat figures kept in [`NodeLive`]: when a new version has the
+/// same key, the table stays as it is.
+#[derive(Clone, Debug, PartialEq)]
+struct RoutingKey {
+    ready: bool,
+    unschedulable: bool,
+    spec_weight: u32,
+    routing_weight: Option<u32>,
+    max_parallel: u32,
+    ollama_url: String,
+    ollama_version: Option<String>,
+    unreachable: bool,
+    models: Vec<(String, bool)>,
+}
+
+impl RoutingKey {
+    fn of(node: &Node) -> RoutingKey {
+        let status = &node.status;
+        RoutingKey {
+            ready: node.is_ready(),
+            unschedulable: node.spec.unschedulable,
+            spec_weight: node.spec.weight,
+            routing_weight: status.routing.as_ref().map(|r| r.weight),
+            max_parallel: node.spec.max_parallel,
+            ollama_url: node.spec.ollama_url.clone(),
+            ollama_version: status.info.as_ref().map(|i| i.ollama_version.clone()),
+            unreachable: find_condition(&status.conditions, conditions::REACHABLE)
+                .is_some_and(|c| c.status == ConditionStatus::False),
+            models: status
+                .models
+                .iter()
+                .map(|m| (m.name.clone(), m.loaded))
+                .collect(),
+        }
+    }
 }
 
 /// One model on one node, with its spellings worked out once.
@@ -243,9 +298,30 @@ impl Derived {
         }
         Derived {
             resource_version: node.metadata.resource_version.clone(),
+            key: RoutingKey::of(node),
             backend: Arc::new(backend(node, live)),
             models,
             extra: Vec::new(),
+        }
+    }
+
+    /// This node's part for `node`, a newer version of it: the same part
+    /// with the heartbeat figures updated when routing reads nothing else
+    /// that changed (`false`), else derived anew (`true`).
+    fn update(self, node: &Node) -> (Derived, bool) {
+        let key = RoutingKey::of(node);
+        if key == self.key {
+            self.backend.live.set_usage(node.status.usage.as_ref());
+            let resource_version = node.metadata.resource_version.clone();
+            (
+                Derived {
+                    resource_version,
+                    ..self
+                },
+                false,
+            )
+        } else {
+            (Derived::new(node, Some(self)), true)
         }
     }
 
@@ -368,20 +444,31 @@ pub(crate) struct Backend {
     /// `status.routing.weight` when the controller set it, else `spec.weight`.
     pub weight: u32,
     pub max_parallel: u32,
-    pub cpu_percent: f64,
-    pub memory_percent: f64,
     /// `status.info.ollamaVersion` ("" when not reported).
     pub ollama_version: String,
     /// The `Reachable` condition is `False` in the store.
     pub reported_unreachable: bool,
-    /// `status.usage.inFlight` as the store has it.
-    pub status_in_flight: u32,
     /// How many models the node reports loaded in memory (`/api/ps`).
     pub loaded_models: u32,
     pub live: Arc<NodeLive>,
 }
 
 impl Backend {
+    /// CPU use from the node's last heartbeat, 0–100.
+    pub(crate) fn cpu_percent(&self) -> f64 {
+        f64::from_bits(self.live.cpu_percent.load(Ordering::Relaxed))
+    }
+
+    /// Memory use from the node's last heartbeat, 0–100.
+    pub(crate) fn memory_percent(&self) -> f64 {
+        f64::from_bits(self.live.memory_percent.load(Ordering::Relaxed))
+    }
+
+    /// `status.usage.inFlight` as the store has it.
+    pub(crate) fn status_in_flight(&self) -> u32 {
+        self.live.status_in_flight.load(Ordering::Relaxed)
+    }
+
     /// Why the node takes no requests (breaker aside), or `None`.
     pub(crate) fn unroutable(&self) -> Option<Unroutable> {
         if !self.ready {
@@ -453,6 +540,15 @@ impl Overlay {
         self.changed.notify_one();
     }
 
+    /// Entries are pending (they may expire: tables must be rebuilt).
+    pub(crate) fn pending(&self) -> bool {
+        !self
+            .entries
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_empty()
+    }
+
     fn live_entries(&self, now: Instant) -> Vec<((String, String), OverlayEntry)> {
         let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
         map.retain(|_, e| e.until > now);
@@ -500,41 +596,45 @@ impl Table {
         lives: &Lives,
         overlay: &Overlay,
     ) -> Table {
-        let mut sorted: Vec<&Node> = nodes.iter().map(AsRef::as_ref).collect();
-        sorted.sort_unstable_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
-
         let mut cache = lives.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-        // Both lists are sorted by name: one merging pass pairs each node
-        // with what the last build derived from it.
-        let mut prev = std::mem::take(&mut *cache).into_iter().peekable();
-        let mut next: Vec<Derived> = Vec::with_capacity(sorted.len());
+        sync(&mut cache, nodes);
+        Table::assemble(&mut cache, synced, overlay)
+    }
+
+    /// Brings `lives` up to date with the store's nodes and builds a new
+    /// snapshot — or, unless `force`, returns `None` when no node was added,
+    /// removed or changed in what routing reads (heartbeats: their CPU,
+    /// memory and in-flight figures are updated in place, and the current
+    /// snapshot stays right).
+    pub(crate) fn refresh(
+        nodes: &[Arc<Node>],
+        synced: bool,
+        lives: &Lives,
+        overlay: &Overlay,
+        force: bool,
+    ) -> Option<Table> {
+        let mut cache = lives.nodes.lock().unwrap_or_else(PoisonError::into_inner);
+        let changed = sync(&mut cache, nodes);
+        (changed || force).then(|| Table::assemble(&mut cache, synced, overlay))
+    }
+
+    /// The snapshot of `derived` (sorted by name) with the overlay applied.
+    fn assemble(derived: &mut [Derived], synced: bool, overlay: &Overlay) -> Table {
         let mut table = Table {
             synced,
-            nodes: Vec::with_capacity(sorted.len()),
+            nodes: Vec::with_capacity(derived.len()),
             ..Table::default()
         };
         let mut by_canonical: HashMap<Arc<str>, usize> = HashMap::new();
         let overlay = overlay.live_entries(Instant::now());
-
-        for (idx, node) in sorted.iter().enumerate() {
-            let name = node.metadata.name.as_str();
-            while prev.next_if(|d| *d.backend.name < *name).is_some() {}
-            let mut derived = match prev.next_if(|d| *d.backend.name == *name) {
-                Some(d)
-                    if d.resource_version.is_some()
-                        && d.resource_version == node.metadata.resource_version =>
-                {
-                    d
-                }
-                old => Derived::new(node, old),
-            };
-            table.nodes.push(derived.backend.clone());
+        for (idx, d) in derived.iter_mut().enumerate() {
+            table.nodes.push(d.backend.clone());
             let with_overlay;
-            let models = if overlay.iter().any(|((n, _), _)| n == name) {
-                with_overlay = derived.models_with(&overlay);
+            let models = if overlay.iter().any(|((n, _), _)| **n == *d.backend.name) {
+                with_overlay = d.models_with(&overlay);
                 &with_overlay
             } else {
-                &derived.models
+                &d.models
             };
             for m in models {
                 let mi = match by_canonical.get(&m.canonical) {
@@ -559,12 +659,48 @@ impl Table {
                     }
                 }
             }
-            next.push(derived);
         }
-        *cache = next;
         table.any_routable = table.nodes.iter().any(|b| b.unroutable().is_none());
         table
     }
+}
+
+/// Pairs each node with what was derived from it before (both lists
+/// sorted by name, one merging pass), re-deriving what changed. True when
+/// a node was added, removed or changed in what routing reads.
+fn sync(cache: &mut Vec<Derived>, nodes: &[Arc<Node>]) -> bool {
+    let mut sorted: Vec<&Node> = nodes.iter().map(AsRef::as_ref).collect();
+    sorted.sort_unstable_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    let mut changed = cache.len() != sorted.len();
+    let mut prev = std::mem::take(cache).into_iter().peekable();
+    let mut next: Vec<Derived> = Vec::with_capacity(sorted.len());
+    for node in &sorted {
+        let name = node.metadata.name.as_str();
+        while prev.next_if(|d| *d.backend.name < *name).is_some() {
+            changed = true;
+        }
+        let derived = match prev.next_if(|d| *d.backend.name == *name) {
+            Some(d)
+                if d.resource_version.is_some()
+                    && d.resource_version == node.metadata.resource_version =>
+            {
+                d
+            }
+            Some(d) => {
+                let (d, rederived) = d.update(node);
+                changed |= rederived;
+                d
+            }
+            None => {
+                changed = true;
+                Derived::new(node, None)
+            }
+        };
+        next.push(derived);
+    }
+    changed |= prev.next().is_some();
+    *cache = next;
+    changed
 }
 
 /// Every spelling a request may use for a model, for the lock-free fast
@@ -583,7 +719,7 @@ fn aliases(raw: &str, canonical: &str) -> Vec<String> {
 
 fn backend(node: &Node, live: Arc<NodeLive>) -> Backend {
     let status = &node.status;
-    let usage = status.usage.as_ref();
+    live.set_usage(status.usage.as_ref());
     let target = if node.spec.ollama_url.is_empty() {
         None
     } else {
@@ -606,9 +742,6 @@ fn backend(node: &Node, live: Arc<NodeLive>) -> Backend {
             .as_ref()
             .map_or(node.spec.weight, |r| r.weight),
         max_parallel: node.spec.max_parallel.max(1),
-        cpu_percent: usage.map_or(0.0, |u| u.cpu_percent),
-        memory_percent: usage.map_or(0.0, |u| u.memory_percent),
-        status_in_flight: usage.map_or(0, |u| u.in_flight),
         loaded_models: u32::try_from(status.models.iter().filter(|m| m.loaded).count())
             .unwrap_or(u32::MAX),
         ollama_version: status
@@ -745,7 +878,7 @@ mod tests {
         assert!(Arc::ptr_eq(&t1.nodes[0], &t2.nodes[0]), "a reused");
         assert!(!Arc::ptr_eq(&t1.nodes[1], &t2.nodes[1]), "b rederived");
         assert!(Arc::ptr_eq(&t1.nodes[1].live, &t2.nodes[1].live));
-        assert!((t2.nodes[1].cpu_percent - 90.0).abs() < f64::EPSILON);
+        assert!((t2.nodes[1].cpu_percent() - 90.0).abs() < f64::EPSILON);
         let m = t2.model("m").expect("m");
         assert_eq!(
             m.holders.iter().map(|h| h.loaded).collect::<Vec<_>>(),
@@ -754,6 +887,39 @@ mod tests {
         assert_eq!(m.holders[1].live.ttfb(false, 0), Some(0.5));
         assert_eq!(t2.model("n").map(|m| m.holders.len()), Some(1));
         assert_eq!(t2.nodes[1].loaded_models, 1);
+    }
+
+    #[test]
+    fn heartbeats_update_the_current_table_in_place() {
+        let lives = Lives::default();
+        let o = Overlay::default();
+        let a = at(&node("a", true, &[("m", true)]), "1");
+        let t1 = Table::build(std::slice::from_ref(&a), true, &lives, &o);
+        assert!(Table::refresh(std::slice::from_ref(&a), true, &lives, &o, false).is_none());
+        // A heartbeat: new version, new CPU figure, nothing else.
+        let mut beat = (*a).clone();
+        beat.status.usage = Some(herd_api::NodeUsage {
+            cpu_percent: 42.0,
+            memory_percent: 7.0,
+            in_flight: 3,
+        });
+        let beat = at(&Arc::new(beat), "2");
+        assert!(Table::refresh(std::slice::from_ref(&beat), true, &lives, &o, false).is_none());
+        assert!((t1.nodes[0].cpu_percent() - 42.0).abs() < f64::EPSILON);
+        assert!((t1.nodes[0].memory_percent() - 7.0).abs() < f64::EPSILON);
+        assert_eq!(t1.nodes[0].status_in_flight(), 3);
+        // What routing reads changes: a new table.
+        let mut unloaded = (*beat).clone();
+        unloaded.status.models[0].loaded = false;
+        let t2 = Table::refresh(&[at(&Arc::new(unloaded), "3")], true, &lives, &o, false)
+            .expect("a new table");
+        assert!(!t2.model("m").expect("m").holders[0].loaded);
+        assert!((t2.nodes[0].cpu_percent() - 42.0).abs() < f64::EPSILON);
+        // A node added or removed: a new table; forced: a new table.
+        let b = at(&node("b", true, &[]), "4");
+        assert!(Table::refresh(&[a.clone(), b], true, &lives, &o, false).is_some());
+        assert!(Table::refresh(std::slice::from_ref(&a), true, &lives, &o, false).is_some());
+        assert!(Table::refresh(&[a], true, &lives, &o, true).is_some());
     }
 
     #[test]
