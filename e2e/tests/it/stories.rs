@@ -286,21 +286,26 @@ async fn story2_five_concurrent_requests_on_one_node_are_all_served_by_it() {
     .await;
 }
 
+/// 9 requests under `--balancer round_robin` over 3 nodes, the model first
+/// loaded on each (`warm_first`) or on none: 3 each.
+async fn round_robin_nine_over_three(warm_first: bool) {
+    let server = Server::start_with(ServerOptions::balancer("round_robin")).await;
+    let nodes = beside_nodes(&server, &["rr1", "rr2", "rr3"]).await;
+    if warm_first {
+        warm(&server, &nodes).await;
+    }
+    let by_node = spread(&server.url, 9).await;
+    assert_eq!(
+        by_node,
+        BTreeMap::from([("rr1".into(), 3), ("rr2".into(), 3), ("rr3".into(), 3)]),
+    );
+}
+
 /// Story 2, scenario 4: 3 nodes (the model loaded on each, as in a fleet in
 /// use), 9 requests under `--balancer round_robin`: 3 each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn story2_round_robin_spreads_nine_requests_three_per_node() {
-    bounded(TEST_LIMIT, async {
-        let server = Server::start_with(ServerOptions::balancer("round_robin")).await;
-        let nodes = beside_nodes(&server, &["rr1", "rr2", "rr3"]).await;
-        warm(&server, &nodes).await;
-        let by_node = spread(&server.url, 9).await;
-        assert_eq!(
-            by_node,
-            BTreeMap::from([("rr1".into(), 3), ("rr2".into(), 3), ("rr3".into(), 3)]),
-        );
-    })
-    .await;
+    bounded(TEST_LIMIT, round_robin_nine_over_three(true)).await;
 }
 
 /// Story 2, scenario 4 on a cold fleet (3 freshly registered nodes, the
@@ -308,16 +313,7 @@ async fn story2_round_robin_spreads_nine_requests_three_per_node() {
 /// traffic, since cold nodes stay candidates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn story2_round_robin_spreads_nine_requests_three_per_node_on_a_cold_fleet() {
-    bounded(TEST_LIMIT, async {
-        let server = Server::start_with(ServerOptions::balancer("round_robin")).await;
-        let _nodes = beside_nodes(&server, &["rr1", "rr2", "rr3"]).await;
-        let by_node = spread(&server.url, 9).await;
-        assert_eq!(
-            by_node,
-            BTreeMap::from([("rr1".into(), 3), ("rr2".into(), 3), ("rr3".into(), 3)]),
-        );
-    })
-    .await;
+    bounded(TEST_LIMIT, round_robin_nine_over_three(false)).await;
 }
 
 /// Story 3, scenario 1 and success criterion 3: 30 requests over 3 idle
