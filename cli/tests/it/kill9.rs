@@ -53,7 +53,9 @@ async fn kill_9_mid_write_stream_loses_no_acknowledged_write() {
                 .last
                 .insert(name.clone(), (0, rv(&created)));
             for counter in 1u64.. {
-                let patch = json!({"status":{"usage":{"inFlight": counter}}});
+                // cpuPercent, not inFlight: the restarted server's router
+                // owns inFlight and rightly rewrites it to its live count (0).
+                let patch = json!({"status":{"usage":{"cpuPercent": counter}}});
                 let sent = http
                     .patch(format!("{base}/{name}/status"))
                     .header("content-type", "application/merge-patch+json")
@@ -118,7 +120,8 @@ async fn kill_9_mid_write_stream_loses_no_acknowledged_write() {
         let obj = items
             .get(name)
             .unwrap_or_else(|| panic!("{name} was acknowledged but is gone after kill -9"));
-        let stored = obj["status"]["usage"]["inFlight"].as_u64().unwrap_or(0);
+        // Counters stay far below 2^53, so the f64 round trip is exact.
+        let stored = obj["status"]["usage"]["cpuPercent"].as_f64().unwrap_or(0.0) as u64;
         assert!(
             stored >= *counter,
             "{name}: acknowledged heartbeat {counter} but only {stored} survived"
