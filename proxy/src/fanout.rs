@@ -238,7 +238,7 @@ pub(crate) async fn simple(
             break;
         }
         let present = kind == Simple::Copy;
-        shared.overlay.set(
+        shared.tables.set_model(
             node,
             &overlay_model,
             present,
@@ -678,8 +678,8 @@ pub(crate) async fn pull(shared: Arc<Shared>, req: Request<Body>) -> Response<Bo
         let model = model.clone();
         move |node: &str| {
             shared
-                .overlay
-                .set(node, &model, true, shared.config.model_overlay_ttl);
+                .tables
+                .set_model(node, &model, true, shared.config.model_overlay_ttl);
         }
     };
     let merged = merged_stream(

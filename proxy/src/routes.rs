@@ -190,8 +190,8 @@ async fn create(shared: Arc<Shared>, req: Request) -> Response<Body> {
         Box::new(move |node: &str| {
             if !model.is_empty() {
                 shared
-                    .overlay
-                    .set(node, &model, true, shared.config.model_overlay_ttl);
+                    .tables
+                    .set_model(node, &model, true, shared.config.model_overlay_ttl);
             }
         }) as forward::OnNodeSuccess
     };

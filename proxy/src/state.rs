@@ -1,8 +1,8 @@
 //! What every handler shares, and the task that keeps the routing table
 //! current.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arc_swap::ArcSwap;
 use herd_api::Node;
@@ -16,6 +16,7 @@ use crate::pool::Pool;
 use crate::report::{self, Reporter};
 use crate::table::{Clock, Lives, Overlay, Table};
 use crate::upstream::SendError;
+use std::time::Duration;
 
 /// Time between two routing-table rebuilds, as a multiple of the last
 /// rebuild's duration (see the rebuild loop).
@@ -26,10 +27,73 @@ const MIN_REBUILD_REST: std::time::Duration = std::time::Duration::from_micros(2
 /// Longest a request waits for the first node list after start.
 const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// The routing table and what it is built from: the node store, what is
+/// cached per node, and the model changes made through the proxy.
+pub(crate) struct Tables {
+    current: Arc<ArcSwap<Table>>,
+    nodes: Store<Node>,
+    lives: Lives,
+    overlay: Overlay,
+    /// One build at a time, so an older snapshot never replaces a newer one.
+    building: Mutex<()>,
+    /// True once a table built from a listed store is in place.
+    synced: tokio::sync::watch::Sender<bool>,
+}
+
+impl Tables {
+    fn new(nodes: Store<Node>) -> Tables {
+        let (lives, overlay) = (Lives::default(), Overlay::default());
+        let first = Table::build(&nodes.list(), nodes.is_ready(), &lives, &overlay);
+        let (synced, _) = tokio::sync::watch::channel(first.synced);
+        Tables {
+            current: Arc::new(ArcSwap::from_pointee(first)),
+            nodes,
+            lives,
+            overlay,
+            building: Mutex::new(()),
+            synced,
+        }
+    }
+
+    /// Brings the table up to date with the store. Heartbeats that change
+    /// only CPU, memory or in-flight figures are applied in place: no new
+    /// table, unless `force`.
+    fn rebuild(&self, force: bool) {
+        let _one = self.building.lock().unwrap_or_else(PoisonError::into_inner);
+        let ready = self.nodes.is_ready();
+        let force = force || self.overlay.pending() || ready != self.current.load().synced;
+        let Some(next) =
+            Table::refresh(&self.nodes.list(), ready, &self.lives, &self.overlay, force)
+        else {
+            return;
+        };
+        tracing::trace!(
+            nodes = next.nodes.len(),
+            models = next.models.len(),
+            "routing table rebuilt"
+        );
+        let synced = next.synced;
+        self.current.store(Arc::new(next));
+        self.synced
+            .send_if_modified(|s| !std::mem::replace(s, synced) && synced);
+    }
+
+    /// A model was created, copied, pulled (`present`) or deleted on `node`
+    /// through the proxy: it routes that way from now on, before the node's
+    /// own status says so (for `ttl` at most). The table is rebuilt before
+    /// this returns, so the client's next request already sees the change.
+    pub(crate) fn set_model(&self, node: &str, model: &str, present: bool, ttl: Duration) {
+        self.overlay.set(node, model, present, ttl);
+        self.rebuild(true);
+    }
+}
+
 pub(crate) struct Shared {
     pub config: ProxyConfig,
+    /// The current routing table (lock-free reads on the request path).
     pub table: Arc<ArcSwap<Table>>,
-    pub overlay: Arc<Overlay>,
+    /// What builds it.
+    pub tables: Arc<Tables>,
     pub client: Pool,
     pub sink: Arc<Sink>,
     pub reporter: Reporter,
@@ -55,45 +119,23 @@ impl Shared {
     ) -> Shared {
         let stop = shutdown.child_token();
         let clock = Clock::new();
-        let lives = Arc::new(Lives::default());
-        let overlay = Arc::new(Overlay::default());
         let mut changes = nodes.subscribe();
-        let first = Table::build(&nodes.list(), nodes.is_ready(), &lives, &overlay);
-        let (synced_tx, synced) = tokio::sync::watch::channel(first.synced);
-        let table = Arc::new(ArcSwap::from_pointee(first));
+        let tables = Arc::new(Tables::new(nodes));
+        let table = tables.current.clone();
+        let synced = tables.synced.subscribe();
         {
-            let (table, lives, overlay, stop) =
-                (table.clone(), lives.clone(), overlay.clone(), stop.clone());
+            let (tables, stop) = (tables.clone(), stop.clone());
             tokio::spawn(async move {
                 loop {
-                    let overlay_changed = tokio::select! {
+                    tokio::select! {
                         () = stop.cancelled() => break,
                         r = changes.changed() => if r.is_err() {
                             tracing::debug!("node store closed: routing table frozen");
                             break;
-                        } else {
-                            false
                         },
-                        () = overlay.changed.notified() => true,
-                    };
-                    let started = std::time::Instant::now();
-                    let ready = nodes.is_ready();
-                    // Heartbeats that change only CPU, memory or in-flight
-                    // figures are applied in place: no new table.
-                    let force =
-                        overlay_changed || overlay.pending() || ready != table.load().synced;
-                    if let Some(next) =
-                        Table::refresh(&nodes.list(), ready, &lives, &overlay, force)
-                    {
-                        tracing::trace!(
-                            nodes = next.nodes.len(),
-                            models = next.models.len(),
-                            "routing table rebuilt"
-                        );
-                        let synced = next.synced;
-                        table.store(Arc::new(next));
-                        synced_tx.send_if_modified(|s| !std::mem::replace(s, synced) && synced);
                     }
+                    let started = std::time::Instant::now();
+                    tables.rebuild(false);
                     // A refresh walks every node (a fraction of a millisecond
                     // for 10,000, a few when the table is rebuilt): under a
                     // storm of changes the loop would run back to back and
@@ -134,7 +176,7 @@ impl Shared {
             }),
             config,
             table,
-            overlay,
+            tables,
             reporter,
             clock,
             rr: AtomicU64::new(0),

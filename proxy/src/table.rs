@@ -520,7 +520,6 @@ pub(crate) struct OverlayEntry {
 #[derive(Default)]
 pub(crate) struct Overlay {
     entries: Mutex<HashMap<(String, String), OverlayEntry>>,
-    pub changed: tokio::sync::Notify,
 }
 
 impl Overlay {
@@ -537,7 +536,6 @@ impl Overlay {
                     until: Instant::now() + ttl,
                 },
             );
-        self.changed.notify_one();
     }
 
     /// Entries are pending (they may expire: tables must be rebuilt).
