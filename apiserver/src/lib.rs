@@ -4,12 +4,13 @@
 //!
 //! [`run`] serves it on a listener until `shutdown` resolves; [`build`] gives
 //! the router and the store separately for `herd server` to add the proxy and
-//! the dashboard beside it.
+//! the dashboard beside it, and [`serve_with`] serves the composed router.
 
 pub mod error;
 mod extract;
 pub mod mutate;
 pub mod routes;
+mod serve;
 pub mod store;
 mod watch;
 
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 pub use routes::AppState;
+pub use serve::{Workers, serve, serve_with};
 pub use store::{Store, StoreOptions, SyncMode};
 
 /// Settings of the API server.
@@ -88,22 +90,11 @@ pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, App
 }
 
 /// Adds what every composed herd router ends with: the `Status` 404 for
-/// unknown paths, and panics answered as a 500 `Status` instead of a dropped
-/// connection.
+/// unknown paths. (A handler's panic is answered with a 500 `Status` by
+/// [`serve_with`], around the whole router, rather than by a layer around
+/// every route, which would cost each request a boxed clone of it.)
 pub fn with_common_layers(router: Router) -> Router {
-    router
-        .fallback(routes::no_route)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
-            |_: Box<dyn std::any::Any + Send>| {
-                error::ApiError::Internal("handler panicked".into()).into_response_ext()
-            },
-        ))
-}
-
-impl ApiError {
-    fn into_response_ext(self) -> axum::response::Response {
-        axum::response::IntoResponse::into_response(self)
-    }
+    router.fallback(routes::no_route)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes
@@ -116,30 +107,4 @@ pub async fn run(
     let token = CancellationToken::new();
     let (router, _state) = build(config, token.clone())?;
     serve(with_common_layers(router), listener, shutdown, token).await
-}
-
-/// Serves any router with herd's shutdown behaviour.
-pub async fn serve(
-    router: Router,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    token: CancellationToken,
-) -> Result<(), Error> {
-    let stop = token.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        stop.cancel();
-    });
-    // TCP_NODELAY: streamed tokens and watch events are small writes that
-    // Nagle's algorithm would otherwise hold back until the client's delayed
-    // ACK (~40 ms) whenever a previous write is still unacknowledged.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await?;
-    Ok(())
 }

@@ -186,13 +186,26 @@ pub fn start_fake_ollama(flags: &[String]) -> anyhow::Result<Proc> {
 /// `HERD_BENCH_ROUTER=bench-router` the bench-only binary that composes the
 /// same pieces. Returns the process and which one it is.
 pub fn start_router(data_dir: &Path, flags: &[String]) -> anyhow::Result<(Proc, &'static str)> {
-    let (mut cmd, name) = match std::env::var("HERD_BENCH_ROUTER").as_deref() {
-        Ok("bench-router") => (
+    start_router_from(None, data_dir, flags)
+}
+
+/// [`start_router`], with `herd` taken from `herd_binary` when given (to
+/// compare two builds in one run).
+pub fn start_router_from(
+    herd_binary: Option<&Path>,
+    data_dir: &Path,
+    flags: &[String],
+) -> anyhow::Result<(Proc, &'static str)> {
+    let (mut cmd, name) = match (herd_binary, std::env::var("HERD_BENCH_ROUTER").as_deref()) {
+        (None, Ok("bench-router")) => (
             Command::new(sibling_binary("bench-router")?),
             "bench-router",
         ),
-        _ => {
-            let mut c = Command::new(sibling_binary("herd")?);
+        (bin, _) => {
+            let mut c = match bin {
+                Some(b) => Command::new(b),
+                None => Command::new(sibling_binary("herd")?),
+            };
             c.args(["server", "--no-controller"]);
             (c, "herd server")
         }

@@ -88,15 +88,25 @@ pub(crate) fn promises_json(headers: &axum::http::HeaderMap) -> bool {
 /// truncated document from Ollama's answers. An empty body passes (Ollama
 /// answers some 200s with nothing).
 pub(crate) fn ends_like_json(tail: &[u8]) -> bool {
-    let Some(line) = tail
-        .split(|c| *c == b'\n')
-        .rev()
-        .map(<[u8]>::trim_ascii)
-        .find(|l| !l.is_empty())
-    else {
+    let Some(line) = last_line(tail) else {
         return true;
     };
     line.starts_with(b"data:") || matches!(line.last(), Some(b'}' | b']'))
+}
+
+/// The last line with something besides whitespace in it, trimmed.
+/// (`memrchr`: a one-frame answer like `/api/show`'s is a single line of a
+/// kilobyte or more, scanned on every request.)
+fn last_line(tail: &[u8]) -> Option<&[u8]> {
+    let mut end = tail.len();
+    loop {
+        let start = memchr::memrchr(b'\n', &tail[..end]).map_or(0, |i| i + 1);
+        let line = tail[start..end].trim_ascii();
+        if !line.is_empty() {
+            return Some(line);
+        }
+        end = start.checked_sub(1)?;
+    }
 }
 
 /// The last bytes of a body, kept as shared slices of the frames (no copy,
@@ -162,7 +172,7 @@ impl Tail {
 fn rfind(hay: &[u8], needle: &[u8]) -> Option<usize> {
     let (&first, _) = needle.split_first()?;
     let mut end = hay.len().checked_sub(needle.len())? + 1;
-    while let Some(i) = hay[..end].iter().rposition(|&c| c == first) {
+    while let Some(i) = memchr::memrchr(first, &hay[..end]) {
         if hay[i..].starts_with(needle) {
             return Some(i);
         }
@@ -184,24 +194,29 @@ fn number_at(hay: &[u8]) -> Option<u64> {
 
 /// Tokens in and out from the end of a response: Ollama's
 /// `prompt_eval_count`/`eval_count` or OpenAI's `usage`. One backward
-/// pass over the quotes of the tail; the last occurrence of each key wins.
+/// pass over the colons of the tail (one per JSON member: half as many
+/// stops as quotes); the last occurrence of each key wins.
 pub(crate) fn tokens(tail: &[u8]) -> (Option<u64>, Option<u64>) {
     const KEYS: [&[u8]; 4] = [
-        b"\"prompt_eval_count\":",
-        b"\"eval_count\":",
-        b"\"prompt_tokens\":",
-        b"\"completion_tokens\":",
+        b"\"prompt_eval_count\"",
+        b"\"eval_count\"",
+        b"\"prompt_tokens\"",
+        b"\"completion_tokens\"",
     ];
     let mut found: [Option<u64>; 4] = [None; 4];
     let mut end = tail.len();
-    while let Some(i) = tail[..end].iter().rposition(|&c| c == b'"') {
-        // Every key starts `"p`, `"e` or `"c`: most quotes are ruled out by
-        // one byte, without comparing strings.
-        if matches!(tail.get(i + 1), Some(b'p' | b'e' | b'c')) {
-            for (k, key) in KEYS.iter().enumerate() {
-                if found[k].is_none() && tail[i..].starts_with(key) {
-                    found[k] = number_at(&tail[i + key.len()..]);
-                }
+    while let Some(i) = memchr::memrchr(b':', &tail[..end]) {
+        let key = &tail[..i];
+        // The keys end `count"` or `tokens"`: most members are ruled out by
+        // two bytes, without comparing strings.
+        let candidates: &[usize] = match key.last_chunk::<2>() {
+            Some(b"t\"") => &[0, 1],
+            Some(b"s\"") => &[2, 3],
+            _ => &[],
+        };
+        for &k in candidates {
+            if found[k].is_none() && key.ends_with(KEYS[k]) {
+                found[k] = number_at(&tail[i + 1..]);
             }
         }
         // Ollama's pair sits together at the very end: stop once both are in.
@@ -219,10 +234,7 @@ pub(crate) fn tokens(tail: &[u8]) -> (Option<u64>, Option<u64>) {
 
 /// The last non-empty line says `"status":"success"` (create, push, pull).
 pub(crate) fn ends_in_success(tail: &[u8]) -> bool {
-    tail.split(|c| *c == b'\n')
-        .rev()
-        .find(|l| !l.iter().all(u8::is_ascii_whitespace))
-        .is_some_and(|l| rfind(l, b"\"status\":\"success\"").is_some())
+    last_line(tail).is_some_and(|l| rfind(l, b"\"status\":\"success\"").is_some())
 }
 
 /// What to do once the body ends, and the record to complete.

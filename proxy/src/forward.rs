@@ -482,9 +482,9 @@ pub(crate) fn respond(
     let body = ProxyBody::new(incoming, framing, backend.name.clone(), fin);
     let mut out = Response::new(Body::new(body));
     *out.status_mut() = parts.status;
-    upstream::response_headers(&parts.headers, out.headers_mut());
+    *out.headers_mut() = upstream::response_headers(parts.headers);
     out.headers_mut()
-        .insert(crate::NODE_HEADER, backend.header.clone());
+        .insert(crate::NODE_HEADER_NAME, backend.header.clone());
     out
 }
 

@@ -68,6 +68,8 @@ pub(crate) struct History {
     ring: Mutex<VecDeque<Arc<Rec>>>,
     feed: broadcast::Sender<Arc<Rec>>,
     next_id: AtomicU64,
+    /// The model of a request that has not named one yet, shared.
+    no_model: Arc<str>,
 }
 
 impl History {
@@ -77,6 +79,7 @@ impl History {
             ring: Mutex::new(VecDeque::with_capacity(cap.min(1 << 16))),
             feed: broadcast::Sender::new(1024),
             next_id: AtomicU64::new(1),
+            no_model: Arc::from(""),
         }
     }
 
@@ -340,12 +343,12 @@ pub(crate) struct Recorder {
 impl Recorder {
     pub(crate) fn start(sink: Arc<Sink>, method: &Method, path: Cow<'static, str>) -> Recorder {
         Recorder {
+            model: sink.history.no_model.clone(),
             sink,
             started: Instant::now(),
             time: jiff::Timestamp::now(),
             method: method.clone(),
             path,
-            model: Arc::from(""),
             known_model: false,
             stream: false,
         }

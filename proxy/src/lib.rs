@@ -128,6 +128,11 @@ pub use history::{NodeRequestStats, Percentiles, RequestStats};
 /// The header naming the node that answered.
 pub const NODE_HEADER: &str = "x-herd-node";
 
+/// [`NODE_HEADER`] as a header name, made without copying (inserting it by
+/// `&str` copies a non-standard name into a new allocation every time).
+pub(crate) const NODE_HEADER_NAME: axum::http::HeaderName =
+    axum::http::HeaderName::from_static(NODE_HEADER);
+
 /// The proxy: routing table, upstream connection pool, history and
 /// metrics. Cheap to clone; background tasks stop when the last clone (and
 /// every router made from it) is dropped, or at shutdown.

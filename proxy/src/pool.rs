@@ -12,6 +12,11 @@
 //! a request that a pooled connection failed to send (hyper hands it back)
 //! goes once more on a fresh one.
 //!
+//! A connection's socket belongs to the runtime that opened it. When
+//! `herd server` serves on a thread per core (each thread a runtime of its
+//! own), each thread keeps its own idle connections: one opened on another
+//! thread would only make progress when that thread's event loop runs.
+//!
 //! Dropping an [`UpstreamBody`] before its end closes the connection, which
 //! is how a client's disconnect cancels the node's generation.
 
@@ -20,8 +25,10 @@ use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
+use axum::http::uri::Authority;
 use axum::http::{Request, Response};
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -33,10 +40,26 @@ use crate::upstream::{SendError, UpBody, chain};
 
 type Driver = http1::Connection<TokioIo<TcpStream>, UpBody>;
 
+/// Which idle list a connection belongs to: its thread's, when it was
+/// opened on a single-threaded runtime (only that thread drives its
+/// socket); the common one on a multi-threaded runtime.
+type Home = Option<ThreadId>;
+
+fn current_home() -> Home {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::CurrentThread => {
+            Some(std::thread::current().id())
+        }
+        _ => None,
+    }
+}
+
 /// One connection: the handle to send on and the future that does its I/O.
 struct Conn {
     send: http1::SendRequest<UpBody>,
     driver: Pin<Box<Driver>>,
+    home: Home,
 }
 
 impl Conn {
@@ -63,7 +86,7 @@ struct Idle {
 }
 
 struct Inner {
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
+    idle: Mutex<HashMap<Home, HashMap<String, Vec<Idle>>>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle_per_node: usize,
@@ -71,8 +94,9 @@ struct Inner {
 
 impl Inner {
     fn take(&self, key: &str) -> Option<Conn> {
+        let home = current_home();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.get_mut(key)?;
+        let list = idle.get_mut(&home)?.get_mut(key)?;
         while let Some(i) = list.pop() {
             if i.since.elapsed() < self.idle_timeout {
                 return Some(i.conn);
@@ -86,8 +110,13 @@ impl Inner {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        let list = idle.entry(key.to_owned()).or_default();
-        if list.len() < self.max_idle_per_node {
+        let lists = idle.entry(conn.home).or_default();
+        if !lists.contains_key(key) {
+            lists.insert(key.to_owned(), Vec::new());
+        }
+        if let Some(list) = lists.get_mut(key)
+            && list.len() < self.max_idle_per_node
+        {
             list.push(Idle {
                 conn,
                 since: Instant::now(),
@@ -97,8 +126,11 @@ impl Inner {
 
     fn sweep(&self) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-        for list in idle.values_mut() {
-            list.retain(|i| i.since.elapsed() < self.idle_timeout);
+        for lists in idle.values_mut() {
+            for list in lists.values_mut() {
+                list.retain(|i| i.since.elapsed() < self.idle_timeout);
+            }
+            lists.retain(|_, l| !l.is_empty());
         }
         idle.retain(|_, l| !l.is_empty());
     }
@@ -153,6 +185,7 @@ impl Pool {
         Ok(Conn {
             send,
             driver: Box::pin(driver),
+            home: current_home(),
         })
     }
 
@@ -178,19 +211,19 @@ impl Pool {
     /// has been read to its end.
     pub(crate) async fn send(
         &self,
-        authority: &str,
+        authority: &Authority,
         req: Request<UpBody>,
         first_byte: Duration,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let work = async {
-            let (mut conn, reused) = self.checkout(authority).await?;
+            let (mut conn, reused) = self.checkout(authority.as_str()).await?;
             match self.exchange(&mut conn, req).await {
                 Ok(resp) => Ok((conn, resp)),
                 // The node closed a pooled connection before the request went
                 // out: hyper hands the request back; send it on a new one.
                 Err(Failed::Unsent(req, e)) if reused => {
                     tracing::debug!(%authority, error = %e, "pooled connection was closed; using a new one");
-                    let mut fresh = self.connect(authority).await?;
+                    let mut fresh = self.connect(authority.as_str()).await?;
                     if !fresh.ready().await {
                         return Err(SendError::Broken(e));
                     }
@@ -212,7 +245,7 @@ impl Pool {
                 incoming,
                 conn: Some(conn),
                 pool: Arc::downgrade(&self.inner),
-                key: authority.to_owned(),
+                key: authority.clone(),
                 done: false,
             },
         ))
@@ -275,7 +308,7 @@ pub(crate) struct UpstreamBody {
     incoming: Incoming,
     conn: Option<Conn>,
     pool: Weak<Inner>,
-    key: String,
+    key: Authority,
     done: bool,
 }
 
@@ -283,7 +316,7 @@ impl UpstreamBody {
     fn end(&mut self) {
         self.done = true;
         if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.upgrade()) {
-            pool.put(&self.key, conn);
+            pool.put(self.key.as_str(), conn);
         }
     }
 
@@ -397,6 +430,10 @@ mod tests {
         (addr, accepted)
     }
 
+    fn authority(addr: &str) -> Authority {
+        addr.parse().expect("authority")
+    }
+
     fn get(addr: &str, path: &str) -> Request<UpBody> {
         let mut r = Request::new(UpBody::empty());
         *r.method_mut() = Method::GET;
@@ -414,7 +451,7 @@ mod tests {
         let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
         for path in ["/", "/stream", "/", "/stream", "/"] {
             let r = pool
-                .send(&addr, get(&addr, path), Duration::from_secs(5))
+                .send(&authority(&addr), get(&addr, path), Duration::from_secs(5))
                 .await
                 .expect("send");
             assert_eq!(r.status(), StatusCode::OK);
@@ -429,12 +466,16 @@ mod tests {
         let (addr, accepted) = server().await;
         let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
         let r = pool
-            .send(&addr, get(&addr, "/stream"), Duration::from_secs(5))
+            .send(
+                &authority(&addr),
+                get(&addr, "/stream"),
+                Duration::from_secs(5),
+            )
             .await
             .expect("send");
         drop(r);
         let r = pool
-            .send(&addr, get(&addr, "/"), Duration::from_secs(5))
+            .send(&authority(&addr), get(&addr, "/"), Duration::from_secs(5))
             .await
             .expect("send");
         body(r).await;
@@ -446,17 +487,74 @@ mod tests {
         let (addr, accepted) = server().await;
         let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
         let r = pool
-            .send(&addr, get(&addr, "/close"), Duration::from_secs(5))
+            .send(
+                &authority(&addr),
+                get(&addr, "/close"),
+                Duration::from_secs(5),
+            )
             .await
             .expect("send");
         body(r).await;
         // Give the close a moment to arrive; the next request must still work.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let r = pool
-            .send(&addr, get(&addr, "/"), Duration::from_secs(5))
+            .send(&authority(&addr), get(&addr, "/"), Duration::from_secs(5))
             .await
             .expect("second request on a new connection");
         assert_eq!(body(r).await, Bytes::from_static(b"{\"ok\":true}"));
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    /// Two threads with single-threaded runtimes of their own, as `herd
+    /// server` serves: the second must not get the first one's idle
+    /// connection, which only the first thread's (now idle) runtime drives.
+    #[test]
+    fn threads_with_runtimes_of_their_own_keep_their_own_connections() {
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let (addr, accepted) = rt.block_on(server());
+        let pool =
+            rt.block_on(async { Pool::new(Duration::from_secs(1), Duration::from_secs(30)) });
+        let request = {
+            let (pool, addr) = (pool.clone(), addr.clone());
+            move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    let r = pool
+                        .send(&authority(&addr), get(&addr, "/"), Duration::from_secs(2))
+                        .await
+                        .expect("send");
+                    body(r).await;
+                    let r = pool
+                        .send(&authority(&addr), get(&addr, "/"), Duration::from_secs(2))
+                        .await
+                        .expect("send again");
+                    body(r).await;
+                });
+                rt
+            }
+        };
+        let (first_done, first_waits) = std::sync::mpsc::channel();
+        let (second_done, second_waits) = std::sync::mpsc::channel::<()>();
+        let first = std::thread::spawn({
+            let request = request.clone();
+            move || {
+                let runtime = request();
+                let _ = first_done.send(());
+                // Alive but not running, like a thread busy elsewhere.
+                let _ = second_waits.recv();
+                drop(runtime);
+            }
+        });
+        first_waits.recv().expect("first thread");
+        std::thread::spawn(move || drop(request()))
+            .join()
+            .expect("second thread");
+        let _ = second_done.send(());
+        first.join().expect("first thread");
+        // One connection per thread, each reused once.
         assert_eq!(accepted.load(Ordering::SeqCst), 2);
     }
 
@@ -470,7 +568,7 @@ mod tests {
             .to_string();
         // Nothing listens there any more.
         let err = pool
-            .send(&free, get(&free, "/"), Duration::from_secs(5))
+            .send(&authority(&free), get(&free, "/"), Duration::from_secs(5))
             .await
             .expect_err("refused");
         assert!(matches!(err, SendError::Connect(_)), "{err:?}");
@@ -478,7 +576,11 @@ mod tests {
         let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = silent.local_addr().expect("addr").to_string();
         let err = pool
-            .send(&addr, get(&addr, "/"), Duration::from_millis(100))
+            .send(
+                &authority(&addr),
+                get(&addr, "/"),
+                Duration::from_millis(100),
+            )
             .await
             .expect_err("timeout");
         assert!(matches!(err, SendError::Timeout(_)), "{err:?}");

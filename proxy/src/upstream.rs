@@ -84,7 +84,9 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 
 /// The request to a node: same method, path and query, the client's
 /// end-to-end headers, and `Host` set to the node's own authority (Ollama
-/// on loopback answers 403 to any other host).
+/// on loopback answers 403 to any other host). A body read in full keeps
+/// the client's `Content-Length` only when it is that body's length (it
+/// saves hyper formatting a new one); otherwise hyper writes the length.
 pub(crate) fn build(
     target: &Target,
     method: Method,
@@ -93,14 +95,33 @@ pub(crate) fn build(
     body: UpBody,
 ) -> Result<Request<UpBody>, String> {
     let uri = target.uri(path_and_query)?;
-    let streamed = matches!(body, UpBody::Stream(_));
+    let keep_length = match &body {
+        UpBody::Stream(_) => true,
+        UpBody::Full(b) => {
+            let len = b.as_ref().map_or(0, Bytes::len) as u64;
+            let mut values = client_headers.get_all(header::CONTENT_LENGTH).iter();
+            match (values.next(), values.next()) {
+                (Some(v), None) => {
+                    let v = v.as_bytes();
+                    v.iter().all(u8::is_ascii_digit)
+                        && std::str::from_utf8(v)
+                            .ok()
+                            .and_then(|v| v.parse::<u64>().ok())
+                            == Some(len)
+                }
+                _ => false,
+            }
+        }
+    };
     let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     let headers = req.headers_mut();
     headers.reserve(client_headers.len() + 1);
     for (name, value) in client_headers {
-        if hop_by_hop(name) || name == header::HOST || (!streamed && name == header::CONTENT_LENGTH)
+        if hop_by_hop(name)
+            || name == header::HOST
+            || (!keep_length && name == header::CONTENT_LENGTH)
         {
             continue;
         }
@@ -110,14 +131,13 @@ pub(crate) fn build(
     Ok(req)
 }
 
-/// Copies a node's response headers for the client, minus hop-by-hop ones.
-pub(crate) fn response_headers(from: &HeaderMap, to: &mut HeaderMap) {
-    to.reserve(from.len() + 1);
-    for (name, value) in from {
-        if !hop_by_hop(name) {
-            to.append(name.clone(), value.clone());
-        }
+/// A node's response headers for the client: the same map (no copy),
+/// minus hop-by-hop ones.
+pub(crate) fn response_headers(mut headers: HeaderMap) -> HeaderMap {
+    while let Some(name) = headers.keys().find(|n| hop_by_hop(n)).cloned() {
+        headers.remove(&name);
     }
+    headers
 }
 
 /// Why a node gave no response head.
@@ -179,7 +199,7 @@ pub(crate) async fn send(
     req: Request<UpBody>,
     first_byte: Duration,
 ) -> Result<Response<UpstreamBody>, SendError> {
-    pool.send(target.authority.as_str(), req, first_byte).await
+    pool.send(&target.authority, req, first_byte).await
 }
 
 /// The path and query of a request to pass on ("/" if it has none).
@@ -226,5 +246,46 @@ mod tests {
         assert_eq!(req.headers()[header::AUTHORIZATION], "Bearer x");
         assert_eq!(req.headers().get_all("x-custom").iter().count(), 2);
         assert_eq!(req.body().size_hint().exact(), Some(2));
+        // The client's length is kept when it is the body's.
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        let req = build(
+            &t,
+            Method::POST,
+            &PathAndQuery::from_static("/api/chat"),
+            &h,
+            UpBody::full(Bytes::from_static(b"{}")),
+        )
+        .expect("build");
+        assert_eq!(req.headers()[header::CONTENT_LENGTH], "2");
+        let req = build(
+            &t,
+            Method::POST,
+            &PathAndQuery::from_static("/api/chat"),
+            &h,
+            UpBody::full(Bytes::from_static(b"{ }")),
+        )
+        .expect("build");
+        assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
+    }
+
+    #[test]
+    fn response_keeps_end_to_end_headers_only() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-ndjson"),
+        );
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.append("x-custom", HeaderValue::from_static("1"));
+        h.append("x-custom", HeaderValue::from_static("2"));
+        let out = response_headers(h);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[header::CONTENT_TYPE], "application/x-ndjson");
+        let custom: Vec<_> = out.get_all("x-custom").iter().collect();
+        assert_eq!(custom, ["1", "2"]);
     }
 }

@@ -3,6 +3,7 @@
 mod bad_input;
 mod crud;
 mod durability;
+mod serve;
 mod watch;
 
 use std::path::{Path, PathBuf};

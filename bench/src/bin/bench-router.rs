@@ -1,7 +1,7 @@
 //! The apiserver and the proxy alone, composed as `herd server` composes
 //! them (one process, one port, the proxy reading nodes from a watch cache
 //! of the same server), without the controller and the dashboard, and with
-//! a choice of runtime (`--worker-threads`) for experiments. Logs
+//! a choice of runtime (`--worker-threads`, `--http-workers`) for experiments. Logs
 //! `listening on http://ADDR` on stderr like `herd server`; the benchmarks
 //! use it with `HERD_BENCH_ROUTER=bench-router`.
 //!
@@ -27,6 +27,10 @@ struct Args {
     /// 1 runs everything on a current-thread runtime.
     #[arg(long)]
     worker_threads: Option<usize>,
+    /// Threads serving HTTP as in `herd server`: `auto`, a number, or 0
+    /// for the runtime above.
+    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<herd_apiserver::Workers>())]
+    http_workers: herd_apiserver::Workers,
     #[command(flatten)]
     proxy: ProxyArgs,
 }
@@ -75,7 +79,14 @@ fn main() -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
             stop.cancel();
         });
-        herd_apiserver::serve(app, listener, shutdown.clone().cancelled_owned(), shutdown).await?;
+        herd_apiserver::serve_with(
+            app,
+            listener,
+            shutdown.clone().cancelled_owned(),
+            shutdown,
+            args.http_workers,
+        )
+        .await?;
         Ok(())
     })
 }

@@ -48,9 +48,14 @@ struct Args {
     /// Leave nginx out (when it cannot be installed).
     #[arg(long)]
     no_nginx: bool,
-    /// Extra flags for the herd router (e.g. --nodelay for bench-router).
+    /// Extra flags for the herd router (e.g. --http-workers 0).
     #[arg(long, allow_hyphen_values = true)]
     router_flag: Vec<String>,
+    /// Another herd router to measure beside the first, as `NAME=FLAGS`
+    /// (e.g. `herd-shared=--http-workers 0`); a flag `@PATH` runs the herd
+    /// binary at PATH (another build) instead. Repeatable.
+    #[arg(long, allow_hyphen_values = true)]
+    variant: Vec<String>,
 }
 
 const SMALL: &str = r#"{"model":"bench","prompt":"hi","stream":false,"options":{"num_predict":1}}"#;
@@ -58,8 +63,10 @@ const SHOW: &str = r#"{"model":"bench"}"#;
 const STREAMED: &str = r#"{"model":"bench","prompt":"hi"}"#;
 
 struct Target {
-    name: &'static str,
+    name: String,
     url: String,
+    /// The process whose CPU time is measured for it (the fake for direct).
+    pid: Option<u32>,
 }
 
 fn us(d: Duration) -> f64 {
@@ -97,14 +104,56 @@ async fn main() -> anyhow::Result<()> {
     load::register_node(&router.url, "fake", &fake.url, &["bench"], 1024, true).await?;
     let mut targets = vec![
         Target {
-            name: "direct",
+            name: "direct".to_owned(),
             url: fake.url.clone(),
+            pid: Some(fake.child.id()),
         },
         Target {
-            name: "herd",
+            name: "herd".to_owned(),
             url: router.url.clone(),
+            pid: Some(router.child.id()),
         },
     ];
+    let mut variants = Vec::new();
+    for (i, v) in args.variant.iter().enumerate() {
+        let (name, flags) = v
+            .split_once('=')
+            .with_context(|| format!("--variant {v:?}: expected NAME=FLAGS"))?;
+        let mut binary = None;
+        let mut flags: Vec<String> = flags
+            .split_whitespace()
+            .filter(|f| match f.strip_prefix('@') {
+                Some(path) => {
+                    binary = Some(std::path::PathBuf::from(path));
+                    false
+                }
+                None => true,
+            })
+            .map(String::from)
+            .collect();
+        flags.splice(0..0, router_flags.iter().cloned());
+        let (r, _) = load::start_router_from(
+            binary.as_deref(),
+            &dir.path().join(format!("data-{i}")),
+            &flags,
+        )?;
+        load::register_node(&r.url, "fake", &fake.url, &["bench"], 1024, true).await?;
+        println!(
+            "variant {name}: {} {} pid {} at {}",
+            binary
+                .as_ref()
+                .map_or(router_kind.to_owned(), |b| b.display().to_string()),
+            flags.join(" "),
+            r.child.id(),
+            r.url
+        );
+        targets.push(Target {
+            name: name.to_owned(),
+            url: r.url.clone(),
+            pid: Some(r.child.id()),
+        });
+        variants.push(r);
+    }
     let nginx = if args.no_nginx {
         None
     } else {
@@ -113,8 +162,9 @@ async fn main() -> anyhow::Result<()> {
         let listen = format!("127.0.0.1:{}", load::free_port()?);
         let n = load::start_nginx(&ndir, &listen, &fake.url).context("nginx")?;
         targets.push(Target {
-            name: "nginx",
+            name: "nginx".to_owned(),
             url: n.proc.url.clone(),
+            pid: Some(n.proc.child.id()),
         });
         Some(n)
     };
@@ -147,11 +197,6 @@ async fn main() -> anyhow::Result<()> {
             .with_context(|| format!("{} does not answer", t.name))?;
     }
 
-    let pids = Pids {
-        herd: router.child.id(),
-        fake: fake.child.id(),
-        nginx: nginx.as_ref().map(|n| n.proc.child.id()),
-    };
     for kind in &args.requests {
         let (path, body, title) = match kind.as_str() {
             "generate" => (
@@ -166,7 +211,7 @@ async fn main() -> anyhow::Result<()> {
             ),
             other => anyhow::bail!("unknown request kind {other:?} (generate, show)"),
         };
-        small_requests(&args, &http, &targets, &pids, path, body, title).await;
+        small_requests(&args, &http, &targets, path, body, title).await;
     }
 
     println!("\n## Streamed responses (50 tokens, 5 ms apart): node-to-client latency per chunk\n");
@@ -179,14 +224,14 @@ async fn main() -> anyhow::Result<()> {
                 let t = &targets[(k + round) % targets.len()];
                 let d = stream_delays(&http, &format!("{}/api/generate", t.url), sc, args.duration)
                     .await?;
-                delays.entry(t.name).or_default().extend(d);
+                delays.entry(&t.name).or_default().extend(d);
             }
         }
         let summaries: BTreeMap<&str, Summary> =
             delays.iter_mut().map(|(k, v)| (*k, summarize(v))).collect();
         let direct = summaries["direct"];
         for t in &targets {
-            let s = summaries[t.name];
+            let s = summaries[t.name.as_str()];
             let (a50, a99) = if t.name == "direct" {
                 ("—".to_owned(), "—".to_owned())
             } else {
@@ -202,16 +247,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     drop(nginx);
+    drop(variants);
     drop(router);
     drop(fake);
     Ok(())
-}
-
-/// The processes whose CPU time is measured.
-struct Pids {
-    herd: u32,
-    fake: u32,
-    nginx: Option<u32>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -226,7 +265,6 @@ async fn small_requests(
     args: &Args,
     http: &Http,
     targets: &[Target],
-    pids: &Pids,
     path: &str,
     body: &'static str,
     title: &str,
@@ -243,11 +281,7 @@ async fn small_requests(
         for round in 0..args.rounds {
             for k in 0..targets.len() {
                 let t = &targets[(k + round) % targets.len()];
-                let pid = match t.name {
-                    "herd" => Some(pids.herd),
-                    "nginx" => pids.nginx,
-                    _ => Some(pids.fake),
-                };
+                let pid = t.pid;
                 let cpu0 = pid.and_then(load::tree_cpu_time);
                 let run: Run = load::closed_loop(
                     http,
@@ -259,13 +293,13 @@ async fn small_requests(
                 )
                 .await;
                 if let (Some(a), Some(b)) = (cpu0, pid.and_then(load::tree_cpu_time)) {
-                    let e = cpu.entry(t.name).or_default();
+                    let e = cpu.entry(&t.name).or_default();
                     e.0 += b.saturating_sub(a);
                     e.1 += run.latencies.len();
                 }
-                rps.entry(t.name).or_default().push(run.rps());
-                *errors.entry(t.name).or_default() += run.errors;
-                samples.entry(t.name).or_default().extend(run.latencies);
+                rps.entry(&t.name).or_default().push(run.rps());
+                *errors.entry(&t.name).or_default() += run.errors;
+                samples.entry(&t.name).or_default().extend(run.latencies);
             }
         }
         let summaries: BTreeMap<&str, Summary> = samples
@@ -274,7 +308,7 @@ async fn small_requests(
             .collect();
         let direct = summaries["direct"];
         for t in targets {
-            let s = summaries[t.name];
+            let s = summaries[t.name.as_str()];
             let (ap50, ap99) = if t.name == "direct" {
                 ("—".to_owned(), "—".to_owned())
             } else {
@@ -283,19 +317,25 @@ async fn small_requests(
             println!(
                 "| {c} | {} | {:.0} | {:.0} µs | {:.0} µs | {ap50} | {ap99} | {} |",
                 t.name,
-                median(&rps[t.name]),
+                median(&rps[t.name.as_str()]),
                 us(s.p50),
                 us(s.p99),
-                errors[t.name]
+                errors[t.name.as_str()]
             );
         }
-        if let (Some(h), Some(n)) = (rps.get("herd"), rps.get("nginx")) {
-            println!(
-                "|  | herd ÷ nginx | {:.2}× req/s | p50 {:.2}× | p99 {:.2}× | | | |",
-                median(h) / median(n),
-                us(summaries["herd"].p50) / us(summaries["nginx"].p50),
-                us(summaries["herd"].p99) / us(summaries["nginx"].p99)
-            );
+        for h in targets
+            .iter()
+            .filter(|t| !matches!(t.name.as_str(), "direct" | "nginx"))
+        {
+            let h = h.name.as_str();
+            if let (Some(hr), Some(n)) = (rps.get(h), rps.get("nginx")) {
+                println!(
+                    "|  | {h} ÷ nginx | {:.2}× req/s | p50 {:.2}× | p99 {:.2}× | | | |",
+                    median(hr) / median(n),
+                    us(summaries[h].p50) / us(summaries["nginx"].p50),
+                    us(summaries[h].p99) / us(summaries["nginx"].p99)
+                );
+            }
         }
         let per = |name: &str| {
             cpu.get(name).filter(|(_, n)| *n > 0).map_or_else(
@@ -303,11 +343,15 @@ async fn small_requests(
                 |(d, n)| format!("{:.1} µs", us(*d) / *n as f64),
             )
         };
+        let others: String = targets
+            .iter()
+            .filter(|t| t.name != "direct")
+            .map(|t| format!(" {} {} |", t.name, per(&t.name)))
+            .collect();
+        let pad = "| ".repeat(5usize.saturating_sub(targets.len() - 1));
         println!(
-            "|  | CPU per request | fake {} | herd {} | nginx {} | | | |",
-            per("direct"),
-            per("herd"),
-            per("nginx")
+            "|  | CPU per request | fake {} |{others} {pad}",
+            per("direct")
         );
     }
 }

@@ -39,10 +39,19 @@ pub struct ServerArgs {
     /// Do not run the controller in this process (run `herd controller --server URL` instead).
     #[arg(long, env = "HERD_NO_CONTROLLER")]
     pub no_controller: bool,
+    /// Threads serving HTTP, each with its own event loop and listening socket, like
+    /// nginx's worker processes: `auto` (one per core), a number, or 0 to serve every
+    /// connection on the shared work-stealing runtime instead.
+    #[arg(long, env = "HERD_HTTP_WORKERS", default_value = "auto", value_parser = parse_workers)]
+    pub http_workers: herd_apiserver::Workers,
     #[command(flatten)]
     pub proxy: herd_proxy::ProxyArgs,
     #[command(flatten)]
     pub controller: herd_controller::ControllerArgs,
+}
+
+fn parse_workers(s: &str) -> Result<herd_apiserver::Workers, String> {
+    s.parse()
 }
 
 pub fn default_data_dir() -> PathBuf {
@@ -122,13 +131,15 @@ pub async fn serve(
         version = env!("CARGO_PKG_VERSION"),
         balancer = ?args.proxy.balancer,
         controller = !args.no_controller,
+        http_workers = %args.http_workers,
         "herd server listening on http://{addr}"
     );
-    herd_apiserver::serve(
+    herd_apiserver::serve_with(
         herd_apiserver::with_common_layers(router),
         listener,
         shutdown,
         token,
+        args.http_workers,
     )
     .await
     .context("herd server")?;

@@ -1,0 +1,337 @@
+//! Serving a router on a listener, with herd's shutdown behaviour: on the
+//! caller's runtime, or on a thread per core.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::future::Future;
+use std::num::NonZeroUsize;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use axum::routing::future::RouteFuture;
+use futures_util::FutureExt as _;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::Service as _;
+
+use crate::{ApiError, Error};
+
+/// Where [`serve_with`] runs connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workers {
+    /// On the caller's tokio runtime, whose work-stealing scheduler moves
+    /// tasks between its threads.
+    Shared,
+    /// On this many threads, each with a single-threaded runtime and an
+    /// accept loop of its own, like nginx's worker processes: a connection
+    /// and everything its requests do stay on one thread, with no hand-offs
+    /// between threads. On Linux each thread has its own
+    /// `SO_REUSEPORT` socket on the address and the kernel spreads new
+    /// connections over them; elsewhere the threads accept from the one
+    /// listener. Background tasks stay on the caller's runtime. (As with
+    /// nginx's `reuseport`, another process of the same user could then
+    /// join the group on that port.)
+    Threads(NonZeroUsize),
+}
+
+impl Workers {
+    /// One thread per available core.
+    pub fn per_core() -> Workers {
+        Workers::Threads(std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
+    }
+}
+
+impl fmt::Display for Workers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Workers::Shared => f.write_str("0"),
+            Workers::Threads(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// `auto` (one thread per core), `0` (the shared runtime) or a number of
+/// threads.
+impl FromStr for Workers {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Workers, String> {
+        match s.trim() {
+            "auto" => Ok(Workers::per_core()),
+            n => match n.parse::<usize>() {
+                Ok(0) => Ok(Workers::Shared),
+                Ok(n) => Ok(Workers::Threads(
+                    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN),
+                )),
+                Err(_) => Err(format!(
+                    "{s:?}: expected `auto`, 0 (the shared runtime) or a number of threads"
+                )),
+            },
+        }
+    }
+}
+
+/// Serves any router with herd's shutdown behaviour, on the caller's
+/// runtime ([`Workers::Shared`]).
+pub async fn serve(
+    router: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    token: CancellationToken,
+) -> Result<(), Error> {
+    serve_with(router, listener, shutdown, token, Workers::Shared).await
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves or `token` is
+/// cancelled; then stops accepting, lets requests in flight finish (watch
+/// streams end on `token`), and returns once every connection has closed.
+pub async fn serve_with(
+    router: Router,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    token: CancellationToken,
+    workers: Workers,
+) -> Result<(), Error> {
+    let stop = token.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        stop.cancel();
+    });
+    match workers {
+        Workers::Shared => serve_here(router, listener, token).await,
+        Workers::Threads(n) => serve_on_threads(router, listener, token, n.get()).await,
+    }
+}
+
+/// The accept loop and the connections, on the current runtime.
+///
+/// hyper's HTTP/1 connection serves the router directly (no protocol
+/// sniffing, no upgrades: herd has no WebSocket or HTTP/2 routes). A
+/// handler that panics is answered with a 500 `Status`.
+async fn serve_here(
+    router: Router,
+    listener: TcpListener,
+    token: CancellationToken,
+) -> Result<(), Error> {
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = token.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        let tcp = match accepted {
+            Ok((tcp, _)) => tcp,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // Out of file descriptors and the like: wait, as axum does.
+                tracing::error!(error = %e, "cannot accept connections");
+                tokio::select! {
+                    () = token.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        // TCP_NODELAY: streamed tokens and watch events are small writes that
+        // Nagle's algorithm would otherwise hold back until the client's
+        // delayed ACK (~40 ms) whenever a previous write is still unacknowledged.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+        let service = RouterService(router.clone());
+        let stop = token.clone();
+        connections.spawn(async move {
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
+            let mut conn = std::pin::pin!(conn);
+            let ended = tokio::select! {
+                biased;
+                r = conn.as_mut() => r,
+                () = stop.cancelled() => {
+                    // Finish the request in flight, then close.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = ended {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
+}
+
+/// The router as hyper's service.
+#[derive(Clone)]
+struct RouterService(Router);
+
+impl hyper::service::Service<Request<Incoming>> for RouterService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = CatchPanic<RouteFuture<Infallible>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let mut router = self.0.clone();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| router.call(req))) {
+            Ok(inner) => CatchPanic::Running(AssertUnwindSafe(inner).catch_unwind()),
+            Err(_) => CatchPanic::Panicked,
+        }
+    }
+}
+
+/// A handler's future whose panic becomes a 500 `Status` instead of a
+/// dropped connection.
+enum CatchPanic<F> {
+    Running(futures_util::future::CatchUnwind<AssertUnwindSafe<F>>),
+    Panicked,
+}
+
+impl<F> Future for CatchPanic<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            CatchPanic::Running(f) => match ready!(Pin::new(f).poll(cx)) {
+                Ok(r) => Poll::Ready(r),
+                Err(_) => Poll::Ready(Ok(panicked())),
+            },
+            CatchPanic::Panicked => Poll::Ready(Ok(panicked())),
+        }
+    }
+}
+
+fn panicked() -> Response {
+    ApiError::Internal("handler panicked".into()).into_response()
+}
+
+async fn serve_on_threads(
+    router: Router,
+    listener: TcpListener,
+    token: CancellationToken,
+    n: usize,
+) -> Result<(), Error> {
+    let listeners = thread_listeners(listener.into_std()?, n)?;
+    // The threads also stop if this future is dropped.
+    let stop = token.child_token();
+    let _stop_on_drop = stop.clone().drop_guard();
+    let mut ends = FuturesUnordered::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let (done, end) = tokio::sync::oneshot::channel();
+        let (router, thread_stop) = (router.clone(), stop.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("herd-http-{i}"))
+            .spawn(move || {
+                let _ = done.send(serve_thread(router, listener, thread_stop));
+            });
+        if let Err(e) = spawned {
+            stop.cancel();
+            return Err(e.into());
+        }
+        ends.push(end);
+    }
+    let mut failed = None;
+    while let Some(end) = ends.next().await {
+        let result =
+            end.unwrap_or_else(|_| Err(std::io::Error::other("HTTP thread panicked").into()));
+        if let Err(e) = result {
+            // One thread down: stop the others too rather than serve on part.
+            stop.cancel();
+            failed.get_or_insert(e);
+        }
+    }
+    failed.map_or(Ok(()), Err)
+}
+
+/// One serving thread: its own runtime, until `stop`. Tasks that handlers
+/// spawned and that are still running when the connections have closed end
+/// with the runtime.
+fn serve_thread(
+    router: Router,
+    listener: std::net::TcpListener,
+    stop: CancellationToken,
+) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = TcpListener::from_std(listener)?;
+        serve_here(router, listener, stop).await
+    })
+}
+
+/// A listening socket for each of `n` threads on `listener`'s address.
+fn thread_listeners(
+    listener: std::net::TcpListener,
+    n: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
+    listener.set_nonblocking(true)?;
+    #[cfg(target_os = "linux")]
+    let reuse = match socket2::SockRef::from(&listener).set_reuse_port(true) {
+        Ok(()) => Some(listener.local_addr()?),
+        Err(e) => {
+            tracing::debug!(error = %e, "no SO_REUSEPORT: the HTTP threads share one listener");
+            None
+        }
+    };
+    let mut all = Vec::with_capacity(n);
+    for _ in 1..n {
+        #[cfg(target_os = "linux")]
+        if let Some(addr) = reuse {
+            match sibling(addr, &listener) {
+                Ok(s) => {
+                    all.push(s);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "no SO_REUSEPORT socket: this HTTP thread shares the listener");
+                }
+            }
+        }
+        all.push(listener.try_clone()?);
+    }
+    all.insert(0, listener);
+    Ok(all)
+}
+
+/// Another socket on `addr` in `first`'s `SO_REUSEPORT` group, set up like
+/// tokio's `TcpListener::bind` sets up `first`.
+#[cfg(target_os = "linux")]
+fn sibling(
+    addr: std::net::SocketAddr,
+    first: &std::net::TcpListener,
+) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, SockRef, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(SockRef::from(first).only_v6()?)?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(1024)?;
+    s.set_nonblocking(true)?;
+    Ok(s.into())
+}

@@ -1,0 +1,147 @@
+//! `serve_with`: thread per core or the caller's runtime, the same contract.
+
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use herd_apiserver::Workers;
+use tokio_util::sync::CancellationToken;
+
+/// Answers with the serving thread's name; `/slow` after a while, `/spawn`
+/// from a task it spawns, `/panic` never.
+fn router() -> Router {
+    fn thread() -> String {
+        std::thread::current().name().unwrap_or_default().to_owned()
+    }
+    Router::new()
+        .route("/", get(|| async { thread() }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                thread()
+            }),
+        )
+        .route(
+            "/spawn",
+            get(|| async {
+                let blocking = tokio::task::spawn_blocking(|| 1).await.unwrap_or(0);
+                let spawned = tokio::spawn(async move { blocking + 1 }).await.unwrap_or(0);
+                spawned.to_string()
+            }),
+        )
+        .route(
+            "/panic",
+            get(|| async {
+                if std::hint::black_box(true) {
+                    panic!("test handler panics");
+                }
+            }),
+        )
+}
+
+struct Served {
+    url: String,
+    token: CancellationToken,
+    done: tokio::task::JoinHandle<Result<(), herd_apiserver::Error>>,
+}
+
+async fn serve(workers: Workers) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let token = CancellationToken::new();
+    let done = tokio::spawn(herd_apiserver::serve_with(
+        herd_apiserver::with_common_layers(router()),
+        listener,
+        std::future::pending(),
+        token.clone(),
+        workers,
+    ));
+    Served { url, token, done }
+}
+
+async fn get_text(http: &reqwest::Client, url: &str) -> (u16, String) {
+    let r = http.get(url).send().await.expect("request");
+    (r.status().as_u16(), r.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn threads_serve_spawn_catch_panics_and_shut_down_gracefully() {
+    let two = Workers::Threads(NonZeroUsize::new(2).expect("2"));
+    let s = serve(two).await;
+    // Many connections: the kernel spreads them over both threads.
+    let mut threads = std::collections::BTreeSet::new();
+    for _ in 0..32 {
+        let http = reqwest::Client::new();
+        let (status, thread) = get_text(&http, &s.url).await;
+        assert_eq!(status, 200);
+        threads.insert(thread);
+    }
+    assert!(
+        threads.iter().all(|t| t.starts_with("herd-http-")),
+        "{threads:?}"
+    );
+    assert_eq!(threads.len(), 2, "{threads:?}");
+
+    let http = reqwest::Client::new();
+    assert_eq!(
+        get_text(&http, &format!("{}/spawn", s.url)).await,
+        (200, "2".into())
+    );
+    let (status, body) = get_text(&http, &format!("{}/panic", s.url)).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("\"reason\":\"InternalError\""), "{body}");
+    let (status, _) = get_text(&http, &format!("{}/nowhere", s.url)).await;
+    assert_eq!(status, 404);
+
+    // A request in flight at shutdown is answered; then serve returns.
+    let slow = tokio::spawn({
+        let (http, url) = (http.clone(), format!("{}/slow", s.url));
+        async move { get_text(&http, &url).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.token.cancel();
+    let (status, thread) = slow.await.expect("slow request");
+    assert_eq!(status, 200);
+    assert!(thread.starts_with("herd-http-"), "{thread}");
+    tokio::time::timeout(Duration::from_secs(5), s.done)
+        .await
+        .expect("serve returns")
+        .expect("join")
+        .expect("served");
+    assert!(reqwest::get(&s.url).await.is_err(), "still accepting");
+}
+
+#[tokio::test]
+async fn the_shared_runtime_catches_panics_too() {
+    let s = serve(Workers::Shared).await;
+    let http = reqwest::Client::new();
+    let (status, body) = get_text(&http, &format!("{}/panic", s.url)).await;
+    assert_eq!(status, 500);
+    assert!(body.contains("\"reason\":\"InternalError\""), "{body}");
+    assert_eq!(
+        get_text(&http, &format!("{}/spawn", s.url)).await,
+        (200, "2".into())
+    );
+    s.token.cancel();
+    tokio::time::timeout(Duration::from_secs(5), s.done)
+        .await
+        .expect("serve returns")
+        .expect("join")
+        .expect("served");
+}
+
+#[test]
+fn workers_parse() {
+    assert_eq!("0".parse::<Workers>(), Ok(Workers::Shared));
+    assert_eq!(
+        "3".parse::<Workers>(),
+        Ok(Workers::Threads(NonZeroUsize::new(3).expect("3")))
+    );
+    assert_eq!("auto".parse::<Workers>(), Ok(Workers::per_core()));
+    assert!("many".parse::<Workers>().is_err());
+    assert_eq!(Workers::Shared.to_string(), "0");
+}
