@@ -2,14 +2,18 @@
 //! about each candidate, so every strategy is table-tested without I/O.
 //!
 //! The cost model follows tower's `PeakEwma` and linkerd: a node's cost is
-//! its expected wait, `(in-flight + 1) × EWMA(time to first byte)`, divided
-//! by its weight (100 = normal) and multiplied by a pressure factor from the
-//! CPU and memory use its nodelet last reported (a node at 90 % CPU costs
-//! about 3.4× an idle one).
+//! its expected wait, `(in-flight ÷ slots + 1) × EWMA(time to first byte)`,
+//! divided by its weight (100 = normal) and multiplied by a pressure factor
+//! from the CPU and memory use its nodelet last reported (a node at 90 % CPU
+//! costs about 3.4× an idle one). `slots` is how many requests the node runs
+//! at once (`spec.maxParallel`, Ollama's `OLLAMA_NUM_PARALLEL`): a node with
+//! four slots and three requests running still starts a fourth at once, so
+//! it is not four times as expensive as an idle one.
 //!
 //! Latency estimates are noisy, load is not: two nodes whose estimates are
 //! within [`TTFB_TOLERANCE`] (or [`TTFB_FLOOR_SECS`]) count as equally
-//! fast and are compared on load alone, and loads within
+//! fast and are compared on load alone ([`busyness`], where every request
+//! in flight counts in full), and loads within
 //! [`LOAD_TOLERANCE`] count as equal. Between equals the node with fewer
 //! recent picks (a count decaying over [`RECENT_PICKS_TAU_SECS`]) wins, then
 //! the one picked least recently: idle, equally fast nodes share sequential
@@ -44,6 +48,8 @@ pub const RECENT_PICKS_TAU_SECS: f64 = 60.0;
 pub struct Load {
     /// Requests sent to the node whose response body has not ended.
     pub in_flight: u32,
+    /// Requests the node runs at once (`spec.maxParallel`; 0 counts as 1).
+    pub slots: u32,
     /// EWMA of the time to first byte for this model on this node, in
     /// seconds; `None` until measured.
     pub ttfb_secs: Option<f64>,
@@ -64,6 +70,7 @@ impl Load {
     pub fn idle() -> Load {
         Load {
             in_flight: 0,
+            slots: 1,
             ttfb_secs: None,
             weight: 100,
             cpu_percent: 0.0,
@@ -125,16 +132,23 @@ pub fn default_ttfb(loads: &[Load]) -> f64 {
 }
 
 /// How busy the node is, latency aside: `(in-flight + 1) ÷ weight ×
-/// pressure`. This alone is what `least_busy` compares.
+/// pressure`. This alone is what `least_busy` compares, and what decides
+/// between equally fast nodes: every request running on a node slows the
+/// others there, even with slots to spare.
 pub fn busyness(load: &Load) -> f64 {
     (f64::from(load.in_flight) + 1.0) / load.weight()
         * pressure(load.cpu_percent, load.memory_percent)
 }
 
-/// Expected cost of sending one more request to this node:
-/// `busyness × EWMA(time to first byte)`.
+/// Expected wait for one more request on this node: `(in-flight ÷ slots +
+/// 1) ÷ weight × pressure × EWMA(time to first byte)`. Requests up to the
+/// node's slots run at once, so a fast node with three of four slots busy
+/// still answers before an idle node four times slower.
 pub fn cost(load: &Load, default_ttfb: f64) -> f64 {
-    busyness(load) * load.ttfb(default_ttfb)
+    let rounds = f64::from(load.in_flight) / f64::from(load.slots.max(1)) + 1.0;
+    rounds / load.weight()
+        * pressure(load.cpu_percent, load.memory_percent)
+        * load.ttfb(default_ttfb)
 }
 
 fn within(a: f64, b: f64, tolerance: f64, floor: f64) -> bool {
@@ -149,7 +163,7 @@ fn compare(a: &Load, b: &Load, default_ttfb: f64, use_latency: bool) -> Ordering
     let (ca, cb) = if !use_latency || within(ta, tb, TTFB_TOLERANCE, TTFB_FLOOR_SECS) {
         (busyness(a), busyness(b))
     } else {
-        (busyness(a) * ta, busyness(b) * tb)
+        (cost(a, default_ttfb), cost(b, default_ttfb))
     };
     if within(ca, cb, LOAD_TOLERANCE, 0.0) {
         Ordering::Equal
@@ -299,6 +313,7 @@ mod tests {
     fn load(in_flight: u32, ttfb: Option<f64>, weight: u32, cpu: f64) -> Load {
         Load {
             in_flight,
+            slots: 1,
             ttfb_secs: ttfb,
             weight,
             cpu_percent: cpu,
@@ -306,6 +321,10 @@ mod tests {
             recent_picks: 0.0,
             last_pick: 0,
         }
+    }
+
+    fn slots(l: Load, slots: u32) -> Load {
+        Load { slots, ..l }
     }
 
     #[test]
@@ -338,6 +357,11 @@ mod tests {
             (load(0, None, 100, 0.0), 0.1),
             (load(0, Some(f64::NAN), 100, 0.0), 0.1),
             (load(1, Some(0.1), 50, 50.0), 0.2 / 0.5 * 1.75),
+            // Four slots: three running cost less than one waiting behind
+            // one slot; beyond the slots every four more add a round.
+            (slots(load(3, Some(0.1), 100, 0.0), 4), 0.175),
+            (slots(load(8, Some(0.1), 100, 0.0), 4), 0.3),
+            (slots(load(3, Some(0.1), 100, 0.0), 0), 0.4),
         ] {
             let got = cost(&l, d);
             assert!((got - want).abs() < 1e-9, "{l:?} → {got}, want {want}");
@@ -400,6 +424,18 @@ mod tests {
                 name: "double weight takes a second request",
                 a: load(1, Some(0.1), 200, 0.0),
                 b: load(0, Some(0.11), 100, 0.0),
+                want: 0,
+            },
+            Case {
+                name: "4 slots, 3 running: beats an idle node 4x slower",
+                a: slots(load(0, Some(0.4), 100, 0.0), 4),
+                b: slots(load(3, Some(0.1), 100, 0.0), 4),
+                want: 1,
+            },
+            Case {
+                name: "1 slot, 5 in flight: an idle node 4x slower wins",
+                a: load(0, Some(0.4), 100, 0.0),
+                b: load(5, Some(0.1), 100, 0.0),
                 want: 0,
             },
             Case {

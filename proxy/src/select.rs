@@ -217,6 +217,7 @@ pub(crate) fn loads(
             let b = &table.nodes[c.node];
             Load {
                 in_flight: b.live.in_flight.load(Ordering::Relaxed),
+                slots: b.max_parallel,
                 ttfb_secs: model.holders[c.holder].live.ttfb(stream, now),
                 weight: b.weight,
                 cpu_percent: b.cpu_percent(),
