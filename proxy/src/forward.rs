@@ -284,7 +284,7 @@ pub(crate) async fn forward(
             break;
         }
         let Some(entry) = entry else { break };
-        select::prefer_loaded(table, &mut cands);
+        select::prefer_loaded(table, &mut cands, shared.config.strategy);
         let (chosen, reference) = if cands.len() == 1 {
             // No choice to make (a one-node fleet): skip the cost model.
             (cands[0].clone(), None)

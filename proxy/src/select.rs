@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
 use crate::balance::Load;
+use crate::config::Strategy;
 use crate::table::{ModelEntry, Table, Unroutable};
 
 /// A node that may serve the request.
@@ -190,9 +191,11 @@ pub(crate) fn primary(table: &Table, now: u64) -> Result<usize, NoRoute> {
 /// loaded) stays a candidate: it pays one load and then adds its capacity,
 /// so a fresh fleet spreads evenly instead of staying on the first nodes
 /// that warmed up. A loaded node with no free slot also drops out while a
-/// free one exists. When no loaded node has a free slot, every candidate
-/// competes on cost, so a busy model spreads to more nodes.
-pub(crate) fn prefer_loaded(table: &Table, cands: &mut Vec<Candidate>) {
+/// free one exists, except under `p2c`: its cost counts slots and speed,
+/// and waiting for a slot on a fast node can beat starting at once on a
+/// slow one. When no loaded node has a free slot, every candidate competes
+/// on cost, so a busy model spreads to more nodes.
+pub(crate) fn prefer_loaded(table: &Table, cands: &mut Vec<Candidate>, strategy: Strategy) {
     let free_loaded = |c: &Candidate| {
         let b = &table.nodes[c.node];
         c.loaded && b.live.in_flight.load(Ordering::Relaxed) < b.max_parallel
@@ -200,7 +203,12 @@ pub(crate) fn prefer_loaded(table: &Table, cands: &mut Vec<Candidate>) {
     if !cands.iter().any(free_loaded) {
         return;
     }
-    cands.retain(|c| free_loaded(c) || (!c.loaded && table.nodes[c.node].loaded_models == 0));
+    let keep_full = strategy == Strategy::P2c;
+    cands.retain(|c| {
+        free_loaded(c)
+            || (keep_full && c.loaded)
+            || (!c.loaded && table.nodes[c.node].loaded_models == 0)
+    });
 }
 
 /// What the strategies see of each candidate.
@@ -339,6 +347,8 @@ mod tests {
         struct Case {
             name: &'static str,
             nodes: &'static [N],
+            /// Only p2c keeps full loaded nodes.
+            strategy: Strategy,
             want: &'static [&'static str],
         }
         let cases = [
@@ -349,6 +359,7 @@ mod tests {
                     ("b", &[("m", false)], 0),
                     ("c", &[("m", false)], 0),
                 ],
+                strategy: Strategy::P2c,
                 want: &["a", "b", "c"],
             },
             Case {
@@ -358,6 +369,7 @@ mod tests {
                     ("b", &[("m", false)], 0),
                     ("c", &[("m", false)], 0),
                 ],
+                strategy: Strategy::P2c,
                 want: &["a", "b", "c"],
             },
             Case {
@@ -367,6 +379,7 @@ mod tests {
                     ("b", &[("m", false), ("other", true)], 0),
                     ("c", &[("m", false)], 0),
                 ],
+                strategy: Strategy::P2c,
                 want: &["a", "c"],
             },
             Case {
@@ -376,7 +389,18 @@ mod tests {
                     ("b", &[("m", true)], 1),
                     ("c", &[("m", false), ("other", true)], 0),
                 ],
+                strategy: Strategy::RoundRobin,
                 want: &["b"],
+            },
+            Case {
+                name: "p2c weighs a full loaded node against a free one itself",
+                nodes: &[
+                    ("a", &[("m", true)], 2),
+                    ("b", &[("m", true)], 1),
+                    ("c", &[("m", false), ("other", true)], 0),
+                ],
+                strategy: Strategy::P2c,
+                want: &["a", "b"],
             },
             Case {
                 name: "every loaded node full: everyone competes",
@@ -385,6 +409,7 @@ mod tests {
                     ("b", &[("m", true)], 5),
                     ("c", &[("m", false), ("other", true)], 0),
                 ],
+                strategy: Strategy::P2c,
                 want: &["a", "b", "c"],
             },
             Case {
@@ -393,6 +418,7 @@ mod tests {
                     ("a", &[("m", false), ("other", true)], 0),
                     ("b", &[("m", false), ("x", true)], 0),
                 ],
+                strategy: Strategy::P2c,
                 want: &["a", "b"],
             },
         ];
@@ -410,7 +436,7 @@ mod tests {
                     .store(*in_flight, Ordering::Relaxed);
             }
             let mut c = candidates(&t, t.model("m"), 0, &[]).expect("ok");
-            prefer_loaded(&t, &mut c);
+            prefer_loaded(&t, &mut c, case.strategy);
             assert_eq!(names(&t, &c), case.want, "{}", case.name);
         }
     }
