@@ -63,8 +63,9 @@
 //! that hold the model in `status.models` (Ollama's name equality:
 //! `llama3` = `llama3:latest`), and that have not refused a connection in
 //! the last `--failure-cooldown`. Nodes with the model loaded and a free
-//! slot (`in-flight < spec.maxParallel`) are preferred. Then the
-//! `--balancer` strategy picks: see [`balance`].
+//! slot (`in-flight < spec.maxParallel`) are preferred (under `p2c` a full
+//! loaded node stays a candidate: its cost, which counts slots and speed,
+//! decides). Then the `--balancer` strategy picks: see [`balance`].
 //!
 //! # Failures
 //!
