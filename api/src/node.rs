@@ -53,10 +53,10 @@ impl Default for NodeSpec {
 impl NodeSpec {
     fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
-        if !self.ollama_url.is_empty() {
-            if let Err(e) = validate::http_url(&self.ollama_url) {
-                errors.push(FieldError::invalid("spec.ollamaUrl", e));
-            }
+        if !self.ollama_url.is_empty()
+            && let Err(e) = validate::http_url(&self.ollama_url)
+        {
+            errors.push(FieldError::invalid("spec.ollamaUrl", e));
         }
         validate::range(
             "spec.maxParallel",

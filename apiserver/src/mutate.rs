@@ -170,12 +170,12 @@ pub fn patch<K: Resource>(
         .and_then(Value::as_str)
         .map(str::to_owned);
     check_precondition(&current, requested_rv.as_deref())?;
-    if let Some(n) = patch.pointer("/metadata/name").and_then(Value::as_str) {
-        if n != name {
-            return Err(ApiError::BadRequest(format!(
-                "metadata.name {n:?} does not match the name in the URL {name:?}"
-            )));
-        }
+    if let Some(n) = patch.pointer("/metadata/name").and_then(Value::as_str)
+        && n != name
+    {
+        return Err(ApiError::BadRequest(format!(
+            "metadata.name {n:?} does not match the name in the URL {name:?}"
+        )));
     }
     let mut doc = serde_json::to_value(&current).map_err(|e| ApiError::Internal(e.to_string()))?;
     merge_patch(&mut doc, patch);

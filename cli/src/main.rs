@@ -21,11 +21,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the router: API server and store, Ollama/OpenAI proxy, controller and dashboard.
-    Server(cmd::server::ServerArgs),
+    Server(Box<cmd::server::ServerArgs>),
     /// Run the router and a nodelet for this machine in one process (quick start).
-    Up(cmd::up::UpArgs),
+    Up(Box<cmd::up::UpArgs>),
     /// Run the per-machine agent: register, heartbeat, install and supervise Ollama, pull models.
-    Nodelet(herd_nodelet::NodeletArgs),
+    Nodelet(Box<herd_nodelet::NodeletArgs>),
     /// Run the controller as its own process (for `herd server --no-controller`).
     Controller(cmd::controller::ControllerCmdArgs),
     /// Print herd's version.
@@ -53,9 +53,9 @@ enum Command {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Server(args) => cmd::server::run(args),
-        Command::Up(args) => cmd::up::run(args),
-        Command::Nodelet(args) => cmd::nodelet::run(args),
+        Command::Server(args) => cmd::server::run(*args),
+        Command::Up(args) => cmd::up::run(*args),
+        Command::Nodelet(args) => cmd::nodelet::run(*args),
         Command::Controller(args) => cmd::controller::run(args),
         Command::Version => {
             println!("herd {}", env!("CARGO_PKG_VERSION"));

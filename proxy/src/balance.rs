@@ -140,10 +140,10 @@ pub fn busyness(load: &Load) -> f64 {
         * pressure(load.cpu_percent, load.memory_percent)
 }
 
-/// Expected wait for one more request on this node: `(in-flight ÷ slots +
-/// 1) ÷ weight × pressure × EWMA(time to first byte)`. Requests up to the
-/// node's slots run at once, so a fast node with three of four slots busy
-/// still answers before an idle node four times slower.
+/// Expected wait for one more request on this node:
+/// `(in-flight ÷ slots + 1) ÷ weight × pressure × EWMA(time to first byte)`.
+/// Requests up to the node's slots run at once, so a fast node with three
+/// of four slots busy still answers before an idle node four times slower.
 pub fn cost(load: &Load, default_ttfb: f64) -> f64 {
     let rounds = f64::from(load.in_flight) / f64::from(load.slots.max(1)) + 1.0;
     rounds / load.weight()

@@ -408,7 +408,8 @@ impl Store {
         match writer.try_send(op) {
             Ok(()) => {}
             Err(mpsc::TrySendError::Full(op)) => {
-                tokio::task::spawn_blocking(move || writer.send(op))
+                // Only whether the send failed matters (the writer is gone).
+                tokio::task::spawn_blocking(move || writer.send(op).map_err(drop))
                     .await
                     .map_err(|e| CommitError::Failed(ApiError::Internal(e.to_string())))?
                     .map_err(|_| gone())?;

@@ -16,7 +16,9 @@ async fn bad_inputs_get_a_status_naming_the_problem_and_change_nothing() {
     );
 
     let json = "application/json";
-    let cases: Vec<(Method, &str, Option<(&str, String)>, u16, &str)> = vec![
+    // (method, path, (content type, body), expected status, words in the message)
+    type Case<'a> = (Method, &'a str, Option<(&'a str, String)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (Method::POST, "/nodes", Some((json, "{not json".into())), 400, "invalid body"),
         (Method::POST, "/nodes", Some((json, String::new())), 400, "EOF"),
         (Method::POST, "/nodes", Some((json, r#"{"metadata":{"name":"a"},"spec":{"maxParallel":"four"}}"#.into())), 400, "spec.maxParallel"),

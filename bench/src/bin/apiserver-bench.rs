@@ -320,16 +320,14 @@ async fn open_loop(
                 let mut start = 0;
                 while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
                     let line = &buf[start..start + nl];
-                    if let Ok(text) = std::str::from_utf8(line) {
-                        if let Some(p) = text.find(MARK) {
-                            let rest = &text[p + MARK.len()..];
-                            if let Some(end) = rest.find('"') {
-                                if let Ok(ts) = rest[..end].parse::<jiff::Timestamp>() {
-                                    let lag = now.duration_since(ts);
-                                    mine.push(Duration::try_from(lag).unwrap_or_default());
-                                }
-                            }
-                        }
+                    if let Ok(text) = std::str::from_utf8(line)
+                        && let Some(p) = text.find(MARK)
+                        && let rest = &text[p + MARK.len()..]
+                        && let Some(end) = rest.find('"')
+                        && let Ok(ts) = rest[..end].parse::<jiff::Timestamp>()
+                    {
+                        let lag = now.duration_since(ts);
+                        mine.push(Duration::try_from(lag).unwrap_or_default());
                     }
                     start += nl + 1;
                 }

@@ -35,10 +35,11 @@ async fn herd_up_registers_this_machine_and_routes_chat_to_it() {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let started = std::time::Instant::now();
     loop {
-        if let Ok(Some(n)) = nodes.get_opt("this-machine").await {
-            if n.is_ready() && n.model("llama3.2:1b").is_some() {
-                break;
-            }
+        if let Ok(Some(n)) = nodes.get_opt("this-machine").await
+            && n.is_ready()
+            && n.model("llama3.2:1b").is_some()
+        {
+            break;
         }
         assert!(
             std::time::Instant::now() < deadline,
