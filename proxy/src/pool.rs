@@ -21,6 +21,8 @@
 //! is how a client's disconnect cancels the node's generation.
 
 use std::collections::HashMap;
+
+use foldhash::fast::RandomState;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
@@ -86,7 +88,10 @@ struct Idle {
 }
 
 struct Inner {
-    idle: Mutex<HashMap<Home, HashMap<String, Vec<Idle>>>>,
+    /// Looked up twice per request: foldhash, not SipHash (which was 2.5 %
+    /// of the proxy's instructions per request); the keys are node addresses
+    /// from the routing table, not from clients.
+    idle: Mutex<HashMap<Home, HashMap<String, Vec<Idle>, RandomState>, RandomState>>,
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle_per_node: usize,
@@ -111,12 +116,11 @@ impl Inner {
         }
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let lists = idle.entry(conn.home).or_default();
-        if !lists.contains_key(key) {
-            lists.insert(key.to_owned(), Vec::new());
-        }
-        if let Some(list) = lists.get_mut(key)
-            && list.len() < self.max_idle_per_node
-        {
+        let list = match lists.get_mut(key) {
+            Some(list) => list,
+            None => lists.entry(key.to_owned()).or_default(),
+        };
+        if list.len() < self.max_idle_per_node {
             list.push(Idle {
                 conn,
                 since: Instant::now(),
@@ -147,7 +151,7 @@ impl Pool {
     /// `idle_timeout` until the pool is dropped. Needs a tokio runtime.
     pub(crate) fn new(connect_timeout: Duration, idle_timeout: Duration) -> Pool {
         let inner = Arc::new(Inner {
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(HashMap::default()),
             connect_timeout,
             idle_timeout,
             max_idle_per_node: 1024,

@@ -561,7 +561,8 @@ pub(crate) struct Table {
     pub nodes: Vec<Arc<Backend>>,
     pub models: Vec<ModelEntry>,
     /// Raw, short and canonical spellings of each model → index in `models`.
-    aliases: HashMap<Arc<str>, usize>,
+    /// (foldhash: looked up on every request.)
+    aliases: HashMap<Arc<str>, usize, foldhash::fast::RandomState>,
     /// The store has completed its first list (before that, "no nodes"
     /// means "not known yet").
     pub synced: bool,
