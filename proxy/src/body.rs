@@ -246,6 +246,8 @@ pub(crate) struct Finisher {
     /// `needs_success_line`, a final `"status":"success"`).
     pub on_success: Option<Box<dyn FnOnce() + Send>>,
     pub needs_success_line: bool,
+    /// Look for token counts in the tail ([`tokens`]).
+    pub counts_tokens: bool,
     /// Set when a 2xx body must end like JSON ([`promises_json`]): if it
     /// does not, the node is tripped until this clock's `now + cooldown`.
     pub garbage_trips: Option<(Clock, Duration)>,
@@ -306,7 +308,11 @@ impl ProxyBody {
         };
         drop(fin.in_flight.take());
         let tail = self.tail.bytes();
-        let (tin, tout) = tokens(&tail);
+        let (tin, tout) = if fin.counts_tokens {
+            tokens(&tail)
+        } else {
+            (None, None)
+        };
         let o = &mut fin.outcome;
         o.ttft = self.first_byte;
         o.tokens_in = tin;

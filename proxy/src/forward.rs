@@ -50,6 +50,9 @@ pub(crate) struct Endpoint {
     /// `stream` when the request does not say: true for native, false for /v1.
     pub stream_default: bool,
     pub not_found: NotFoundWording,
+    /// Answers end with token counts worth looking for (not `/api/show`,
+    /// whose kilobytes of model details would be scanned for nothing).
+    pub counts_tokens: bool,
 }
 
 impl Endpoint {
@@ -57,9 +60,11 @@ impl Endpoint {
         dialect: Dialect::Ollama,
         stream_default: true,
         not_found: NotFoundWording::Quoted,
+        counts_tokens: true,
     };
-    pub(crate) const NATIVE_ONE_SHOT: Endpoint = Endpoint {
+    pub(crate) const SHOW: Endpoint = Endpoint {
         stream_default: false,
+        counts_tokens: false,
         ..Endpoint::NATIVE
     };
     pub(crate) const EMBED: Endpoint = Endpoint {
@@ -71,6 +76,7 @@ impl Endpoint {
         dialect: Dialect::OpenAi,
         stream_default: false,
         not_found: NotFoundWording::Quoted,
+        counts_tokens: true,
     };
     pub(crate) const OPENAI_EMBED: Endpoint = Endpoint {
         not_found: NotFoundWording::TryPulling,
@@ -379,6 +385,7 @@ pub(crate) async fn forward(
                     retries,
                     pair: Some(entry.holders[chosen.holder].live.clone()),
                     on_success,
+                    counts_tokens: call.ep.counts_tokens,
                 };
                 return respond(shared, resp, backend, rec, in_flight, served);
             }
@@ -444,6 +451,8 @@ pub(crate) struct Served {
     pub pair: Option<Arc<ModelLive>>,
     /// Run when the response ends in success.
     pub on_success: Option<Box<dyn FnOnce() + Send>>,
+    /// Look for token counts at the end of the body.
+    pub counts_tokens: bool,
 }
 
 /// Streams a node's response to the client, recording it when it ends.
@@ -459,6 +468,7 @@ pub(crate) fn respond(
         retries,
         pair,
         on_success,
+        counts_tokens,
     } = served;
     let (parts, incoming) = resp.into_parts();
     let framing = Framing::of(&parts.headers);
@@ -476,6 +486,7 @@ pub(crate) fn respond(
         in_flight: Some(in_flight),
         on_success,
         needs_success_line,
+        counts_tokens,
         garbage_trips: crate::body::promises_json(&parts.headers)
             .then_some((shared.clock, shared.config.failure_cooldown)),
     };

@@ -68,7 +68,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
             "/api/embeddings",
             routed("/api/embeddings", Endpoint::EMBED),
         )
-        .route("/api/show", routed("/api/show", Endpoint::NATIVE_ONE_SHOT))
+        .route("/api/show", routed("/api/show", Endpoint::SHOW))
         .route("/api/push", routed("/api/push", Endpoint::NATIVE))
         .route(
             "/api/create",
