@@ -7,6 +7,9 @@ mod logging;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "herd",
