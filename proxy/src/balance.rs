@@ -136,8 +136,13 @@ pub fn default_ttfb(loads: &[Load]) -> f64 {
 /// between equally fast nodes: every request running on a node slows the
 /// others there, even with slots to spare.
 pub fn busyness(load: &Load) -> f64 {
-    (f64::from(load.in_flight) + 1.0) / load.weight()
-        * pressure(load.cpu_percent, load.memory_percent)
+    scaled(load, f64::from(load.in_flight) + 1.0)
+}
+
+/// `rounds ÷ weight × pressure`: a count of requests to wait through, made
+/// relative to the node's weight and inflated by its reported CPU/memory use.
+fn scaled(load: &Load, rounds: f64) -> f64 {
+    rounds / load.weight() * pressure(load.cpu_percent, load.memory_percent)
 }
 
 /// Expected wait for one more request on this node:
@@ -146,9 +151,7 @@ pub fn busyness(load: &Load) -> f64 {
 /// of four slots busy still answers before an idle node four times slower.
 pub fn cost(load: &Load, default_ttfb: f64) -> f64 {
     let rounds = f64::from(load.in_flight) / f64::from(load.slots.max(1)) + 1.0;
-    rounds / load.weight()
-        * pressure(load.cpu_percent, load.memory_percent)
-        * load.ttfb(default_ttfb)
+    scaled(load, rounds) * load.ttfb(default_ttfb)
 }
 
 fn within(a: f64, b: f64, tolerance: f64, floor: f64) -> bool {

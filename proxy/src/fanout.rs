@@ -233,17 +233,11 @@ pub(crate) async fn simple(
             Answer::Failed(e) => fails.push((b.name.clone(), e.message())),
         }
     }
-    for node in &done {
-        if overlay_model.is_empty() {
-            break;
-        }
+    if !overlay_model.is_empty() && !done.is_empty() {
         let present = kind == Simple::Copy;
-        shared.tables.set_model(
-            node,
-            &overlay_model,
-            present,
-            shared.config.model_overlay_ttl,
-        );
+        shared
+            .tables
+            .set_model(done.iter().map(|n| &**n), &overlay_model, present);
     }
 
     let (status, body, error) = if fails.is_empty() && !done.is_empty() {
@@ -677,9 +671,7 @@ pub(crate) async fn pull(shared: Arc<Shared>, req: Request<Body>) -> Response<Bo
         let shared = shared.clone();
         let model = model.clone();
         move |node: &str| {
-            shared
-                .tables
-                .set_model(node, &model, true, shared.config.model_overlay_ttl);
+            shared.tables.set_model([node], &model, true);
         }
     };
     let merged = merged_stream(

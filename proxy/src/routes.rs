@@ -189,9 +189,7 @@ async fn create(shared: Arc<Shared>, req: Request) -> Response<Body> {
         let model = model.clone();
         Box::new(move |node: &str| {
             if !model.is_empty() {
-                shared
-                    .tables
-                    .set_model(node, &model, true, shared.config.model_overlay_ttl);
+                shared.tables.set_model([node], &model, true);
             }
         }) as forward::OnNodeSuccess
     };

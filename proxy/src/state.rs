@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use herd_api::Node;
@@ -16,16 +17,15 @@ use crate::pool::Pool;
 use crate::report::{self, Reporter};
 use crate::table::{Clock, Lives, Overlay, Table};
 use crate::upstream::SendError;
-use std::time::Duration;
 
 /// Time between two routing-table rebuilds, as a multiple of the last
 /// rebuild's duration (see the rebuild loop).
 const REBUILD_REST_FACTOR: u32 = 3;
 /// Rests shorter than this are skipped (a timer costs more than they save).
-const MIN_REBUILD_REST: std::time::Duration = std::time::Duration::from_micros(200);
+const MIN_REBUILD_REST: Duration = Duration::from_micros(200);
 
 /// Longest a request waits for the first node list after start.
-const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const SYNC_WAIT: Duration = Duration::from_secs(5);
 
 /// The routing table and what it is built from: the node store, what is
 /// cached per node, and the model changes made through the proxy.
@@ -34,14 +34,18 @@ pub(crate) struct Tables {
     nodes: Store<Node>,
     lives: Lives,
     overlay: Overlay,
+    /// How long a model change made through the proxy counts before the
+    /// node's own status must show it (`model_overlay_ttl`).
+    overlay_ttl: Duration,
     /// One build at a time, so an older snapshot never replaces a newer one.
     building: Mutex<()>,
-    /// True once a table built from a listed store is in place.
+    /// True once a table built from a listed store is in place (requests
+    /// that come before wait for it; the value changes with no receiver too).
     synced: tokio::sync::watch::Sender<bool>,
 }
 
 impl Tables {
-    fn new(nodes: Store<Node>) -> Tables {
+    fn new(nodes: Store<Node>, overlay_ttl: Duration) -> Tables {
         let (lives, overlay) = (Lives::default(), Overlay::default());
         let first = Table::build(&nodes.list(), nodes.is_ready(), &lives, &overlay);
         let (synced, _) = tokio::sync::watch::channel(first.synced);
@@ -50,6 +54,7 @@ impl Tables {
             nodes,
             lives,
             overlay,
+            overlay_ttl,
             building: Mutex::new(()),
             synced,
         }
@@ -78,21 +83,28 @@ impl Tables {
             .send_if_modified(|s| !std::mem::replace(s, synced) && synced);
     }
 
-    /// A model was created, copied, pulled (`present`) or deleted on `node`
-    /// through the proxy: it routes that way from now on, before the node's
-    /// own status says so (for `ttl` at most). The table is rebuilt before
-    /// this returns, so the client's next request already sees the change.
-    pub(crate) fn set_model(&self, node: &str, model: &str, present: bool, ttl: Duration) {
-        self.overlay.set(node, model, present, ttl);
+    /// A model was created, copied, pulled (`present`) or deleted on
+    /// `nodes` through the proxy: it routes that way from now on, before the
+    /// nodes' own statuses say so (for the overlay TTL at most). The table is
+    /// rebuilt once, before this returns, so the client's next request
+    /// already sees the change.
+    pub(crate) fn set_model<'a>(
+        &self,
+        nodes: impl IntoIterator<Item = &'a str>,
+        model: &str,
+        present: bool,
+    ) {
+        for node in nodes {
+            self.overlay.set(node, model, present, self.overlay_ttl);
+        }
         self.rebuild(true);
     }
 }
 
 pub(crate) struct Shared {
     pub config: ProxyConfig,
-    /// The current routing table (lock-free reads on the request path).
-    pub table: Arc<ArcSwap<Table>>,
-    /// What builds it.
+    /// The routing table (lock-free reads on the request path) and what
+    /// builds it.
     pub tables: Arc<Tables>,
     pub client: Pool,
     pub sink: Arc<Sink>,
@@ -104,8 +116,6 @@ pub(crate) struct Shared {
     pub picks: AtomicU64,
     /// Cancelled at shutdown: ends watch streams and background tasks.
     pub stop: CancellationToken,
-    /// True once a table built from a listed store is in place.
-    synced: tokio::sync::watch::Receiver<bool>,
     /// Stops the background tasks when the last handle goes away.
     _tasks: DropGuard,
 }
@@ -120,9 +130,7 @@ impl Shared {
         let stop = shutdown.child_token();
         let clock = Clock::new();
         let mut changes = nodes.subscribe();
-        let tables = Arc::new(Tables::new(nodes));
-        let table = tables.current.clone();
-        let synced = tables.synced.subscribe();
+        let tables = Arc::new(Tables::new(nodes, config.model_overlay_ttl));
         {
             let (tables, stop) = (tables.clone(), stop.clone());
             tokio::spawn(async move {
@@ -164,7 +172,7 @@ impl Shared {
         );
         report::spawn_in_flight_writer(
             api,
-            table.clone(),
+            tables.current.clone(),
             config.status_report_interval,
             stop.clone(),
         );
@@ -175,7 +183,6 @@ impl Shared {
                 metrics: Metrics::new(),
             }),
             config,
-            table,
             tables,
             reporter,
             clock,
@@ -183,7 +190,6 @@ impl Shared {
             picks: AtomicU64::new(0),
             _tasks: stop.clone().drop_guard(),
             stop,
-            synced,
         }
     }
 
@@ -191,13 +197,13 @@ impl Shared {
     /// for the first list of nodes, so early requests are not told "no
     /// nodes" by a proxy that has simply not looked yet.
     pub(crate) async fn current_table(&self) -> Arc<Table> {
-        let t = self.table.load_full();
+        let t = self.tables.current.load_full();
         if t.synced {
             return t;
         }
-        let mut rx = self.synced.clone();
+        let mut rx = self.tables.synced.subscribe();
         let _ = tokio::time::timeout(SYNC_WAIT, rx.wait_for(|s| *s)).await;
-        self.table.load_full()
+        self.tables.current.load_full()
     }
 
     /// The next logical pick time (starts at 1: 0 means "never picked").
