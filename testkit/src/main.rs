@@ -180,6 +180,8 @@ fn main() -> std::process::ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(io::stderr)
+        // A closed stderr drops log lines instead of panicking the task that logged.
+        .log_internal_errors(false)
         .try_init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -85,3 +85,52 @@ async fn sigterm_stops_the_server_cleanly_and_data_survives() {
         .expect("get");
     assert_eq!(r.status(), 200);
 }
+
+/// A log reader that went away (stderr a closed pipe, as when whatever
+/// collected the logs has died) must not keep the server from stopping:
+/// the line "received SIGTERM" cannot be written, and writing it used to
+/// panic the task that waits for the signal.
+#[test]
+fn sigterm_stops_the_server_whose_log_pipe_is_closed() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn herd server");
+    let mut stderr = BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        let n = stderr.read_line(&mut line).expect("read stderr");
+        assert!(n > 0, "herd server ended before it listened");
+    }
+    // The reader goes away: from now on every log line fails with EPIPE.
+    drop(stderr);
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("server with a closed log pipe did not stop within 10 s of SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+}
