@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 pub use routes::AppState;
-pub use serve::{Workers, serve, serve_with};
+pub use serve::{App, Shortcut, Workers, serve, serve_with};
 pub use store::{Store, StoreOptions, SyncMode};
 
 /// Settings of the API server.

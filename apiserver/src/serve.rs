@@ -8,14 +8,17 @@ use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::future::RouteFuture;
 use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -82,35 +85,67 @@ impl FromStr for Workers {
     }
 }
 
-/// Serves any router with herd's shutdown behaviour, on the caller's
+/// Requests answered before the router sees them: `Ok` with the answer's
+/// future, or `Err` handing the request on to the router. For a few hot
+/// paths whose owner finds them faster than axum's routing does; the
+/// router should serve the same requests the same way.
+pub type Shortcut =
+    Arc<dyn Fn(Request) -> Result<BoxFuture<'static, Response>, Request> + Send + Sync>;
+
+/// What [`serve_with`] serves: a router, and a [`Shortcut`] tried first.
+#[derive(Clone)]
+pub struct App {
+    router: Router,
+    shortcut: Option<Shortcut>,
+}
+
+impl App {
+    /// Tries `shortcut` on every request before the router.
+    pub fn with_shortcut(mut self, shortcut: Shortcut) -> App {
+        self.shortcut = Some(shortcut);
+        self
+    }
+}
+
+impl From<Router> for App {
+    fn from(router: Router) -> App {
+        App {
+            router,
+            shortcut: None,
+        }
+    }
+}
+
+/// Serves any router (or [`App`]) with herd's shutdown behaviour, on the caller's
 /// runtime ([`Workers::Shared`]).
 pub async fn serve(
-    router: Router,
+    app: impl Into<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     token: CancellationToken,
 ) -> Result<(), Error> {
-    serve_with(router, listener, shutdown, token, Workers::Shared).await
+    serve_with(app, listener, shutdown, token, Workers::Shared).await
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves or `token` is
 /// cancelled; then stops accepting, lets requests in flight finish (watch
 /// streams end on `token`), and returns once every connection has closed.
 pub async fn serve_with(
-    router: Router,
+    app: impl Into<App>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     token: CancellationToken,
     workers: Workers,
 ) -> Result<(), Error> {
+    let app = app.into();
     let stop = token.clone();
     tokio::spawn(async move {
         shutdown.await;
         stop.cancel();
     });
     match workers {
-        Workers::Shared => serve_here(router, listener, token).await,
-        Workers::Threads(n) => serve_on_threads(router, listener, token, n.get()).await,
+        Workers::Shared => serve_here(app, listener, token).await,
+        Workers::Threads(n) => serve_on_threads(app, listener, token, n.get()).await,
     }
 }
 
@@ -120,7 +155,7 @@ pub async fn serve_with(
 /// sniffing, no upgrades: herd has no WebSocket or HTTP/2 routes). A
 /// handler that panics is answered with a 500 `Status`.
 async fn serve_here(
-    router: Router,
+    app: App,
     listener: TcpListener,
     token: CancellationToken,
 ) -> Result<(), Error> {
@@ -148,7 +183,7 @@ async fn serve_here(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
-        let service = RouterService(router.clone());
+        let service = AppService(app.clone());
         let stop = token.clone();
         connections.spawn(async move {
             let conn = http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
@@ -181,20 +216,50 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// The router as hyper's service.
+/// The app as hyper's service.
 #[derive(Clone)]
-struct RouterService(Router);
+struct AppService(App);
 
-impl hyper::service::Service<Request<Incoming>> for RouterService {
+impl hyper::service::Service<Request<Incoming>> for AppService {
     type Response = Response;
     type Error = Infallible;
-    type Future = CatchPanic<RouteFuture<Infallible>>;
+    type Future = CatchPanic<Answer>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let mut router = self.0.clone();
-        match std::panic::catch_unwind(AssertUnwindSafe(|| router.call(req))) {
+        let app = &self.0;
+        let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let mut req = req.map(Body::new);
+            if let Some(shortcut) = &app.shortcut {
+                match shortcut(req) {
+                    Ok(answer) => return Answer::Short(answer),
+                    Err(back) => req = back,
+                }
+            }
+            Answer::Routed(app.router.clone().call(req))
+        }));
+        match started {
             Ok(inner) => CatchPanic::Running(AssertUnwindSafe(inner).catch_unwind()),
             Err(_) => CatchPanic::Panicked,
+        }
+    }
+}
+
+/// The future of a request's answer: from the router or the shortcut.
+/// (It lives inside the connection's state; boxing the router's variant
+/// to even the sizes would cost an allocation per request.)
+#[allow(clippy::large_enum_variant)]
+enum Answer {
+    Routed(RouteFuture<Infallible>),
+    Short(BoxFuture<'static, Response>),
+}
+
+impl Future for Answer {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Answer::Routed(f) => Pin::new(f).poll(cx),
+            Answer::Short(f) => f.as_mut().poll(cx).map(Ok),
         }
     }
 }
@@ -228,7 +293,7 @@ fn panicked() -> Response {
 }
 
 async fn serve_on_threads(
-    router: Router,
+    app: App,
     listener: TcpListener,
     token: CancellationToken,
     n: usize,
@@ -240,11 +305,11 @@ async fn serve_on_threads(
     let mut ends = FuturesUnordered::new();
     for (i, listener) in listeners.into_iter().enumerate() {
         let (done, end) = tokio::sync::oneshot::channel();
-        let (router, thread_stop) = (router.clone(), stop.clone());
+        let (app, thread_stop) = (app.clone(), stop.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("herd-http-{i}"))
             .spawn(move || {
-                let _ = done.send(serve_thread(router, listener, thread_stop));
+                let _ = done.send(serve_thread(app, listener, thread_stop));
             });
         if let Err(e) = spawned {
             stop.cancel();
@@ -269,7 +334,7 @@ async fn serve_on_threads(
 /// spawned and that are still running when the connections have closed end
 /// with the runtime.
 fn serve_thread(
-    router: Router,
+    app: App,
     listener: std::net::TcpListener,
     stop: CancellationToken,
 ) -> Result<(), Error> {
@@ -278,7 +343,7 @@ fn serve_thread(
         .build()?;
     runtime.block_on(async move {
         let listener = TcpListener::from_std(listener)?;
-        serve_here(router, listener, stop).await
+        serve_here(app, listener, stop).await
     })
 }
 

@@ -117,6 +117,7 @@ mod upstream;
 use std::sync::Arc;
 
 use axum::Router;
+use futures_util::future::BoxFuture;
 use herd_api::Node;
 use herd_client::{Client, Store};
 use tokio_util::sync::CancellationToken;
@@ -133,6 +134,15 @@ pub const NODE_HEADER: &str = "x-herd-node";
 /// `&str` copies a non-standard name into a new allocation every time).
 pub(crate) const NODE_HEADER_NAME: axum::http::HeaderName =
     axum::http::HeaderName::from_static(NODE_HEADER);
+
+/// See [`Proxy::shortcut`]; the same type as `herd_apiserver::Shortcut`.
+pub type Shortcut = Arc<
+    dyn Fn(
+            axum::extract::Request,
+        ) -> Result<BoxFuture<'static, axum::response::Response>, axum::extract::Request>
+        + Send
+        + Sync,
+>;
 
 /// The proxy: routing table, upstream connection pool, history and
 /// metrics. Cheap to clone; background tasks stop when the last clone (and
@@ -167,6 +177,21 @@ impl Proxy {
     /// The routes, with state applied; merge them beside the API routes.
     pub fn router(&self) -> Router {
         routes::router(self.shared.clone())
+    }
+
+    /// The hot paths without the router, for `herd_apiserver::App::with_shortcut`:
+    /// `Ok` with the answer's future for a `POST` to a model-routed
+    /// endpoint (generate, chat, embed, show, the `/v1` completions and
+    /// embeddings), `Err` with the request for anything else.
+    /// [`Proxy::router`] serves the same requests the same way; this only
+    /// skips axum's routing for them.
+    pub fn shortcut(&self) -> Shortcut {
+        let shared = self.shared.clone();
+        // The request handed back is moved, not boxed: boxing it would
+        // allocate on every request the router serves.
+        #[allow(clippy::result_large_err)]
+        let f = move |req| routes::shortcut(&shared, req);
+        Arc::new(f)
     }
 
     pub fn config(&self) -> &ProxyConfig {

@@ -65,8 +65,7 @@ impl Body for UpBody {
     }
 }
 
-/// Headers that describe one hop, not the message (RFC 9110 §7.6.1), plus
-/// `Host` (rewritten) and `Content-Length` (recomputed).
+/// Headers that describe one hop, not the message (RFC 9110 §7.6.1).
 fn hop_by_hop(name: &HeaderName) -> bool {
     matches!(
         name.as_str(),
@@ -113,30 +112,32 @@ pub(crate) fn build(
             }
         }
     };
+    // A copy of the client's map (no hashing, unlike appending its headers
+    // one by one to a new map), then the few changes.
+    let mut headers = client_headers.clone();
+    strip_hop_by_hop(&mut headers);
+    if !keep_length {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    headers.insert(header::HOST, target.host.clone());
     let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
-    let headers = req.headers_mut();
-    headers.reserve(client_headers.len() + 1);
-    for (name, value) in client_headers {
-        if hop_by_hop(name)
-            || name == header::HOST
-            || (!keep_length && name == header::CONTENT_LENGTH)
-        {
-            continue;
-        }
-        headers.append(name.clone(), value.clone());
-    }
-    headers.insert(header::HOST, target.host.clone());
+    *req.headers_mut() = headers;
     Ok(req)
+}
+
+/// Removes the hop-by-hop headers (see [`hop_by_hop`]).
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    while let Some(name) = headers.keys().find(|n| hop_by_hop(n)).cloned() {
+        headers.remove(&name);
+    }
 }
 
 /// A node's response headers for the client: the same map (no copy),
 /// minus hop-by-hop ones.
 pub(crate) fn response_headers(mut headers: HeaderMap) -> HeaderMap {
-    while let Some(name) = headers.keys().find(|n| hop_by_hop(n)).cloned() {
-        headers.remove(&name);
-    }
+    strip_hop_by_hop(&mut headers);
     headers
 }
 

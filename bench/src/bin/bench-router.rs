@@ -69,7 +69,10 @@ fn main() -> anyhow::Result<()> {
         let client = Client::new(&url)?;
         let nodes = reflector::spawn(client.api::<Node>(), watcher::Config::default());
         let proxy = Proxy::with_shutdown(&args.proxy, nodes, client, shutdown.clone());
-        let app = herd_apiserver::with_common_layers(api.merge(proxy.router()));
+        let app = herd_apiserver::App::from(herd_apiserver::with_common_layers(
+            api.merge(proxy.router()),
+        ))
+        .with_shortcut(proxy.shortcut());
         eprintln!(
             "bench-router listening on {url} (balancer {})",
             args.proxy.balancer.as_str()

@@ -134,15 +134,12 @@ pub async fn serve(
         http_workers = %args.http_workers,
         "herd server listening on http://{addr}"
     );
-    herd_apiserver::serve_with(
-        herd_apiserver::with_common_layers(router),
-        listener,
-        shutdown,
-        token,
-        args.http_workers,
-    )
-    .await
-    .context("herd server")?;
+    // The proxy's hot paths skip axum's routing; the router serves the rest.
+    let app = herd_apiserver::App::from(herd_apiserver::with_common_layers(router))
+        .with_shortcut(proxy.shortcut());
+    herd_apiserver::serve_with(app, listener, shutdown, token, args.http_workers)
+        .await
+        .context("herd server")?;
     if let Some(c) = controller {
         let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
     }

@@ -100,6 +100,15 @@ impl Herd {
     }
 
     pub async fn with(config: ProxyConfig) -> Herd {
+        Herd::composed(config, true).await
+    }
+
+    /// Without the proxy's shortcut: the router alone serves every path.
+    pub async fn router_only(config: ProxyConfig) -> Herd {
+        Herd::composed(config, false).await
+    }
+
+    async fn composed(config: ProxyConfig, shortcut: bool) -> Herd {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -112,7 +121,12 @@ impl Herd {
         let client = Client::new(&url).expect("client");
         let store = reflector::spawn(client.api::<Node>(), watcher::Config::default());
         let proxy = Proxy::with_shutdown(config, store.clone(), client.clone(), shutdown.clone());
-        let app = herd_apiserver::with_common_layers(api_router.merge(proxy.router()));
+        let mut app = herd_apiserver::App::from(herd_apiserver::with_common_layers(
+            api_router.merge(proxy.router()),
+        ));
+        if shortcut {
+            app = app.with_shortcut(proxy.shortcut());
+        }
         let stop = shutdown.clone();
         let task = tokio::spawn(async move {
             herd_apiserver::serve(app, listener, stop.clone().cancelled_owned(), stop)

@@ -314,3 +314,54 @@ async fn cordoned_and_zero_weight_nodes_take_no_new_requests() {
     })
     .await;
 }
+
+/// `herd server` answers the model-routed `POST`s through the proxy's
+/// shortcut and everything else through the router; the router alone must
+/// answer the same requests the same way.
+#[tokio::test]
+async fn the_shortcut_and_the_router_answer_alike() {
+    bounded(async {
+        let node = fake(&["llama3.2:1b"]).await;
+        let mut seen = Vec::new();
+        for herd in [
+            Herd::start().await,
+            Herd::router_only(test_config()).await,
+        ] {
+            herd.add_fake("a", &node, &["llama3.2:1b"]).await;
+            let mut answers = Vec::new();
+            for (method, path, body) in [
+                ("POST", "/api/chat", r#"{"model":"llama3.2:1b","stream":false,"messages":[{"role":"user","content":"hi"}]}"#),
+                ("POST", "/api/generate", r#"{"model":"llama3.2:1b","prompt":"hi","stream":false}"#),
+                ("POST", "/api/show", r#"{"model":"llama3.2:1b"}"#),
+                ("POST", "/v1/chat/completions", r#"{"model":"llama3.2:1b","messages":[{"role":"user","content":"hi"}]}"#),
+                ("POST", "/api/generate", r#"{"model":"nope"}"#),
+                ("POST", "/api/generate", "{not json"),
+                ("GET", "/api/generate", ""),
+                ("POST", "/api/generate/", "{}"),
+            ] {
+                let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+                let r = herd
+                    .http
+                    .request(method.clone(), format!("{}{path}", herd.url))
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("send");
+                let status = r.status().as_u16();
+                let node = r
+                    .headers()
+                    .get("x-herd-node")
+                    .map(|v| v.to_str().unwrap_or("?").to_owned());
+                answers.push(format!("{method} {path} {status} {node:?}"));
+            }
+            seen.push(answers);
+        }
+        assert_eq!(seen[0], seen[1], "shortcut (left) and router (right) differ");
+        assert!(seen[0][0].ends_with("200 Some(\"a\")"), "{:?}", seen[0]);
+        assert!(seen[0][4].contains(" 404 "), "{:?}", seen[0]);
+        assert!(seen[0][5].contains(" 400 "), "{:?}", seen[0]);
+        assert!(seen[0][6].contains(" 405 "), "{:?}", seen[0]);
+        assert!(seen[0][7].contains(" 404 "), "{:?}", seen[0]);
+    })
+    .await;
+}
