@@ -15,6 +15,30 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// Sends SIGTERM to `child`.
+pub fn sigterm(child: &Child) {
+    let pid = child.id().to_string();
+    let sent = Command::new("kill").args(["-TERM", &pid]).status();
+    assert!(sent.expect("kill").success(), "kill -TERM {pid}");
+}
+
+/// Waits for `child` to exit, failing the test (and killing it) after
+/// `within`; `what` names it in the failure.
+pub fn wait_exit(child: &mut Child, within: Duration, what: &str) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            return s;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not stop within {within:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A `herd` process; killed (SIGKILL) when dropped.
 pub struct HerdProcess {
     pub child: Child,

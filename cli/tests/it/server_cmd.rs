@@ -1,6 +1,8 @@
 use std::process::Command;
 
-use crate::HerdProcess;
+use std::time::Duration;
+
+use crate::{HerdProcess, sigterm, wait_exit};
 
 #[test]
 fn version_prints_the_crate_version() {
@@ -53,26 +55,9 @@ async fn sigterm_stops_the_server_cleanly_and_data_survives() {
         .send()
         .await
         .expect("watch");
-    let pid = server.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    sigterm(&server.child);
     let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        loop {
-            if let Some(s) = server.child.try_wait().expect("wait") {
-                return s;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "server did not stop within 10 s of SIGTERM"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
+        wait_exit(&mut server.child, Duration::from_secs(10), "herd server")
     })
     .await
     .expect("join");
@@ -112,25 +97,11 @@ fn sigterm_stops_the_server_whose_log_pipe_is_closed() {
     }
     // The reader goes away: from now on every log line fails with EPIPE.
     drop(stderr);
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
+    sigterm(&child);
+    let status = wait_exit(
+        &mut child,
+        Duration::from_secs(10),
+        "herd server with a closed log pipe",
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("wait") {
-            break s;
-        }
-        if std::time::Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("server with a closed log pipe did not stop within 10 s of SIGTERM");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
     assert!(status.success(), "exit status {status}");
 }

@@ -2,12 +2,11 @@
 //! start runs it (with a fake Ollama already answering, since Ollama itself
 //! cannot be downloaded here).
 
-use std::process::Command;
 use std::time::Duration;
 
 use herd_api::Node;
 
-use crate::HerdProcess;
+use crate::{HerdProcess, sigterm, wait_exit};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn herd_up_registers_this_machine_and_routes_chat_to_it() {
@@ -72,26 +71,9 @@ async fn herd_up_registers_this_machine_and_routes_chat_to_it() {
     assert_eq!(body["done"], true);
 
     // SIGTERM: the nodelet says goodbye, then everything stops cleanly.
-    let pid = up.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    sigterm(&up.child);
     let status = tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(s) = up.child.try_wait().expect("wait") {
-                return s;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "herd up did not stop within 15 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_exit(&mut up.child, Duration::from_secs(15), "herd up")
     })
     .await
     .expect("join");
