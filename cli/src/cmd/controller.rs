@@ -18,10 +18,8 @@ pub fn run(args: ControllerCmdArgs) -> anyhow::Result<()> {
     let client = herd_client::Client::new(&args.server)
         .with_context(|| format!("--server {}", args.server))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    runtime.block_on(herd_controller::run(
-        args.controller.config(),
-        client,
-        super::shutdown_signal(),
-    ))?;
+    runtime.block_on(async {
+        herd_controller::run(args.controller.config(), client, super::shutdown_signal()).await
+    })?;
     Ok(())
 }

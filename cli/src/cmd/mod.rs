@@ -11,30 +11,44 @@ pub mod server;
 pub mod up;
 
 /// Resolves on SIGINT or SIGTERM: the signals a terminal, systemd and
-/// Kubernetes use to ask a process to stop.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+/// Kubernetes use to ask a process to stop. The handlers are installed when
+/// this is called, not when the future is first polled: a SIGTERM that
+/// arrives between the two (say, just after "listening on") still stops the
+/// process gracefully instead of killing it. Call it inside the runtime.
+#[cfg(unix)]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn wait(signal: std::io::Result<Signal>, name: &str) {
+        match signal {
             Ok(mut s) => {
                 s.recv().await;
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                tracing::warn!(error = %e, "cannot listen for {name}");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("received SIGINT, shutting down"),
-        () = term => tracing::info!("received SIGTERM, shutting down"),
+    }
+    let int = signal(SignalKind::interrupt());
+    let term = signal(SignalKind::terminate());
+    async move {
+        tokio::select! {
+            () = wait(int, "SIGINT") => tracing::info!("received SIGINT, shutting down"),
+            () = wait(term, "SIGTERM") => tracing::info!("received SIGTERM, shutting down"),
+        }
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => tracing::info!("received Ctrl-C, shutting down"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
