@@ -127,8 +127,23 @@ pub(crate) fn build(
     Ok(req)
 }
 
-/// Removes the hop-by-hop headers (see [`hop_by_hop`]).
+/// Removes the hop-by-hop headers: the fixed ones (see [`hop_by_hop`]) and
+/// those the message's own `Connection` header names (RFC 9110 §7.6.1:
+/// `Connection: keep-alive, X-Foo` makes `X-Foo` hop-by-hop too).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let mut named: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        named.extend(
+            value
+                .split(',')
+                .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+                .filter(|n| !hop_by_hop(n)),
+        );
+    }
+    for name in &named {
+        headers.remove(name);
+    }
     while let Some(name) = headers.keys().find(|n| hop_by_hop(n)).cloned() {
         headers.remove(&name);
     }
@@ -288,5 +303,44 @@ mod tests {
         assert_eq!(out[header::CONTENT_TYPE], "application/x-ndjson");
         let custom: Vec<_> = out.get_all("x-custom").iter().collect();
         assert_eq!(custom, ["1", "2"]);
+    }
+
+    #[test]
+    fn headers_named_in_connection_are_hop_by_hop_too() {
+        // (Connection values, headers present, headers left after stripping)
+        let cases: &[(&[&str], &[&str], &[&str])] = &[
+            (&["keep-alive"], &["keep-alive", "x-a"], &["x-a"]),
+            (&["keep-alive, X-Foo"], &["x-foo", "x-a"], &["x-a"]),
+            (
+                &["close", "x-foo ,x-bar"],
+                &["x-foo", "x-bar", "x-a"],
+                &["x-a"],
+            ),
+            // Case and blanks do not matter; empty or invalid tokens are skipped.
+            (&["  X-FOO  , , b@d"], &["x-foo", "x-a"], &["x-a"]),
+            // Naming a header that is not there changes nothing.
+            (&["x-missing"], &["x-a"], &["x-a"]),
+            // No Connection header: only the fixed list goes.
+            (&[], &["te", "upgrade", "x-a"], &["x-a"]),
+        ];
+        for (connection, present, left) in cases {
+            let mut h = HeaderMap::new();
+            for c in *connection {
+                h.append(header::CONNECTION, HeaderValue::from_str(c).expect("value"));
+            }
+            for name in *present {
+                h.append(
+                    HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                    HeaderValue::from_static("v"),
+                );
+            }
+            strip_hop_by_hop(&mut h);
+            let mut got: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+            got.sort_unstable();
+            assert_eq!(
+                got, *left,
+                "Connection: {connection:?}, present {present:?}"
+            );
+        }
     }
 }
