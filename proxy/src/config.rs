@@ -78,6 +78,13 @@ pub struct ProxyArgs {
     /// /v1/models and /api/version from the whole fleet.
     #[arg(long, env = "HERD_AGGREGATE_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub aggregate_timeout: Duration,
+    /// Web-page origins allowed to call the Ollama and OpenAI endpoints from
+    /// a browser, besides Ollama's defaults (localhost, 127.0.0.1 and
+    /// 0.0.0.0 on any port; app:, file:, tauri:, vscode-webview:,
+    /// vscode-file:). Comma-separated, like OLLAMA_ORIGINS; `*` matches any
+    /// run of characters, e.g. `https://chat.example.com,chrome-extension://*`.
+    #[arg(long, env = "HERD_ORIGINS", value_delimiter = ',')]
+    pub origins: Vec<String>,
 }
 
 impl Default for ProxyArgs {
@@ -101,6 +108,8 @@ pub struct ProxyConfig {
     pub failure_cooldown: Duration,
     pub status_report_interval: Duration,
     pub aggregate_timeout: Duration,
+    /// Extra allowed browser origins (see [`ProxyArgs::origins`]).
+    pub origins: Vec<String>,
     /// How long a model pulled, copied, created or deleted through the proxy
     /// counts as present (or absent) on a node before the node's own status
     /// says so, so `ollama pull x && ollama run x` works at once.
@@ -121,6 +130,7 @@ impl Default for ProxyConfig {
             failure_cooldown: Duration::from_secs(5),
             status_report_interval: Duration::from_secs(1),
             aggregate_timeout: Duration::from_secs(5),
+            origins: Vec::new(),
             model_overlay_ttl: Duration::from_secs(120),
         }
     }
@@ -140,6 +150,7 @@ impl From<&ProxyArgs> for ProxyConfig {
             failure_cooldown: a.failure_cooldown,
             status_report_interval: a.status_report_interval,
             aggregate_timeout: a.aggregate_timeout,
+            origins: a.origins.clone(),
             ..ProxyConfig::default()
         }
     }
@@ -165,6 +176,7 @@ impl From<ProxyConfig> for ProxyArgs {
             failure_cooldown: c.failure_cooldown,
             status_report_interval: c.status_report_interval,
             aggregate_timeout: c.aggregate_timeout,
+            origins: c.origins,
         }
     }
 }

@@ -101,6 +101,7 @@ mod aggregate;
 pub mod balance;
 mod body;
 pub mod config;
+pub mod cors;
 pub mod error;
 mod fanout;
 mod forward;

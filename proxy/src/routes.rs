@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aggregate;
 use crate::body::InFlight;
+use crate::cors;
 use crate::error::{Dialect, ProxyError};
 use crate::fanout::{self, Simple};
 use crate::forward::{self, Call, Endpoint, Probe, fail, read_body};
@@ -75,6 +76,10 @@ pub(crate) type Shortcut = Result<BoxFuture<'static, Response<Body>>, Request>;
 // every request the router serves.
 #[allow(clippy::result_large_err)]
 pub(crate) fn shortcut(shared: &Arc<Shared>, req: Request) -> Shortcut {
+    // A browser's request goes through the router's CORS layer.
+    if req.headers().contains_key(header::ORIGIN) {
+        return Err(req);
+    }
     match model_routed_endpoint(req.method(), req.uri().path()) {
         Some((path, ep)) => Ok(Box::pin(forward::model_routed(
             shared.clone(),
@@ -150,6 +155,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/apis/herd/v1/requests", get(requests))
         .route("/apis/herd/v1/requests/stats", get(request_stats))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(cors::Origins::new(&shared.config.origins)),
+            cors::layer,
+        ))
         .with_state(shared)
 }
 

@@ -32,6 +32,8 @@ fn server_help_lists_every_flag_and_env_var() {
         "--fsync",
         "--watch-window",
         "--bookmark-interval",
+        "--origins",
+        "HERD_ORIGINS",
     ] {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }

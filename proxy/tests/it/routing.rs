@@ -365,3 +365,109 @@ async fn the_shortcut_and_the_router_answer_alike() {
     })
     .await;
 }
+
+/// A web page in a browser gets Ollama's CORS answers from the router: the
+/// preflight, the allowed origin named on the answer (once, not again by
+/// the node), and a 403 for an origin not on the list that never reaches a
+/// node.
+#[tokio::test]
+async fn browsers_get_ollamas_cors_answers() {
+    bounded(async {
+        let node = fake(&["llama3.2:1b"]).await;
+        let herd = Herd::with(herd_proxy::ProxyConfig {
+            origins: vec!["https://chat.example.com".to_owned()],
+            ..test_config()
+        })
+        .await;
+        herd.add_fake("a", &node, &["llama3.2:1b"]).await;
+        let chat = serde_json::json!({"model":"llama3.2:1b","stream":false,
+            "messages":[{"role":"user","content":"hi"}]});
+
+        let r = herd
+            .http
+            .request(reqwest::Method::OPTIONS, format!("{}/api/chat", herd.url))
+            .header("origin", "http://localhost:3000")
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+            .await
+            .expect("preflight");
+        assert_eq!(r.status(), 204);
+        let h = r.headers();
+        assert_eq!(h["access-control-allow-origin"], "http://localhost:3000");
+        assert!(
+            h["access-control-allow-methods"]
+                .to_str()
+                .expect("str")
+                .contains("POST")
+        );
+        assert!(
+            h["access-control-allow-headers"]
+                .to_str()
+                .expect("str")
+                .contains("Content-Type")
+        );
+
+        for origin in ["http://localhost:3000", "https://chat.example.com"] {
+            let r = herd
+                .http
+                .post(format!("{}/api/chat", herd.url))
+                .header("origin", origin)
+                .json(&chat)
+                .send()
+                .await
+                .expect("chat");
+            assert_eq!(r.status(), 200, "{origin}");
+            let allow: Vec<_> = r
+                .headers()
+                .get_all("access-control-allow-origin")
+                .iter()
+                .collect();
+            assert_eq!(allow, [origin], "exactly one Access-Control-Allow-Origin");
+            assert_eq!(r.headers()["x-herd-node"], "a");
+        }
+        let r = herd
+            .http
+            .get(format!("{}/api/tags", herd.url))
+            .header("origin", "http://127.0.0.1:5173")
+            .send()
+            .await
+            .expect("tags");
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "http://127.0.0.1:5173"
+        );
+
+        let before = node.stats().requests_to("/api/chat");
+        for method in [reqwest::Method::OPTIONS, reqwest::Method::POST] {
+            let r = herd
+                .http
+                .request(method.clone(), format!("{}/api/chat", herd.url))
+                .header("origin", "https://evil.example")
+                .json(&chat)
+                .send()
+                .await
+                .expect("evil");
+            assert_eq!(r.status(), 403, "{method}");
+            assert!(r.headers().get("access-control-allow-origin").is_none());
+        }
+        assert_eq!(
+            node.stats().requests_to("/api/chat"),
+            before,
+            "a forbidden origin reached a node"
+        );
+
+        // Not a browser: no CORS headers.
+        let r = herd
+            .http
+            .post(format!("{}/api/chat", herd.url))
+            .json(&chat)
+            .send()
+            .await
+            .expect("plain");
+        assert_eq!(r.status(), 200);
+        assert!(r.headers().get("access-control-allow-origin").is_none());
+    })
+    .await;
+}
