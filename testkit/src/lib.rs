@@ -33,6 +33,7 @@
 
 mod body;
 mod config;
+mod cors;
 mod error;
 mod fault;
 mod generation;

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hyper::body::Incoming;
-use hyper::header::HOST;
+use hyper::header::{
+    ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_ALLOW_ORIGIN, HOST, HeaderValue, ORIGIN,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -27,6 +29,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::{self, Body, Killed};
 use crate::config::{Config, KeepAlive};
+use crate::cors::{self, Cors};
 use crate::fault::Fault;
 use crate::hostcheck;
 use crate::names::normalize_model_name;
@@ -673,7 +676,8 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, token: Cancell
     }
 }
 
-/// One request: count it, check `Host`, apply faults, route.
+/// One request: count it, check its origin (CORS) and `Host`, apply
+/// faults, route.
 async fn handle(
     shared: Arc<Shared>,
     token: CancellationToken,
@@ -685,8 +689,44 @@ async fn handle(
         .get(HOST)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     tracing::debug!(method = %req.method(), %path, host = ?host, "fake ollama request");
-    let mut guard = RequestGuard::start(shared.stats.clone(), path.clone(), host.clone(), token);
+    let guard = RequestGuard::start(shared.stats.clone(), path.clone(), host.clone(), token);
+    let origin = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok());
+    let allow = match cors::check(req.method(), origin, host.as_deref()) {
+        Cors::None => None,
+        Cors::Forbidden => {
+            return Ok(body::empty(StatusCode::FORBIDDEN).map(|b| b.with_guard(guard)));
+        }
+        Cors::Preflight(o) => {
+            let mut r = body::empty(StatusCode::NO_CONTENT).map(|b| b.with_guard(guard));
+            let h = r.headers_mut();
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, header_value(&o));
+            h.insert(
+                ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET,POST,PUT,PATCH,DELETE,HEAD,OPTIONS"),
+            );
+            return Ok(r);
+        }
+        Cors::Allow(o) => Some(header_value(&o)),
+    };
+    let mut answer = route(shared, req, path, host, guard).await;
+    if let (Ok(r), Some(o)) = (&mut answer, allow) {
+        r.headers_mut().insert(ACCESS_CONTROL_ALLOW_ORIGIN, o);
+    }
+    answer
+}
 
+fn header_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("null"))
+}
+
+/// The rest of [`handle`]: `Host`, faults, the endpoint.
+async fn route(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    path: String,
+    host: Option<String>,
+    mut guard: RequestGuard,
+) -> Result<Response<Body>, Killed> {
     if shared.config().host_check && shared.loopback && !hostcheck::allowed(host.as_deref()) {
         return Ok(body::empty(StatusCode::FORBIDDEN).map(|b| b.with_guard(guard)));
     }
