@@ -4,7 +4,8 @@
 //! so it behaves like Ollama 0.33 on the wire (see `shared/ollama-api.md`):
 //! NDJSON streams with `stream` defaulting to true, nothing written before
 //! the first token, Ollama's exact error strings and status codes, the
-//! loopback `Host` check, slots per model with a bounded queue and its 503,
+//! loopback `Host` check, the CORS check of browsers' `Origin` (default
+//! origins), slots per model with a bounded queue and its 503,
 //! pull progress, and the OpenAI-compatible endpoints with SSE.
 //!
 //! On top of that it can fail on demand ([`Fault`]), be stopped and
