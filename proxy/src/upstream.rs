@@ -131,6 +131,10 @@ pub(crate) fn build(
 /// those the message's own `Connection` header names (RFC 9110 §7.6.1:
 /// `Connection: keep-alive, X-Foo` makes `X-Foo` hop-by-hop too).
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // The usual message has none (and so no `Connection` either): one pass.
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
