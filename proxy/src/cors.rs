@@ -18,7 +18,7 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
+use axum::http::{HeaderValue, Method, Response, StatusCode, header};
 use axum::middleware::Next;
 use std::sync::Arc;
 
@@ -52,7 +52,7 @@ const MAX_AGE: &str = "43200";
 
 /// The allowed origins: exact ones and patterns with one `*`.
 #[derive(Debug, Clone)]
-pub struct Origins {
+pub(crate) struct Origins {
     patterns: Vec<String>,
 }
 
@@ -60,7 +60,7 @@ impl Origins {
     /// Ollama's defaults plus `extra` (each an origin such as
     /// `https://chat.example.com`, or a pattern with `*` such as
     /// `chrome-extension://*` or `*`).
-    pub fn new(extra: &[String]) -> Origins {
+    pub(crate) fn new(extra: &[String]) -> Origins {
         let mut patterns: Vec<String> = extra
             .iter()
             .map(|o| o.trim().to_ascii_lowercase())
@@ -70,7 +70,7 @@ impl Origins {
         Origins { patterns }
     }
 
-    pub fn allows(&self, origin: &str) -> bool {
+    pub(crate) fn allows(&self, origin: &str) -> bool {
         let origin = origin.to_ascii_lowercase();
         self.patterns.iter().any(|p| match p.split_once('*') {
             None => *p == origin,
@@ -131,27 +131,29 @@ pub(crate) async fn layer(
     mut req: Request,
     next: Next,
 ) -> Response<Body> {
-    if !ollama_path(req.uri().path()) || !req.headers().contains_key(header::ORIGIN) {
+    if !ollama_path(req.uri().path()) {
         return next.run(req).await;
     }
-    let origin = req.headers().get(header::ORIGIN).cloned();
+    // Taken off the request in every case: the fleet answers, not each
+    // node (see the module's note).
+    let Some(origin) = req.headers_mut().remove(header::ORIGIN) else {
+        return next.run(req).await;
+    };
     let decision = decide(
         &origins,
         req.method(),
-        origin.as_ref().and_then(|o| o.to_str().ok()),
+        origin.to_str().ok(),
         req.headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok()),
     );
-    // The fleet's answer, not each node's (see the module's note).
-    req.headers_mut().remove(header::ORIGIN);
     match decision {
         Decision::Pass => next.run(req).await,
         Decision::Forbidden => status(StatusCode::FORBIDDEN),
         Decision::Preflight => {
             let mut r = status(StatusCode::NO_CONTENT);
             let h = r.headers_mut();
-            allow_origin(h, origin);
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
             h.insert(
                 header::ACCESS_CONTROL_ALLOW_METHODS,
                 HeaderValue::from_static(ALLOW_METHODS),
@@ -174,17 +176,11 @@ pub(crate) async fn layer(
         }
         Decision::Allow => {
             let mut r = next.run(req).await;
-            allow_origin(r.headers_mut(), origin);
-            r.headers_mut()
-                .append(header::VARY, HeaderValue::from_static("Origin"));
+            let h = r.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.append(header::VARY, HeaderValue::from_static("Origin"));
             r
         }
-    }
-}
-
-fn allow_origin(h: &mut HeaderMap, origin: Option<HeaderValue>) {
-    if let Some(o) = origin {
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, o);
     }
 }
 

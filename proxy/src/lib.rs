@@ -101,7 +101,7 @@ mod aggregate;
 pub mod balance;
 mod body;
 pub mod config;
-pub mod cors;
+mod cors;
 pub mod error;
 mod fanout;
 mod forward;
