@@ -105,6 +105,7 @@ mod cors;
 pub mod error;
 mod fanout;
 mod forward;
+mod h1;
 pub mod history;
 mod metrics;
 mod pool;

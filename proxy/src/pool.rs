@@ -1,16 +1,19 @@
 //! Keep-alive HTTP/1.1 connections to the nodes, driven inside the task of
 //! the request that uses them.
 //!
-//! hyper-util's pooled client runs every connection as a task of its own,
-//! so each proxied request crosses tasks (and often threads) three or four
-//! times: the request into the connection task, the response head back,
-//! then every body frame. Here the request's own task polls the
-//! connection while it waits for the head and while it streams the body
-//! (it is owned by [`UpstreamBody`]), the way nginx's event loop does the
-//! whole exchange in one place. Idle connections wait in a LIFO pool; they
-//! are checked before reuse (a node that closed one is noticed then), and
-//! a request that a pooled connection failed to send (hyper hands it back)
-//! goes once more on a fresh one.
+//! The request's own task writes the request, reads the response head and
+//! then, as the client's side asks for it, the body: the whole exchange in
+//! one place, the way nginx's event loop does it. No connection task, no
+//! channels between tasks, one reused buffer for writing and one for
+//! reading per connection; [`crate::h1`] holds the wire format.
+//!
+//! Idle connections wait in a LIFO pool. Before one is reused it is
+//! checked for news from the node (a close, stray bytes) without a system
+//! call unless the socket became readable. When a reused connection turns
+//! out to have been closed by the node anyway (its write fails, or it ends
+//! before a byte of response), a request whose body herd still holds goes
+//! once more on a fresh connection, so a node that merely closed an idle
+//! connection is not taken for a failed one.
 //!
 //! A connection's socket belongs to the runtime that opened it. When
 //! `herd server` serves on a thread per core (each thread a runtime of its
@@ -26,24 +29,25 @@ use std::collections::HashMap;
 /// was 2.5 % of the proxy's instructions), and their keys are node addresses
 /// from the routing table, not from clients.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
+use std::io::ErrorKind;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use axum::http::uri::Authority;
-use axum::http::{Request, Response};
-use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
+use axum::http::request::Parts;
+use axum::http::uri::{Authority, PathAndQuery};
+use axum::http::{HeaderMap, Method, Request, Response, header};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use hyper::body::{Body, Frame, SizeHint};
+use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
-use crate::upstream::{SendError, UpBody, chain};
-
-type Driver = http1::Connection<TokioIo<TcpStream>, UpBody>;
+use crate::h1::{self, BodyLen, Decoder, Step, WireError};
+use crate::upstream::{SendError, UpBody};
 
 /// Which idle list a connection belongs to: its thread's, when it was
 /// opened on a single-threaded runtime (only that thread drives its
@@ -60,33 +64,226 @@ fn current_home() -> Home {
     }
 }
 
-/// One connection: the handle to send on and the future that does its I/O.
+/// Bytes asked of the socket per read (hyper's first read size too).
+const READ_SIZE: usize = 8 * 1024;
+/// A request body up to this size goes out with its head in one write.
+const INLINE_BODY: usize = 16 * 1024;
+/// A connection keeps a head buffer up to this size for the next request.
+const KEEP_OUT: usize = 2 * INLINE_BODY;
+
+/// One connection to a node.
 struct Conn {
-    send: http1::SendRequest<UpBody>,
-    driver: Pin<Box<Driver>>,
+    io: TcpStream,
+    /// Read from the node and not yet handed on.
+    buf: BytesMut,
+    /// Where request heads are written (kept for its capacity).
+    out: Vec<u8>,
     home: Home,
 }
 
 impl Conn {
-    /// Lets the connection catch up on what happened while it sat idle
-    /// (a close, an error) and waits until it takes a request. `false`: it
-    /// is dead.
-    async fn ready(&mut self) -> bool {
-        poll_fn(|cx| {
-            if self.driver.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(false);
-            }
-            match self.send.poll_ready(cx) {
-                Poll::Ready(r) => Poll::Ready(r.is_ok()),
-                Poll::Pending => Poll::Pending,
-            }
+    /// Boxed: a connection moves between the pool, the request and the
+    /// response body, as one pointer.
+    fn new(io: TcpStream) -> Box<Conn> {
+        Box::new(Conn {
+            io,
+            buf: BytesMut::new(),
+            out: Vec::new(),
+            home: current_home(),
         })
-        .await
+    }
+
+    /// Whether an idle connection is still good: nothing has come from the
+    /// node since its last response (a close, a reset, stray bytes). The
+    /// runtime knows the socket has been quiet without a system call.
+    fn idle_ok(&mut self, cx: &mut Context<'_>) -> bool {
+        match self.io.poll_read_ready(cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            // Readable, or only marked so since the last read: look.
+            Poll::Ready(Ok(())) => {
+                matches!(self.io.try_read(&mut [0; 1]), Err(e) if e.kind() == ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Reads what the node sent into `buf`; `Ok(0)` when it closed.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 8 {
+            // Reuses the allocation when the body frames cut from it are gone.
+            self.buf.reserve(READ_SIZE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+
+    async fn fill(&mut self) -> std::io::Result<usize> {
+        poll_fn(|cx| self.poll_fill(cx)).await
+    }
+
+    /// Writes the request: head and body.
+    async fn write_request(&mut self, parts: &Parts, body: &mut UpBody) -> Result<(), Failed> {
+        let pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+        self.out.clear();
+        match body {
+            UpBody::Full(b) => {
+                let b: &[u8] = b.as_deref().unwrap_or_default();
+                h1::write_head(
+                    &mut self.out,
+                    &parts.method,
+                    pq,
+                    &parts.headers,
+                    BodyLen::Known(b.len() as u64),
+                );
+                let r = if b.len() <= INLINE_BODY {
+                    self.out.extend_from_slice(b);
+                    self.io.write_all(&self.out).await
+                } else {
+                    match self.io.write_all(&self.out).await {
+                        Ok(()) => self.io.write_all(b).await,
+                        Err(e) => Err(e),
+                    }
+                };
+                r.map_err(|e| Failed::Unsent(e.to_string()))
+            }
+            UpBody::Stream(s) => {
+                let len = content_length(&parts.headers).map_or(BodyLen::Chunked, BodyLen::Known);
+                h1::write_head(&mut self.out, &parts.method, pq, &parts.headers, len);
+                self.io
+                    .write_all(&self.out)
+                    .await
+                    .map_err(|e| Failed::Unsent(e.to_string()))?;
+                self.stream_body(s, len).await
+            }
+        }
+    }
+
+    /// Streams the client's body to the node as it arrives.
+    async fn stream_body(&mut self, s: &mut axum::body::Body, len: BodyLen) -> Result<(), Failed> {
+        let node = |e: std::io::Error| Failed::Sent(format!("writing the request body: {e}"));
+        let mut sent: u64 = 0;
+        while let Some(frame) = s.frame().await {
+            let frame = frame.map_err(|e| Failed::Client(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers are not passed on
+            };
+            if data.is_empty() {
+                continue;
+            }
+            sent += data.len() as u64;
+            match len {
+                BodyLen::Known(n) if sent > n => {
+                    return Err(Failed::Client(format!(
+                        "the body is longer than its Content-Length ({n})"
+                    )));
+                }
+                BodyLen::Known(_) => self.io.write_all(&data).await.map_err(node)?,
+                BodyLen::Chunked => {
+                    self.out.clear();
+                    h1::chunk_line(&mut self.out, data.len());
+                    self.io.write_all(&self.out).await.map_err(node)?;
+                    self.io.write_all(&data).await.map_err(node)?;
+                    self.io.write_all(b"\r\n").await.map_err(node)?;
+                }
+            }
+        }
+        match len {
+            BodyLen::Known(n) if sent < n => Err(Failed::Client(format!(
+                "the body ended after {sent} of its {n} bytes (Content-Length)"
+            ))),
+            BodyLen::Known(_) => Ok(()),
+            BodyLen::Chunked => self.io.write_all(b"0\r\n\r\n").await.map_err(node),
+        }
+    }
+
+    /// Reads until a response head is in. `again`: an end before any byte
+    /// means the node had closed this (reused) connection, and the request
+    /// may go again.
+    async fn read_head(&mut self, head_request: bool, again: bool) -> Result<h1::Head, Failed> {
+        loop {
+            match h1::parse_head(&mut self.buf, head_request) {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(e) => return Err(Failed::Sent(e.to_string())),
+            }
+            let nothing_yet = self.buf.is_empty();
+            match self.fill().await {
+                Ok(0) if again && nothing_yet => {
+                    return Err(Failed::Unsent("the node had closed the connection".into()));
+                }
+                Ok(0) => {
+                    return Err(Failed::Sent(
+                        "the node closed the connection before answering".into(),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if again && nothing_yet && e.kind() == ErrorKind::ConnectionReset => {
+                    return Err(Failed::Unsent(e.to_string()));
+                }
+                Err(e) => return Err(Failed::Sent(e.to_string())),
+            }
+        }
+    }
+
+    /// One request and its response head.
+    async fn exchange(
+        &mut self,
+        parts: &Parts,
+        body: &mut UpBody,
+        reused: bool,
+    ) -> Result<h1::Head, Failed> {
+        // A streamed body cannot go again once it has been read from.
+        let replayable = matches!(body, UpBody::Full(_));
+        let written = self.write_request(parts, body).await;
+        if self.out.capacity() > KEEP_OUT {
+            // Idle connections should not each hold a large request.
+            self.out = Vec::new();
+        }
+        match written {
+            Ok(()) => {}
+            // `Unsent` from writing: the head (or a held body) did not get
+            // through, so a streamed body is still untouched too.
+            Err(Failed::Unsent(e)) if !reused => return Err(Failed::Sent(e)),
+            Err(e) => return Err(e),
+        }
+        self.read_head(parts.method == Method::HEAD, reused && replayable)
+            .await
+    }
+}
+
+/// The request's `Content-Length`, when it has exactly one valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    match (values.next(), values.next()) {
+        (Some(v), None) => std::str::from_utf8(v.as_bytes())
+            .ok()
+            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse().ok()),
+        _ => None,
+    }
+}
+
+/// Why an exchange failed.
+enum Failed {
+    /// Before the node can have acted on the request: a reused connection
+    /// it had closed. The request may go again on a new connection.
+    Unsent(String),
+    /// After the request went out, or on a new connection.
+    Sent(String),
+    /// The client's own body failed (it went away, or broke its length).
+    Client(String),
+}
+
+impl From<Failed> for SendError {
+    fn from(f: Failed) -> SendError {
+        match f {
+            Failed::Unsent(e) | Failed::Sent(e) => SendError::Broken(e),
+            Failed::Client(e) => SendError::ClientBody(e),
+        }
     }
 }
 
 struct Idle {
-    conn: Conn,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -98,7 +295,7 @@ struct Inner {
 }
 
 impl Inner {
-    fn take(&self, key: &str) -> Option<Conn> {
+    fn take(&self, key: &str) -> Option<Box<Conn>> {
         let home = current_home();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(&home)?.get_mut(key)?;
@@ -110,10 +307,7 @@ impl Inner {
         None
     }
 
-    fn put(&self, key: &str, conn: Conn) {
-        if conn.send.is_closed() {
-            return;
-        }
+    fn put(&self, key: &str, conn: Box<Conn>) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let lists = idle.entry(conn.home).or_default();
         let list = match lists.get_mut(key) {
@@ -170,7 +364,7 @@ impl Pool {
         Pool { inner }
     }
 
-    async fn connect(&self, authority: &str) -> Result<Conn, SendError> {
+    async fn connect(&self, authority: &str) -> Result<Box<Conn>, SendError> {
         let stream =
             tokio::time::timeout(self.inner.connect_timeout, TcpStream::connect(authority))
                 .await
@@ -182,135 +376,73 @@ impl Pool {
                 })?
                 .map_err(|e| SendError::Connect(e.to_string()))?;
         let _ = stream.set_nodelay(true);
-        let (send, driver) = http1::Builder::new()
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| SendError::Connect(chain(&e)))?;
-        Ok(Conn {
-            send,
-            driver: Box::pin(driver),
-            home: current_home(),
-        })
+        Ok(Conn::new(stream))
     }
 
-    /// A ready connection to `authority`: a pooled one that is still good,
-    /// else a new one. Also says whether it was reused.
-    async fn checkout(&self, authority: &str) -> Result<(Conn, bool), SendError> {
+    /// A connection to `authority`: a pooled one that is still good, else
+    /// a new one. Also says whether it was reused.
+    async fn checkout(&self, authority: &str) -> Result<(Box<Conn>, bool), SendError> {
         while let Some(mut c) = self.inner.take(authority) {
-            if c.ready().await {
+            if poll_fn(|cx| Poll::Ready(c.idle_ok(cx))).await {
                 return Ok((c, true));
             }
         }
-        let mut c = self.connect(authority).await?;
-        if c.ready().await {
-            Ok((c, false))
-        } else {
-            Err(SendError::Broken("the connection closed at once".into()))
-        }
+        Ok((self.connect(authority).await?, false))
     }
 
     /// Sends `req` to the node at `authority` and waits (at most
-    /// `first_byte`, connecting included) for the response head. The body
-    /// comes with the connection, which goes back to the pool when the body
-    /// has been read to its end.
+    /// `first_byte`, connecting and writing included) for the response
+    /// head. The body comes with the connection, which goes back to the
+    /// pool when the body has been read to its end.
     pub(crate) async fn send(
         &self,
         authority: &Authority,
         req: Request<UpBody>,
         first_byte: Duration,
     ) -> Result<Response<UpstreamBody>, SendError> {
+        let (parts, mut body) = req.into_parts();
         let work = async {
             let (mut conn, reused) = self.checkout(authority.as_str()).await?;
-            match self.exchange(&mut conn, req).await {
-                Ok(resp) => Ok((conn, resp)),
-                // The node closed a pooled connection before the request went
-                // out: hyper hands the request back; send it on a new one.
-                Err(Failed::Unsent(req, e)) if reused => {
+            match conn.exchange(&parts, &mut body, reused).await {
+                Ok(head) => Ok((conn, head)),
+                Err(Failed::Unsent(e)) => {
                     tracing::debug!(%authority, error = %e, "pooled connection was closed; using a new one");
                     let mut fresh = self.connect(authority.as_str()).await?;
-                    if !fresh.ready().await {
-                        return Err(SendError::Broken(e));
-                    }
-                    match self.exchange(&mut fresh, *req).await {
-                        Ok(resp) => Ok((fresh, resp)),
-                        Err(Failed::Unsent(_, e) | Failed::Sent(e)) => Err(SendError::Broken(e)),
+                    match fresh.exchange(&parts, &mut body, false).await {
+                        Ok(head) => Ok((fresh, head)),
+                        Err(f) => Err(SendError::from(f)),
                     }
                 }
-                Err(Failed::Unsent(_, e) | Failed::Sent(e)) => Err(SendError::Broken(e)),
+                Err(f) => Err(SendError::from(f)),
             }
         };
-        let (conn, resp) = tokio::time::timeout(first_byte, work)
+        let (conn, head) = tokio::time::timeout(first_byte, work)
             .await
             .map_err(|_| SendError::Timeout(first_byte))??;
-        let (parts, incoming) = resp.into_parts();
-        Ok(Response::from_parts(
-            parts,
-            UpstreamBody {
-                incoming,
-                conn: Some(conn),
-                pool: Arc::downgrade(&self.inner),
-                key: authority.clone(),
-                done: false,
-            },
-        ))
-    }
-
-    /// Sends on `conn`, driving it until the response head is in.
-    async fn exchange(
-        &self,
-        conn: &mut Conn,
-        req: Request<UpBody>,
-    ) -> Result<Response<Incoming>, Failed> {
-        let mut pending = std::pin::pin!(conn.send.try_send_request(req));
-        let driver = &mut conn.driver;
-        let mut closed = false;
-        poll_fn(|cx| {
-            if !closed {
-                match driver.as_mut().poll(cx) {
-                    Poll::Ready(Ok(())) => closed = true,
-                    Poll::Ready(Err(e)) => {
-                        tracing::debug!(error = %chain(&e), "node connection failed");
-                        closed = true;
-                    }
-                    Poll::Pending => {}
-                }
-            }
-            match pending.as_mut().poll(cx) {
-                Poll::Ready(Ok(resp)) => Poll::Ready(Ok(resp)),
-                Poll::Ready(Err(mut e)) => {
-                    let msg = chain(e.error());
-                    Poll::Ready(Err(match e.take_message() {
-                        Some(req) => Failed::Unsent(Box::new(req), msg),
-                        None => Failed::Sent(msg),
-                    }))
-                }
-                // The connection ended and the request's fate is sealed.
-                Poll::Pending if closed => Poll::Ready(Err(Failed::Sent(
-                    "the node closed the connection".to_owned(),
-                ))),
-                Poll::Pending => Poll::Pending,
-            }
-        })
-        .await
+        let mut resp = Response::new(UpstreamBody {
+            conn: Some(conn),
+            decoder: head.body,
+            keep_alive: head.keep_alive,
+            pool: Arc::downgrade(&self.inner),
+            key: authority.clone(),
+            done: false,
+        });
+        *resp.status_mut() = head.status;
+        *resp.headers_mut() = head.headers;
+        Ok(resp)
     }
 }
 
-/// Why an exchange failed: before the request was written (it can go
-/// again at no risk) or after.
-enum Failed {
-    Unsent(Box<Request<UpBody>>, String),
-    Sent(String),
-}
-
-/// A node's response body, read by driving its connection in the reader's
-/// own task; the connection returns to the pool at the end of the body.
+/// A node's response body, read from its connection in the reader's own
+/// task; the connection returns to the pool at the end of the body.
 ///
-/// The end is noticed as soon as the last byte of a `Content-Length` body
-/// is read (`is_end_stream`), not only at a final `None`: hyper's server
-/// stops polling a body once it has written the declared length.
+/// The end is noticed as soon as the last byte of a body is read
+/// (`is_end_stream`), not only at a final `None`: hyper's server stops
+/// polling a body once it has written the declared length.
 pub(crate) struct UpstreamBody {
-    incoming: Incoming,
-    conn: Option<Conn>,
+    conn: Option<Box<Conn>>,
+    decoder: Decoder,
+    keep_alive: bool,
     pool: Weak<Inner>,
     key: Authority,
     done: bool,
@@ -319,15 +451,26 @@ pub(crate) struct UpstreamBody {
 impl UpstreamBody {
     fn end(&mut self) {
         self.done = true;
-        if let (Some(conn), Some(pool)) = (self.conn.take(), self.pool.upgrade()) {
+        let Some(conn) = self.conn.take() else { return };
+        // Bytes beyond the response: the connection is out of step.
+        if self.keep_alive
+            && conn.buf.is_empty()
+            && let Some(pool) = self.pool.upgrade()
+        {
             pool.put(self.key.as_str(), conn);
         }
+    }
+
+    fn fail(&mut self, e: WireError) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
+        self.conn = None;
+        self.done = true;
+        Poll::Ready(Some(Err(e)))
     }
 
     /// For a response without a body (HEAD, empty 200): marks it ended and
     /// frees the connection now. True when there was nothing to read.
     pub(crate) fn end_if_empty(&mut self) -> bool {
-        if !self.done && self.incoming.is_end_stream() {
+        if !self.done && self.decoder == Decoder::Done {
             self.end();
         }
         self.done
@@ -338,6 +481,7 @@ impl std::fmt::Debug for UpstreamBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UpstreamBody")
             .field("node", &self.key)
+            .field("decoder", &self.decoder)
             .field("done", &self.done)
             .finish_non_exhaustive()
     }
@@ -345,33 +489,49 @@ impl std::fmt::Debug for UpstreamBody {
 
 impl Body for UpstreamBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = WireError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, WireError>>> {
         let this = self.get_mut();
-        if this.done {
-            return Poll::Ready(None);
-        }
-        if let Some(c) = &mut this.conn
-            && c.driver.as_mut().poll(cx).is_ready()
-        {
-            // Closed or failed: whatever it read is in `incoming` already.
-            this.conn = None;
-        }
-        let r = Pin::new(&mut this.incoming).poll_frame(cx);
-        match &r {
-            Poll::Ready(None) => this.end(),
-            Poll::Ready(Some(Ok(_))) if this.incoming.is_end_stream() => this.end(),
-            Poll::Ready(Some(Err(_))) => {
-                this.conn = None;
-                this.done = true;
+        loop {
+            if this.done {
+                return Poll::Ready(None);
             }
-            _ => {}
+            let Some(conn) = this.conn.as_mut() else {
+                this.done = true;
+                return Poll::Ready(None);
+            };
+            match this.decoder.step(&mut conn.buf) {
+                Ok(Step::Data(data)) => {
+                    this.decoder.settle(&mut conn.buf);
+                    if this.decoder == Decoder::Done {
+                        this.end();
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(data))));
+                }
+                Ok(Step::End) => {
+                    this.end();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::More) => {}
+                Err(e) => return this.fail(e),
+            }
+            match ready!(conn.poll_fill(cx)) {
+                Ok(0) => {
+                    if let Err(e) = this.decoder.eof() {
+                        return this.fail(e);
+                    }
+                    this.keep_alive = false;
+                    this.end();
+                    return Poll::Ready(None);
+                }
+                Ok(_) => {}
+                Err(e) => return this.fail(e.into()),
+            }
         }
-        r
     }
 
     fn is_end_stream(&self) -> bool {
@@ -379,7 +539,10 @@ impl Body for UpstreamBody {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.incoming.size_hint()
+        match self.decoder.remaining() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
     }
 }
 
@@ -390,8 +553,10 @@ mod tests {
 
     use axum::http::{Method, StatusCode};
     use http_body_util::{BodyExt, Full, StreamBody};
+    use hyper::body::Incoming;
     use hyper::server::conn::http1 as server;
     use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
     use tokio::net::TcpListener;
 
     use super::*;
@@ -589,5 +754,169 @@ mod tests {
             .expect_err("timeout");
         assert!(matches!(err, SendError::Timeout(_)), "{err:?}");
         drop(silent);
+    }
+
+    /// Reads one request (head and `Content-Length` body) off `tcp`;
+    /// `None` when the client closed.
+    async fn read_request(tcp: &mut TcpStream) -> Option<Vec<u8>> {
+        use tokio::io::AsyncReadExt as _;
+        let mut got = Vec::new();
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.trim().parse().expect("length"));
+                if got.len() >= end + 4 + len {
+                    return Some(got);
+                }
+            }
+            let mut b = [0; 4096];
+            match tcp.read(&mut b).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => got.extend_from_slice(&b[..n]),
+            }
+        }
+    }
+
+    fn post(addr: &str, body: &'static str) -> Request<UpBody> {
+        let mut r = Request::new(UpBody::full(Bytes::from_static(body.as_bytes())));
+        *r.method_mut() = Method::POST;
+        *r.uri_mut() = format!("http://{addr}/api/generate").parse().expect("uri");
+        r
+    }
+
+    /// The node closes a kept-alive connection just as the next request
+    /// arrives on it (after the pool checked it): the request goes again
+    /// on a new connection, and the caller sees only the answer.
+    #[tokio::test]
+    async fn a_request_the_node_dropped_with_its_idle_connection_goes_again() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            let mut n = 0;
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                n += 1;
+                let first_connection = n == 1;
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut answered = 0;
+                    while read_request(&mut tcp).await.is_some() {
+                        seen.fetch_add(1, Ordering::SeqCst);
+                        if first_connection && answered == 1 {
+                            return; // closes without a word
+                        }
+                        answered += 1;
+                        let _ = tcp
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await;
+                    }
+                });
+            }
+        });
+        let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
+        for _ in 0..3 {
+            let r = pool
+                .send(&authority(&addr), post(&addr, "{}"), Duration::from_secs(5))
+                .await
+                .expect("answered");
+            assert_eq!(body(r).await, Bytes::from_static(b"ok"));
+        }
+        // 1st and 2nd on the first connection (the 2nd dropped), the 2nd
+        // again and the 3rd on the second.
+        assert_eq!(requests.load(Ordering::SeqCst), 4);
+    }
+
+    /// Uploads stream through whole: with the client's length as it is,
+    /// without one chunked.
+    #[tokio::test]
+    async fn streamed_uploads_arrive_whole_with_or_without_a_length() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let svc = service_fn(|req: Request<Incoming>| async move {
+                        let chunked = req.headers().contains_key("transfer-encoding");
+                        let b = req.into_body().collect().await?.to_bytes();
+                        let echo = format!("{chunked} {}", String::from_utf8_lossy(&b));
+                        Ok::<_, hyper::Error>(Response::new(Full::new(Bytes::from(echo))))
+                    });
+                    let _ = server::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
+        for length in [None, Some("11")] {
+            let parts = ["hello", " ", "world"].map(|s| Ok::<_, Infallible>(Bytes::from(s)));
+            let stream = axum::body::Body::from_stream(futures_util::stream::iter(parts));
+            let mut r = Request::new(UpBody::Stream(stream));
+            *r.method_mut() = Method::POST;
+            *r.uri_mut() = format!("http://{addr}/api/blobs/x").parse().expect("uri");
+            if let Some(l) = length {
+                r.headers_mut()
+                    .insert("content-length", l.parse().expect("value"));
+            }
+            let resp = pool
+                .send(&authority(&addr), r, Duration::from_secs(5))
+                .await
+                .expect("send");
+            let want = format!("{} hello world", length.is_none());
+            assert_eq!(body(resp).await, Bytes::from(want), "length {length:?}");
+        }
+        // A client body shorter than its length is the client's failure.
+        let parts = ["short"].map(|s| Ok::<_, Infallible>(Bytes::from(s)));
+        let mut r = Request::new(UpBody::Stream(axum::body::Body::from_stream(
+            futures_util::stream::iter(parts),
+        )));
+        *r.method_mut() = Method::POST;
+        *r.uri_mut() = format!("http://{addr}/api/blobs/x").parse().expect("uri");
+        r.headers_mut()
+            .insert("content-length", "10".parse().expect("value"));
+        let err = pool
+            .send(&authority(&addr), r, Duration::from_secs(5))
+            .await
+            .expect_err("short body");
+        assert!(matches!(err, SendError::ClientBody(_)), "{err:?}");
+    }
+
+    /// A body cut off by the node is an error at its end, not a short
+    /// success, and its connection is not reused.
+    #[tokio::test]
+    async fn a_body_the_node_cut_short_fails() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    if read_request(&mut tcp).await.is_some() {
+                        let _ = tcp
+                            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+                            .await;
+                    }
+                });
+            }
+        });
+        let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
+        let r = pool
+            .send(&authority(&addr), post(&addr, "{}"), Duration::from_secs(5))
+            .await
+            .expect("head");
+        let mut b = r.into_body();
+        let first = b.frame().await.expect("a frame").expect("data");
+        assert_eq!(first.into_data().expect("data"), Bytes::from_static(b"abc"));
+        let err = b.frame().await.expect("an end").expect_err("cut short");
+        assert!(
+            err.to_string().contains("before the response ended"),
+            "{err}"
+        );
+        assert!(b.is_end_stream());
     }
 }

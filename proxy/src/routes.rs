@@ -295,11 +295,11 @@ async fn blob(State(shared): S, Path(_digest): Path<String>, req: Request) -> Re
         Ok(resp) => forward::respond(&shared, resp, b, rec, in_flight, forward::Served::default()),
         Err(e) => {
             shared.send_failed(b, &e);
-            fail(
-                rec,
-                ProxyError::BadGateway(format!("node {}: {}", b.name, e.message())),
-                Dialect::Ollama,
-            )
+            let err = match e {
+                upstream::SendError::ClientBody(_) => ProxyError::BadRequest(e.message()),
+                _ => ProxyError::BadGateway(format!("node {}: {}", b.name, e.message())),
+            };
+            fail(rec, err, Dialect::Ollama)
         }
     }
 }

@@ -218,7 +218,7 @@ impl Shared {
         self.sink.metrics.failure(&b.name, e.reason());
         b.live.errors.fetch_add(1, Ordering::Relaxed);
         match e {
-            SendError::Request(_) => {}
+            SendError::Request(_) | SendError::ClientBody(_) => {}
             SendError::Connect(_) | SendError::Timeout(_) => {
                 self.trip(&b.live);
                 self.reporter.unreachable(&b.name, e.reason(), e.message());

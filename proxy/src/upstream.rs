@@ -4,19 +4,14 @@
 //! failures into what may be retried elsewhere.
 
 use std::error::Error as StdError;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
 use bytes::Bytes;
-use hyper::body::{Body, Frame, SizeHint};
 
 use crate::pool::{Pool, UpstreamBody};
 use crate::table::Target;
-
-type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// A request body to a node: the bytes already read (most requests, so a
 /// retry can send them again) or the client's body streamed through
@@ -33,35 +28,6 @@ impl UpBody {
 
     pub(crate) fn empty() -> UpBody {
         UpBody::Full(None)
-    }
-}
-
-impl Body for UpBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            UpBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            UpBody::Stream(s) => Pin::new(s).poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpBody::Full(b) => b.is_none(),
-            UpBody::Stream(s) => s.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            UpBody::Stream(s) => s.size_hint(),
-        }
     }
 }
 
@@ -85,7 +51,7 @@ fn hop_by_hop(name: &HeaderName) -> bool {
 /// end-to-end headers, and `Host` set to the node's own authority (Ollama
 /// on loopback answers 403 to any other host). A body read in full keeps
 /// the client's `Content-Length` only when it is that body's length (it
-/// saves hyper formatting a new one); otherwise hyper writes the length.
+/// saves formatting a new one); otherwise `h1` writes the body's length.
 pub(crate) fn build(
     target: &Target,
     method: Method,
@@ -171,6 +137,9 @@ pub(crate) enum SendError {
     Broken(String),
     /// The request could not be built (a bug or an odd URL).
     Request(String),
+    /// The client's own body broke off while it was passed on (an upload
+    /// cut short): no fault of the node's.
+    ClientBody(String),
 }
 
 impl SendError {
@@ -183,6 +152,7 @@ impl SendError {
             ),
             SendError::Broken(e) => format!("connection failed before a response: {e}"),
             SendError::Request(e) => format!("bad request to node: {e}"),
+            SendError::ClientBody(e) => format!("the client's request body failed: {e}"),
         }
     }
 
@@ -193,6 +163,7 @@ impl SendError {
             SendError::Timeout(_) => "FirstByteTimeout",
             SendError::Broken(_) => "ConnectionBroken",
             SendError::Request(_) => "BadRequest",
+            SendError::ClientBody(_) => "ClientBodyFailed",
         }
     }
 }
@@ -265,7 +236,7 @@ mod tests {
         assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
         assert_eq!(req.headers()[header::AUTHORIZATION], "Bearer x");
         assert_eq!(req.headers().get_all("x-custom").iter().count(), 2);
-        assert_eq!(req.body().size_hint().exact(), Some(2));
+        assert!(matches!(req.body(), UpBody::Full(Some(b)) if b.len() == 2));
         // The client's length is kept when it is the body's.
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
         let req = build(
