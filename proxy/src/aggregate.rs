@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::state::Shared;
 use crate::table::{Backend, Table};
-use crate::upstream::{self, SendError, UpBody};
+use crate::upstream::{self, Outgoing, SendError, UpBody};
 
 /// Largest list accepted from one node.
 const MAX_LIST_BODY: usize = 16 << 20;
@@ -34,16 +34,18 @@ fn serving(shared: &Shared, table: &Table) -> Vec<usize> {
 /// `GET path` on one node, as JSON, bounded by the aggregate timeout.
 async fn get_json(shared: &Shared, b: &Backend, path: &'static str) -> Result<Value, String> {
     let target = b.target.as_ref().ok_or("no ollamaUrl")?;
-    let req = upstream::build(
+    let pq = PathAndQuery::from_static(path);
+    let headers = HeaderMap::new();
+    let req = Outgoing {
+        method: &Method::GET,
         target,
-        Method::GET,
-        &PathAndQuery::from_static(path),
-        &HeaderMap::new(),
-        UpBody::empty(),
-    )?;
+        path_and_query: &pq,
+        headers: &headers,
+        body: UpBody::empty(),
+    };
     let timeout = shared.config.aggregate_timeout;
     let work = async {
-        let resp = upstream::send(&shared.client, target, req, timeout).await;
+        let resp = upstream::send(&shared.client, req, timeout).await;
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {

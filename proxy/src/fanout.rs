@@ -22,7 +22,7 @@ use crate::pool::UpstreamBody;
 use crate::select;
 use crate::state::Shared;
 use crate::table::Table;
-use crate::upstream::{self, SendError, UpBody};
+use crate::upstream::{self, Outgoing, SendError, UpBody};
 
 /// Longest error body read from a node.
 const MAX_ERROR_BODY: usize = 64 * 1024;
@@ -60,24 +60,14 @@ async fn send_all(
             let Some(target) = b.target.as_ref() else {
                 return Answer::Failed(SendError::Request("no ollamaUrl".into()));
             };
-            let req = match upstream::build(
+            let req = Outgoing {
+                method: &parts.method,
                 target,
-                parts.method.clone(),
-                pq,
-                &parts.headers,
-                UpBody::full(body.clone()),
-            ) {
-                Ok(r) => r,
-                Err(e) => return Answer::Failed(SendError::Request(e)),
+                path_and_query: pq,
+                headers: &parts.headers,
+                body: UpBody::full(body.clone()),
             };
-            match upstream::send(
-                &shared.client,
-                target,
-                req,
-                shared.config.first_byte_timeout,
-            )
-            .await
-            {
+            match upstream::send(&shared.client, req, shared.config.first_byte_timeout).await {
                 Ok(r) => Answer::Response(r),
                 Err(e) => {
                     shared.send_failed(b, &e);

@@ -21,7 +21,7 @@ use crate::pool::UpstreamBody;
 use crate::select::{self, NoRoute};
 use crate::state::Shared;
 use crate::table::{Backend, ModelEntry, ModelLive, Table};
-use crate::upstream::{self, SendError, UpBody};
+use crate::upstream::{self, Outgoing, SendError, UpBody};
 
 /// How "model not found" reads on an endpoint (Ollama words it per handler).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -321,24 +321,15 @@ pub(crate) async fn forward(
         }
 
         let in_flight = InFlight::new(backend.live.clone());
-        let req = match upstream::build(
+        let req = Outgoing {
+            method: &call.parts.method,
             target,
-            call.parts.method.clone(),
-            &path_and_query,
-            &call.parts.headers,
-            UpBody::full(call.body.clone()),
-        ) {
-            Ok(r) => r,
-            Err(e) => return fail(rec, ProxyError::Internal(e), call.ep.dialect),
+            path_and_query: &path_and_query,
+            headers: &call.parts.headers,
+            body: UpBody::full(call.body.clone()),
         };
         let sent = Instant::now();
-        let result = upstream::send(
-            &shared.client,
-            target,
-            req,
-            shared.config.first_byte_timeout,
-        )
-        .await;
+        let result = upstream::send(&shared.client, req, shared.config.first_byte_timeout).await;
         let may_retry = || {
             tried.len() < max_attempts
                 && select::candidates(table, Some(entry), shared.clock.now(), &tried)

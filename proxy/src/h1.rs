@@ -55,37 +55,33 @@ pub(crate) enum BodyLen {
     Chunked,
 }
 
-/// Writes the request line and headers into `out`. `headers` are the ones
-/// to send as they are (hop-by-hop ones already removed, `Host` set); the
-/// framing header comes from `len`. A `Content-Length` in `headers` is
-/// kept only with `BodyLen::Known` (the caller checked it); with
-/// `Chunked` it is left out.
-pub(crate) fn write_head(
+/// Writes the request line and headers into `out`: `path` (a prefix and
+/// the path and query, joined), `Host`, the `headers` to pass on as they
+/// are (without framing headers: the caller filtered them), then the
+/// framing for `len`.
+pub(crate) fn write_head<'h>(
     out: &mut Vec<u8>,
     method: &Method,
-    path_and_query: &str,
-    headers: &HeaderMap,
+    path: [&str; 2],
+    host: &HeaderValue,
+    headers: impl Iterator<Item = (&'h HeaderName, &'h HeaderValue)>,
     len: BodyLen,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(path_and_query.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    let mut has_length = false;
+    for p in path {
+        out.extend_from_slice(p.as_bytes());
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+    out.extend_from_slice(host.as_bytes());
+    out.extend_from_slice(b"\r\n");
     for (name, value) in headers {
-        if name == CONTENT_LENGTH {
-            if len == BodyLen::Chunked {
-                continue;
-            }
-            has_length = true;
-        }
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     match len {
-        BodyLen::Known(_) if has_length => {}
         // GET and HEAD without a body say nothing about one, like every
         // client; anything else states its length, 0 included.
         BodyLen::Known(0) if matches!(*method, Method::GET | Method::HEAD) => {}
@@ -456,57 +452,49 @@ mod tests {
     #[test]
     fn request_heads() {
         let mut h = HeaderMap::new();
-        h.insert("host", HeaderValue::from_static("node:11434"));
         h.insert("content-type", HeaderValue::from_static("application/json"));
-        let cases: &[(Method, BodyLen, Option<&str>, &str)] = &[
+        h.append("x-a", HeaderValue::from_static("1"));
+        h.append("x-a", HeaderValue::from_static("2"));
+        let host = HeaderValue::from_static("node:11434");
+        let cases: &[(Method, [&str; 2], BodyLen, &str)] = &[
             (
                 Method::POST,
+                ["", "/api/chat?x=1"],
                 BodyLen::Known(12),
-                None,
                 "content-length: 12\r\n",
             ),
             (
                 Method::POST,
+                ["", "/api/chat"],
                 BodyLen::Known(0),
-                None,
                 "content-length: 0\r\n",
             ),
-            (Method::GET, BodyLen::Known(0), None, ""),
-            (Method::HEAD, BodyLen::Known(0), None, ""),
-            // The client's own length, checked by the caller, is kept as is.
+            (Method::GET, ["", "/api/tags"], BodyLen::Known(0), ""),
+            (Method::HEAD, ["", "/"], BodyLen::Known(0), ""),
             (
-                Method::POST,
-                BodyLen::Known(7),
-                Some("7"),
-                "content-length: 7\r\n",
+                Method::GET,
+                ["", "/"],
+                BodyLen::Known(3),
+                "content-length: 3\r\n",
             ),
             (
                 Method::POST,
+                ["/ollama", "/api/blobs/x"],
                 BodyLen::Chunked,
-                Some("7"),
-                "transfer-encoding: chunked\r\n",
-            ),
-            (
-                Method::POST,
-                BodyLen::Chunked,
-                None,
                 "transfer-encoding: chunked\r\n",
             ),
         ];
-        for (method, len, client_length, framing) in cases {
-            let mut headers = h.clone();
-            if let Some(l) = client_length {
-                headers.insert(CONTENT_LENGTH, HeaderValue::from_static(l));
-            }
+        for (method, path, len, framing) in cases {
             let mut out = Vec::new();
-            write_head(&mut out, method, "/api/chat?x=1", &headers, *len);
+            write_head(&mut out, method, *path, &host, h.iter(), *len);
             let want = format!(
-                "{method} /api/chat?x=1 HTTP/1.1\r\nhost: node:11434\r\ncontent-type: application/json\r\n{framing}\r\n"
+                "{method} {}{} HTTP/1.1\r\nhost: node:11434\r\ncontent-type: application/json\r\nx-a: 1\r\nx-a: 2\r\n{framing}\r\n",
+                path[0], path[1]
             );
             assert_eq!(
                 String::from_utf8(out).expect("ascii"),
                 want,
-                "{method} {len:?} {client_length:?}"
+                "{method} {len:?}"
             );
         }
     }

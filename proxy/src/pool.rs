@@ -37,9 +37,8 @@ use std::task::{Context, Poll, ready};
 use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
-use axum::http::request::Parts;
-use axum::http::uri::{Authority, PathAndQuery};
-use axum::http::{HeaderMap, Method, Request, Response, header};
+use axum::http::uri::Authority;
+use axum::http::{HeaderMap, Method, Response, header};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame, SizeHint};
@@ -47,7 +46,8 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
 use crate::h1::{self, BodyLen, Decoder, Step, WireError};
-use crate::upstream::{SendError, UpBody};
+use crate::table::Target;
+use crate::upstream::{self, Outgoing, SendError, UpBody};
 
 /// Which idle list a connection belongs to: its thread's, when it was
 /// opened on a single-threaded runtime (only that thread drives its
@@ -121,19 +121,16 @@ impl Conn {
     }
 
     /// Writes the request: head and body.
-    async fn write_request(&mut self, parts: &Parts, body: &mut UpBody) -> Result<(), Failed> {
-        let pq = parts.uri.path_and_query().map_or("/", PathAndQuery::as_str);
+    async fn write_request(&mut self, req: &mut Outgoing<'_>) -> Result<(), Failed> {
+        let path = [req.target.prefix.as_str(), req.path_and_query.as_str()];
+        let host = &req.target.host;
+        let headers = upstream::forwarded(req.headers);
         self.out.clear();
-        match body {
+        match &mut req.body {
             UpBody::Full(b) => {
                 let b: &[u8] = b.as_deref().unwrap_or_default();
-                h1::write_head(
-                    &mut self.out,
-                    &parts.method,
-                    pq,
-                    &parts.headers,
-                    BodyLen::Known(b.len() as u64),
-                );
+                let len = BodyLen::Known(b.len() as u64);
+                h1::write_head(&mut self.out, req.method, path, host, headers, len);
                 let r = if b.len() <= INLINE_BODY {
                     self.out.extend_from_slice(b);
                     self.io.write_all(&self.out).await
@@ -146,8 +143,8 @@ impl Conn {
                 r.map_err(|e| Failed::Unsent(e.to_string()))
             }
             UpBody::Stream(s) => {
-                let len = content_length(&parts.headers).map_or(BodyLen::Chunked, BodyLen::Known);
-                h1::write_head(&mut self.out, &parts.method, pq, &parts.headers, len);
+                let len = content_length(req.headers).map_or(BodyLen::Chunked, BodyLen::Known);
+                h1::write_head(&mut self.out, req.method, path, host, headers, len);
                 self.io
                     .write_all(&self.out)
                     .await
@@ -225,15 +222,10 @@ impl Conn {
     }
 
     /// One request and its response head.
-    async fn exchange(
-        &mut self,
-        parts: &Parts,
-        body: &mut UpBody,
-        reused: bool,
-    ) -> Result<h1::Head, Failed> {
+    async fn exchange(&mut self, req: &mut Outgoing<'_>, reused: bool) -> Result<h1::Head, Failed> {
         // A streamed body cannot go again once it has been read from.
-        let replayable = matches!(body, UpBody::Full(_));
-        let written = self.write_request(parts, body).await;
+        let replayable = matches!(req.body, UpBody::Full(_));
+        let written = self.write_request(req).await;
         if self.out.capacity() > KEEP_OUT {
             // Idle connections should not each hold a large request.
             self.out = Vec::new();
@@ -245,7 +237,7 @@ impl Conn {
             Err(Failed::Unsent(e)) if !reused => return Err(Failed::Sent(e)),
             Err(e) => return Err(e),
         }
-        self.read_head(parts.method == Method::HEAD, reused && replayable)
+        self.read_head(*req.method == Method::HEAD, reused && replayable)
             .await
     }
 }
@@ -364,30 +356,29 @@ impl Pool {
         Pool { inner }
     }
 
-    async fn connect(&self, authority: &str) -> Result<Box<Conn>, SendError> {
-        let stream =
-            tokio::time::timeout(self.inner.connect_timeout, TcpStream::connect(authority))
-                .await
-                .map_err(|_| {
-                    SendError::Connect(format!(
-                        "timed out after {}",
-                        humantime::format_duration(self.inner.connect_timeout)
-                    ))
-                })?
-                .map_err(|e| SendError::Connect(e.to_string()))?;
+    async fn connect(&self, addr: &str) -> Result<Box<Conn>, SendError> {
+        let stream = tokio::time::timeout(self.inner.connect_timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                SendError::Connect(format!(
+                    "timed out after {}",
+                    humantime::format_duration(self.inner.connect_timeout)
+                ))
+            })?
+            .map_err(|e| SendError::Connect(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         Ok(Conn::new(stream))
     }
 
     /// A connection to `authority`: a pooled one that is still good, else
     /// a new one. Also says whether it was reused.
-    async fn checkout(&self, authority: &str) -> Result<(Box<Conn>, bool), SendError> {
-        while let Some(mut c) = self.inner.take(authority) {
+    async fn checkout(&self, target: &Target) -> Result<(Box<Conn>, bool), SendError> {
+        while let Some(mut c) = self.inner.take(target.authority.as_str()) {
             if poll_fn(|cx| Poll::Ready(c.idle_ok(cx))).await {
                 return Ok((c, true));
             }
         }
-        Ok((self.connect(authority).await?, false))
+        Ok((self.connect(&target.addr).await?, false))
     }
 
     /// Sends `req` to the node at `authority` and waits (at most
@@ -396,19 +387,19 @@ impl Pool {
     /// pool when the body has been read to its end.
     pub(crate) async fn send(
         &self,
-        authority: &Authority,
-        req: Request<UpBody>,
+        mut req: Outgoing<'_>,
         first_byte: Duration,
     ) -> Result<Response<UpstreamBody>, SendError> {
-        let (parts, mut body) = req.into_parts();
+        let target = req.target;
+        let authority = &target.authority;
         let work = async {
-            let (mut conn, reused) = self.checkout(authority.as_str()).await?;
-            match conn.exchange(&parts, &mut body, reused).await {
+            let (mut conn, reused) = self.checkout(target).await?;
+            match conn.exchange(&mut req, reused).await {
                 Ok(head) => Ok((conn, head)),
                 Err(Failed::Unsent(e)) => {
                     tracing::debug!(%authority, error = %e, "pooled connection was closed; using a new one");
-                    let mut fresh = self.connect(authority.as_str()).await?;
-                    match fresh.exchange(&parts, &mut body, false).await {
+                    let mut fresh = self.connect(&target.addr).await?;
+                    match fresh.exchange(&mut req, false).await {
                         Ok(head) => Ok((fresh, head)),
                         Err(f) => Err(SendError::from(f)),
                     }
@@ -551,7 +542,8 @@ mod tests {
     use std::convert::Infallible;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use axum::http::{Method, StatusCode};
+    use axum::http::uri::PathAndQuery;
+    use axum::http::{Method, Request, StatusCode};
     use http_body_util::{BodyExt, Full, StreamBody};
     use hyper::body::Incoming;
     use hyper::server::conn::http1 as server;
@@ -599,15 +591,39 @@ mod tests {
         (addr, accepted)
     }
 
-    fn authority(addr: &str) -> Authority {
-        addr.parse().expect("authority")
+    /// What a request to a node is made of, owned by the test.
+    struct Req {
+        method: Method,
+        target: Target,
+        pq: PathAndQuery,
+        headers: HeaderMap,
+        body: Bytes,
     }
 
-    fn get(addr: &str, path: &str) -> Request<UpBody> {
-        let mut r = Request::new(UpBody::empty());
-        *r.method_mut() = Method::GET;
-        *r.uri_mut() = format!("http://{addr}{path}").parse().expect("uri");
-        r
+    impl Req {
+        fn out(&self) -> Outgoing<'_> {
+            Outgoing {
+                method: &self.method,
+                target: &self.target,
+                path_and_query: &self.pq,
+                headers: &self.headers,
+                body: UpBody::full(self.body.clone()),
+            }
+        }
+    }
+
+    fn req(method: Method, addr: &str, path: &str, body: &'static str) -> Req {
+        Req {
+            method,
+            target: Target::parse(&format!("http://{addr}")).expect("target"),
+            pq: path.parse().expect("path"),
+            headers: HeaderMap::new(),
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    fn get(addr: &str, path: &str) -> Req {
+        req(Method::GET, addr, path, "")
     }
 
     async fn body(r: Response<UpstreamBody>) -> Bytes {
@@ -620,7 +636,7 @@ mod tests {
         let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
         for path in ["/", "/stream", "/", "/stream", "/"] {
             let r = pool
-                .send(&authority(&addr), get(&addr, path), Duration::from_secs(5))
+                .send(get(&addr, path).out(), Duration::from_secs(5))
                 .await
                 .expect("send");
             assert_eq!(r.status(), StatusCode::OK);
@@ -635,16 +651,12 @@ mod tests {
         let (addr, accepted) = server().await;
         let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
         let r = pool
-            .send(
-                &authority(&addr),
-                get(&addr, "/stream"),
-                Duration::from_secs(5),
-            )
+            .send(get(&addr, "/stream").out(), Duration::from_secs(5))
             .await
             .expect("send");
         drop(r);
         let r = pool
-            .send(&authority(&addr), get(&addr, "/"), Duration::from_secs(5))
+            .send(get(&addr, "/").out(), Duration::from_secs(5))
             .await
             .expect("send");
         body(r).await;
@@ -656,18 +668,14 @@ mod tests {
         let (addr, accepted) = server().await;
         let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
         let r = pool
-            .send(
-                &authority(&addr),
-                get(&addr, "/close"),
-                Duration::from_secs(5),
-            )
+            .send(get(&addr, "/close").out(), Duration::from_secs(5))
             .await
             .expect("send");
         body(r).await;
         // Give the close a moment to arrive; the next request must still work.
         tokio::time::sleep(Duration::from_millis(20)).await;
         let r = pool
-            .send(&authority(&addr), get(&addr, "/"), Duration::from_secs(5))
+            .send(get(&addr, "/").out(), Duration::from_secs(5))
             .await
             .expect("second request on a new connection");
         assert_eq!(body(r).await, Bytes::from_static(b"{\"ok\":true}"));
@@ -692,12 +700,12 @@ mod tests {
                     .expect("runtime");
                 rt.block_on(async {
                     let r = pool
-                        .send(&authority(&addr), get(&addr, "/"), Duration::from_secs(2))
+                        .send(get(&addr, "/").out(), Duration::from_secs(2))
                         .await
                         .expect("send");
                     body(r).await;
                     let r = pool
-                        .send(&authority(&addr), get(&addr, "/"), Duration::from_secs(2))
+                        .send(get(&addr, "/").out(), Duration::from_secs(2))
                         .await
                         .expect("send again");
                     body(r).await;
@@ -737,7 +745,7 @@ mod tests {
             .to_string();
         // Nothing listens there any more.
         let err = pool
-            .send(&authority(&free), get(&free, "/"), Duration::from_secs(5))
+            .send(get(&free, "/").out(), Duration::from_secs(5))
             .await
             .expect_err("refused");
         assert!(matches!(err, SendError::Connect(_)), "{err:?}");
@@ -745,11 +753,7 @@ mod tests {
         let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = silent.local_addr().expect("addr").to_string();
         let err = pool
-            .send(
-                &authority(&addr),
-                get(&addr, "/"),
-                Duration::from_millis(100),
-            )
+            .send(get(&addr, "/").out(), Duration::from_millis(100))
             .await
             .expect_err("timeout");
         assert!(matches!(err, SendError::Timeout(_)), "{err:?}");
@@ -780,11 +784,8 @@ mod tests {
         }
     }
 
-    fn post(addr: &str, body: &'static str) -> Request<UpBody> {
-        let mut r = Request::new(UpBody::full(Bytes::from_static(body.as_bytes())));
-        *r.method_mut() = Method::POST;
-        *r.uri_mut() = format!("http://{addr}/api/generate").parse().expect("uri");
-        r
+    fn post(addr: &str, body: &'static str) -> Req {
+        req(Method::POST, addr, "/api/generate", body)
     }
 
     /// The node closes a kept-alive connection just as the next request
@@ -821,7 +822,7 @@ mod tests {
         let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
         for _ in 0..3 {
             let r = pool
-                .send(&authority(&addr), post(&addr, "{}"), Duration::from_secs(5))
+                .send(post(&addr, "{}").out(), Duration::from_secs(5))
                 .await
                 .expect("answered");
             assert_eq!(body(r).await, Bytes::from_static(b"ok"));
@@ -853,34 +854,39 @@ mod tests {
             }
         });
         let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
-        for length in [None, Some("11")] {
-            let parts = ["hello", " ", "world"].map(|s| Ok::<_, Infallible>(Bytes::from(s)));
-            let stream = axum::body::Body::from_stream(futures_util::stream::iter(parts));
-            let mut r = Request::new(UpBody::Stream(stream));
-            *r.method_mut() = Method::POST;
-            *r.uri_mut() = format!("http://{addr}/api/blobs/x").parse().expect("uri");
+        let upload = |parts: &[&'static str], length: Option<&'static str>| {
+            let mut r = req(Method::POST, &addr, "/api/blobs/x", "");
             if let Some(l) = length {
-                r.headers_mut()
+                r.headers
                     .insert("content-length", l.parse().expect("value"));
             }
-            let resp = pool
-                .send(&authority(&addr), r, Duration::from_secs(5))
-                .await
-                .expect("send");
+            let parts: Vec<_> = parts
+                .iter()
+                .map(|s| Ok::<_, Infallible>(Bytes::from(*s)))
+                .collect();
+            (
+                r,
+                axum::body::Body::from_stream(futures_util::stream::iter(parts)),
+            )
+        };
+        for length in [None, Some("11")] {
+            let (r, stream) = upload(&["hello", " ", "world"], length);
+            let out = Outgoing {
+                body: UpBody::Stream(stream),
+                ..r.out()
+            };
+            let resp = pool.send(out, Duration::from_secs(5)).await.expect("send");
             let want = format!("{} hello world", length.is_none());
             assert_eq!(body(resp).await, Bytes::from(want), "length {length:?}");
         }
         // A client body shorter than its length is the client's failure.
-        let parts = ["short"].map(|s| Ok::<_, Infallible>(Bytes::from(s)));
-        let mut r = Request::new(UpBody::Stream(axum::body::Body::from_stream(
-            futures_util::stream::iter(parts),
-        )));
-        *r.method_mut() = Method::POST;
-        *r.uri_mut() = format!("http://{addr}/api/blobs/x").parse().expect("uri");
-        r.headers_mut()
-            .insert("content-length", "10".parse().expect("value"));
+        let (r, stream) = upload(&["short"], Some("10"));
+        let out = Outgoing {
+            body: UpBody::Stream(stream),
+            ..r.out()
+        };
         let err = pool
-            .send(&authority(&addr), r, Duration::from_secs(5))
+            .send(out, Duration::from_secs(5))
             .await
             .expect_err("short body");
         assert!(matches!(err, SendError::ClientBody(_)), "{err:?}");
@@ -906,7 +912,7 @@ mod tests {
         });
         let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
         let r = pool
-            .send(&authority(&addr), post(&addr, "{}"), Duration::from_secs(5))
+            .send(post(&addr, "{}").out(), Duration::from_secs(5))
             .await
             .expect("head");
         let mut b = r.into_body();

@@ -30,7 +30,7 @@ use crate::metrics;
 use crate::select;
 use crate::state::Shared;
 use crate::table::{Holder, ModelEntry, ModelLive};
-use crate::upstream::{self, UpBody};
+use crate::upstream::{self, Outgoing, UpBody};
 
 type S = State<Arc<Shared>>;
 
@@ -279,19 +279,15 @@ async fn blob(State(shared): S, Path(_digest): Path<String>, req: Request) -> Re
         UpBody::Stream(body)
     };
     let pq = &upstream::path_and_query(&parts.uri);
-    let req = match upstream::build(target, parts.method.clone(), pq, &parts.headers, up_body) {
-        Ok(r) => r,
-        Err(e) => return fail(rec, ProxyError::Internal(e), Dialect::Ollama),
+    let req = Outgoing {
+        method: &parts.method,
+        target,
+        path_and_query: pq,
+        headers: &parts.headers,
+        body: up_body,
     };
     let in_flight = InFlight::new(b.live.clone());
-    match upstream::send(
-        &shared.client,
-        target,
-        req,
-        shared.config.first_byte_timeout,
-    )
-    .await
-    {
+    match upstream::send(&shared.client, req, shared.config.first_byte_timeout).await {
         Ok(resp) => forward::respond(&shared, resp, b, rec, in_flight, forward::Served::default()),
         Err(e) => {
             shared.send_failed(b, &e);

@@ -243,13 +243,11 @@ impl Shared {
             return;
         }
         let (name, live) = (backend.name.clone(), backend.live.clone());
-        let authority = target.authority.to_string();
+        let addr = target.addr.clone();
         let (timeout, reporter) = (self.config.connect_timeout, self.reporter.clone());
         tokio::spawn(async move {
             let failed =
-                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&authority))
-                    .await
-                {
+                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
                     Ok(Ok(_)) => None,
                     Ok(Err(e)) => Some(format!("cannot connect: {e}")),
                     Err(_) => Some(format!(

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::http::HeaderValue;
-use axum::http::uri::{Authority, PathAndQuery, Scheme};
+use axum::http::uri::{Authority, Scheme};
 use herd_api::model_name::{self, ModelName};
 use herd_api::{ConditionStatus, Node, conditions, find_condition};
 
@@ -358,8 +358,9 @@ impl Derived {
 /// Where a node's requests go, pre-parsed from `spec.ollamaUrl`.
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
-    pub scheme: Scheme,
     pub authority: Authority,
+    /// `host:port` to connect to (port 80 when the URL has none).
+    pub addr: String,
     /// Path prefix of the URL without its trailing slash ("" usually).
     pub prefix: String,
     /// The `Host` header the node expects: its own authority.
@@ -387,28 +388,16 @@ impl Target {
             .ok_or_else(|| format!("ollamaUrl {url:?} has no host"))?;
         let host = HeaderValue::from_str(authority.as_str())
             .map_err(|e| format!("ollamaUrl {url:?}: {e}"))?;
+        let addr = match authority.port_u16() {
+            Some(_) => authority.as_str().to_owned(),
+            None => format!("{}:80", authority.host()),
+        };
         Ok(Target {
-            scheme,
+            addr,
             authority,
             prefix: uri.path().trim_end_matches('/').to_owned(),
             host,
         })
-    }
-
-    /// `scheme://authority{prefix}{path_and_query}`; without a prefix the
-    /// parts are shared, not copied.
-    pub(crate) fn uri(&self, pq: &PathAndQuery) -> Result<axum::http::Uri, String> {
-        let mut parts = axum::http::uri::Parts::default();
-        parts.scheme = Some(self.scheme.clone());
-        parts.authority = Some(self.authority.clone());
-        parts.path_and_query = Some(if self.prefix.is_empty() {
-            pq.clone()
-        } else {
-            format!("{}{pq}", self.prefix)
-                .parse()
-                .map_err(|e: axum::http::uri::InvalidUri| e.to_string())?
-        });
-        axum::http::Uri::from_parts(parts).map_err(|e| e.to_string())
     }
 }
 
@@ -971,18 +960,16 @@ mod tests {
     fn targets_parse() {
         let t = Target::parse("http://10.0.0.5:11434/").expect("parse");
         assert_eq!(t.host, "10.0.0.5:11434");
-        assert_eq!(
-            t.uri(&PathAndQuery::from_static("/api/chat?x=1"))
-                .expect("uri")
-                .to_string(),
-            "http://10.0.0.5:11434/api/chat?x=1"
-        );
+        assert_eq!(t.authority, "10.0.0.5:11434");
+        assert_eq!(t.prefix, "");
         let p = Target::parse("http://gw.local/ollama/").expect("parse");
         assert_eq!(
-            p.uri(&PathAndQuery::from_static("/api/tags"))
-                .expect("uri")
-                .to_string(),
-            "http://gw.local/ollama/api/tags"
+            (p.authority.as_str(), p.prefix.as_str()),
+            ("gw.local", "/ollama")
+        );
+        assert_eq!(
+            (t.addr.as_str(), p.addr.as_str()),
+            ("10.0.0.5:11434", "gw.local:80")
         );
         assert!(Target::parse("https://x").is_err());
         assert!(Target::parse("not a url").is_err());

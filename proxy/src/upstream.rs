@@ -7,7 +7,7 @@ use std::error::Error as StdError;
 use std::time::Duration;
 
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, header};
 use bytes::Bytes;
 
 use crate::pool::{Pool, UpstreamBody};
@@ -47,60 +47,40 @@ fn hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
-/// The request to a node: same method, path and query, the client's
-/// end-to-end headers, and `Host` set to the node's own authority (Ollama
-/// on loopback answers 403 to any other host). A body read in full keeps
-/// the client's `Content-Length` only when it is that body's length (it
-/// saves formatting a new one); otherwise `h1` writes the body's length.
-pub(crate) fn build(
-    target: &Target,
-    method: Method,
-    path_and_query: &PathAndQuery,
-    client_headers: &HeaderMap,
-    body: UpBody,
-) -> Result<Request<UpBody>, String> {
-    let uri = target.uri(path_and_query)?;
-    let keep_length = match &body {
-        UpBody::Stream(_) => true,
-        UpBody::Full(b) => {
-            let len = b.as_ref().map_or(0, Bytes::len) as u64;
-            let mut values = client_headers.get_all(header::CONTENT_LENGTH).iter();
-            match (values.next(), values.next()) {
-                (Some(v), None) => {
-                    let v = v.as_bytes();
-                    v.iter().all(u8::is_ascii_digit)
-                        && std::str::from_utf8(v)
-                            .ok()
-                            .and_then(|v| v.parse::<u64>().ok())
-                            == Some(len)
-                }
-                _ => false,
-            }
-        }
-    };
-    // A copy of the client's map (no hashing, unlike appending its headers
-    // one by one to a new map), then the few changes.
-    let mut headers = client_headers.clone();
-    strip_hop_by_hop(&mut headers);
-    if !keep_length {
-        headers.remove(header::CONTENT_LENGTH);
-    }
-    headers.insert(header::HOST, target.host.clone());
-    let mut req = Request::new(body);
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.headers_mut() = headers;
-    Ok(req)
+/// A request to a node, made of the client's own parts (borrowed, so a
+/// retry elsewhere costs no copies): same method, path and query, the
+/// client's end-to-end headers ([`forwarded`]), `Host` set to the node's
+/// own authority (Ollama on loopback answers 403 to any other host), and
+/// a `Content-Length` (or chunked framing) for the body as sent.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: &'a Method,
+    pub(crate) target: &'a Target,
+    pub(crate) path_and_query: &'a PathAndQuery,
+    pub(crate) headers: &'a HeaderMap,
+    pub(crate) body: UpBody,
 }
 
-/// Removes the hop-by-hop headers: the fixed ones (see [`hop_by_hop`]) and
-/// those the message's own `Connection` header names (RFC 9110 §7.6.1:
+/// The client's headers that go on to the node: all but the hop-by-hop
+/// ones (the fixed list and those its `Connection` header names), `Host`
+/// (the node's own is written) and `Content-Length` (the body's own is).
+pub(crate) fn forwarded(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+    // The usual request has no `Connection` header, and so nothing named.
+    let named = if headers.contains_key(header::CONNECTION) {
+        connection_named(headers)
+    } else {
+        Vec::new()
+    };
+    headers.iter().filter(move |(name, _)| {
+        !(hop_by_hop(name)
+            || *name == header::HOST
+            || *name == header::CONTENT_LENGTH
+            || named.contains(name))
+    })
+}
+
+/// The headers a message's `Connection` header names (RFC 9110 §7.6.1:
 /// `Connection: keep-alive, X-Foo` makes `X-Foo` hop-by-hop too).
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // The usual message has none (and so no `Connection` either): one pass.
-    if !headers.keys().any(hop_by_hop) {
-        return;
-    }
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
     let mut named: Vec<HeaderName> = Vec::new();
     for value in headers.get_all(header::CONNECTION) {
         let Ok(value) = value.to_str() else { continue };
@@ -111,7 +91,17 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
                 .filter(|n| !hop_by_hop(n)),
         );
     }
-    for name in &named {
+    named
+}
+
+/// Removes the hop-by-hop headers: the fixed ones (see [`hop_by_hop`]) and
+/// those the message's own `Connection` header names.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // The usual message has none (and so no `Connection` either): one pass.
+    if !headers.keys().any(hop_by_hop) {
+        return;
+    }
+    for name in &connection_named(headers) {
         headers.remove(name);
     }
     while let Some(name) = headers.keys().find(|n| hop_by_hop(n)).cloned() {
@@ -182,15 +172,14 @@ pub(crate) fn chain(e: &(dyn StdError + 'static)) -> String {
     parts.join(": ")
 }
 
-/// Sends `req` to `target` and waits for the response head, at most
+/// Sends `req` to its node and waits for the response head, at most
 /// `first_byte` (connecting included).
 pub(crate) async fn send(
     pool: &Pool,
-    target: &Target,
-    req: Request<UpBody>,
+    req: Outgoing<'_>,
     first_byte: Duration,
 ) -> Result<Response<UpstreamBody>, SendError> {
-    pool.send(&target.authority, req, first_byte).await
+    pool.send(req, first_byte).await
 }
 
 /// The path and query of a request to pass on ("/" if it has none).
@@ -210,53 +199,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn request_rewrites_host_and_drops_hop_headers() {
-        let t = Target::parse("http://127.0.0.1:11434").expect("target");
+    fn requests_keep_end_to_end_headers_only() {
         let mut h = HeaderMap::new();
         h.insert(
             header::HOST,
             HeaderValue::from_static("router.example.com:8080"),
         );
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-gone"),
+        );
+        h.insert("x-gone", HeaderValue::from_static("1"));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
         h.append("x-custom", HeaderValue::from_static("1"));
         h.append("x-custom", HeaderValue::from_static("2"));
-        let req = build(
-            &t,
-            Method::POST,
-            &PathAndQuery::from_static("/api/chat?a=b"),
-            &h,
-            UpBody::full(Bytes::from_static(b"{}")),
-        )
-        .expect("build");
-        assert_eq!(req.uri().to_string(), "http://127.0.0.1:11434/api/chat?a=b");
-        assert_eq!(req.headers()[header::HOST], "127.0.0.1:11434");
-        assert!(req.headers().get(header::CONNECTION).is_none());
-        assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
-        assert_eq!(req.headers()[header::AUTHORIZATION], "Bearer x");
-        assert_eq!(req.headers().get_all("x-custom").iter().count(), 2);
-        assert!(matches!(req.body(), UpBody::Full(Some(b)) if b.len() == 2));
-        // The client's length is kept when it is the body's.
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
-        let req = build(
-            &t,
-            Method::POST,
-            &PathAndQuery::from_static("/api/chat"),
-            &h,
-            UpBody::full(Bytes::from_static(b"{}")),
-        )
-        .expect("build");
-        assert_eq!(req.headers()[header::CONTENT_LENGTH], "2");
-        let req = build(
-            &t,
-            Method::POST,
-            &PathAndQuery::from_static("/api/chat"),
-            &h,
-            UpBody::full(Bytes::from_static(b"{ }")),
-        )
-        .expect("build");
-        assert!(req.headers().get(header::CONTENT_LENGTH).is_none());
+        let got: Vec<(&str, &str)> = forwarded(&h)
+            .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("authorization", "Bearer x"),
+                ("x-custom", "1"),
+                ("x-custom", "2")
+            ]
+        );
     }
 
     #[test]
