@@ -175,18 +175,20 @@ pub(crate) fn parse_head(
             );
         }
         let head = buf.split_to(len).freeze();
-        let mut headers = HeaderMap::with_capacity(count);
+        // Room for the `X-Herd-Node` the proxy adds (growing the map
+        // later reallocates it).
+        let mut headers = HeaderMap::with_capacity(count + 1);
+        let mut scan = Scan::default();
         for &(n0, n1, v0, v1) in &spans[..count] {
             let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize])
                 .map_err(|_| WireError::Head(httparse::Error::HeaderName))?;
             let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
                 .map_err(|_| WireError::Head(httparse::Error::HeaderValue))?;
+            scan.see(&name, value.as_bytes())?;
             headers.append(name, value);
         }
-        let (body, length_and_chunked) = framing(status, &headers, head_request)?;
-        let keep_alive = !length_and_chunked
-            && !matches!(body, Decoder::UntilClose)
-            && persistent(&headers, http10);
+        let body = scan.body(status, head_request);
+        let keep_alive = scan.reusable(body, http10);
         return Ok(Some(Head {
             status,
             headers,
@@ -196,77 +198,81 @@ pub(crate) fn parse_head(
     }
 }
 
-/// Whether the connection stays open after this response (RFC 9112 §9.3).
-fn persistent(headers: &HeaderMap, http10: bool) -> bool {
-    let mut close = false;
-    let mut keep = false;
-    for v in headers.get_all(CONNECTION) {
-        for token in v.as_bytes().split(|&b| b == b',') {
-            let token = token.trim_ascii();
-            close |= token.eq_ignore_ascii_case(b"close");
-            keep |= token.eq_ignore_ascii_case(b"keep-alive");
-        }
-    }
-    !close && (!http10 || keep)
+/// What a response's headers say about its framing and its connection,
+/// gathered in the one pass that builds the header map.
+#[derive(Default)]
+struct Scan {
+    /// `Content-Length`: every value (and list item) the same number.
+    length: Option<u64>,
+    transfer_encoding: bool,
+    /// The last transfer coding is `chunked`.
+    chunked: bool,
+    /// `Connection` tokens (RFC 9112 §9.3).
+    close: bool,
+    keep_alive: bool,
 }
 
-/// The body's framing (RFC 9112 §6.3), and whether it came with both
-/// `Transfer-Encoding` and `Content-Length` (then the connection must not
-/// be reused).
-fn framing(
-    status: StatusCode,
-    headers: &HeaderMap,
-    head_request: bool,
-) -> Result<(Decoder, bool), WireError> {
-    if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
-        return Ok((Decoder::Done, false));
-    }
-    let has_length = headers.contains_key(CONTENT_LENGTH);
-    if headers.contains_key(TRANSFER_ENCODING) {
-        let last = headers
-            .get_all(TRANSFER_ENCODING)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-            .map(<[u8]>::trim_ascii)
-            .rfind(|t| !t.is_empty());
-        let chunked = last.is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-        let body = if chunked {
-            Decoder::Chunked(Chunk::Size)
-        } else {
-            Decoder::UntilClose
-        };
-        return Ok((body, has_length));
-    }
-    if !has_length {
-        return Ok((Decoder::UntilClose, false));
-    }
-    // Every value (and every item of a list) must be the same number.
-    let mut length: Option<u64> = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
-        for item in v.as_bytes().split(|&b| b == b',') {
-            let item = item.trim_ascii();
-            let n = (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
-                .then(|| item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
-            match (n, length) {
-                (Some(n), None) => length = Some(n),
-                (Some(n), Some(l)) if n == l => {}
-                _ => {
-                    return Err(WireError::ContentLength(
-                        String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                    ));
+impl Scan {
+    fn see(&mut self, name: &HeaderName, value: &[u8]) -> Result<(), WireError> {
+        let items = || value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
+        if name == CONTENT_LENGTH {
+            for item in items() {
+                let n =
+                    (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
+                        .then(|| item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
+                match (n, self.length) {
+                    (Some(n), None) => self.length = Some(n),
+                    (Some(n), Some(l)) if n == l => {}
+                    _ => {
+                        return Err(WireError::ContentLength(
+                            String::from_utf8_lossy(value).into_owned(),
+                        ));
+                    }
                 }
+            }
+        } else if name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            if let Some(last) = items().rfind(|t| !t.is_empty()) {
+                self.chunked = last.eq_ignore_ascii_case(b"chunked");
+            }
+        } else if name == CONNECTION {
+            for token in items() {
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the connection may carry another request after this
+    /// response (RFC 9112 §9.3): not after a body that ran until the close,
+    /// nor one framed both ways (§6.3: a sign of request smuggling).
+    fn reusable(&self, body: Decoder, http10: bool) -> bool {
+        let ambiguous = self.length.is_some() && self.transfer_encoding;
+        if self.close || ambiguous || body == Decoder::UntilClose {
+            return false;
+        }
+        !http10 || self.keep_alive
+    }
+
+    /// The body's framing (RFC 9112 §6.3).
+    fn body(&self, status: StatusCode, head_request: bool) -> Decoder {
+        if head_request || status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Decoder::Done
+        } else if self.transfer_encoding {
+            if self.chunked {
+                Decoder::Chunked(Chunk::Size)
+            } else {
+                Decoder::UntilClose
+            }
+        } else {
+            match self.length {
+                None => Decoder::UntilClose,
+                Some(0) => Decoder::Done,
+                Some(n) => Decoder::Length(n),
             }
         }
     }
-    let n = length.unwrap_or(0);
-    Ok((
-        if n == 0 {
-            Decoder::Done
-        } else {
-            Decoder::Length(n)
-        },
-        false,
-    ))
 }
 
 /// Where a response body stands; cuts its bytes out of the read buffer.
