@@ -310,6 +310,12 @@ pub(crate) enum Step {
     End,
 }
 
+/// Up to `left` bytes off the front of `buf`, and how many are left after.
+fn take(buf: &mut BytesMut, left: u64) -> (Bytes, u64) {
+    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+    (buf.split_to(n).freeze(), left - n as u64)
+}
+
 impl Decoder {
     /// The next piece of body in `buf`, taken off its front.
     pub(crate) fn step(&mut self, buf: &mut BytesMut) -> Result<Step, WireError> {
@@ -320,14 +326,12 @@ impl Decoder {
                     if buf.is_empty() {
                         return Ok(Step::More);
                     }
-                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let left = left - n as u64;
-                    *self = if left == 0 {
-                        Decoder::Done
-                    } else {
-                        Decoder::Length(left)
+                    let (data, left) = take(buf, left);
+                    *self = match left {
+                        0 => Decoder::Done,
+                        _ => Decoder::Length(left),
                     };
-                    return Ok(Step::Data(buf.split_to(n).freeze()));
+                    return Ok(Step::Data(data));
                 }
                 Decoder::UntilClose => {
                     if buf.is_empty() {
@@ -339,14 +343,12 @@ impl Decoder {
                     if buf.is_empty() {
                         return Ok(Step::More);
                     }
-                    let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-                    let left = left - n as u64;
-                    *self = Decoder::Chunked(if left == 0 {
-                        Chunk::DataEnd
-                    } else {
-                        Chunk::Data(left)
+                    let (data, left) = take(buf, left);
+                    *self = Decoder::Chunked(match left {
+                        0 => Chunk::DataEnd,
+                        _ => Chunk::Data(left),
                     });
-                    return Ok(Step::Data(buf.split_to(n).freeze()));
+                    return Ok(Step::Data(data));
                 }
                 Decoder::Chunked(c) => {
                     if !self.frame(c, buf)? {
