@@ -79,6 +79,12 @@ struct Conn {
     /// Where request heads are written (kept for its capacity).
     out: Vec<u8>,
     home: Home,
+    /// The first-byte timer, kept from request to request: moving a
+    /// pending deadline later is one atomic update, where a new timer per
+    /// request is an insertion into the runtime's timer wheel, a removal,
+    /// and (when it is the earliest timer) a wake-up of the runtime's
+    /// driver through its eventfd.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Conn {
@@ -90,6 +96,7 @@ impl Conn {
             buf: BytesMut::new(),
             out: Vec::new(),
             home: current_home(),
+            timer: None,
         })
     }
 
@@ -221,6 +228,32 @@ impl Conn {
         }
     }
 
+    /// [`Conn::exchange`], given up at `deadline` (`Failed::Late`).
+    async fn exchange_by(
+        &mut self,
+        req: &mut Outgoing<'_>,
+        reused: bool,
+        deadline: tokio::time::Instant,
+    ) -> Result<h1::Head, Failed> {
+        let mut timer = match self.timer.take() {
+            Some(mut t) => {
+                t.as_mut().reset(deadline);
+                t
+            }
+            None => Box::pin(tokio::time::sleep_until(deadline)),
+        };
+        let result = {
+            let mut work = std::pin::pin!(self.exchange(req, reused));
+            poll_fn(|cx| match work.as_mut().poll(cx) {
+                Poll::Ready(r) => Poll::Ready(r),
+                Poll::Pending => timer.as_mut().poll(cx).map(|()| Err(Failed::Late)),
+            })
+            .await
+        };
+        self.timer = Some(timer);
+        result
+    }
+
     /// One request and its response head.
     async fn exchange(&mut self, req: &mut Outgoing<'_>, reused: bool) -> Result<h1::Head, Failed> {
         // A streamed body cannot go again once it has been read from.
@@ -263,13 +296,16 @@ enum Failed {
     Sent(String),
     /// The client's own body failed (it went away, or broke its length).
     Client(String),
+    /// No response head by the first-byte deadline.
+    Late,
 }
 
-impl From<Failed> for SendError {
-    fn from(f: Failed) -> SendError {
-        match f {
+impl Failed {
+    fn into_send_error(self, first_byte: Duration) -> SendError {
+        match self {
             Failed::Unsent(e) | Failed::Sent(e) => SendError::Broken(e),
             Failed::Client(e) => SendError::ClientBody(e),
+            Failed::Late => SendError::Timeout(first_byte),
         }
     }
 }
@@ -370,15 +406,14 @@ impl Pool {
         Ok(Conn::new(stream))
     }
 
-    /// A connection to `authority`: a pooled one that is still good, else
-    /// a new one. Also says whether it was reused.
-    async fn checkout(&self, target: &Target) -> Result<(Box<Conn>, bool), SendError> {
+    /// An idle connection to `target` that is still good, if there is one.
+    async fn checkout(&self, target: &Target) -> Option<Box<Conn>> {
         while let Some(mut c) = self.inner.take(target.authority.as_str()) {
             if poll_fn(|cx| Poll::Ready(c.idle_ok(cx))).await {
-                return Ok((c, true));
+                return Some(c);
             }
         }
-        Ok((self.connect(&target.addr).await?, false))
+        None
     }
 
     /// Sends `req` to the node at `authority` and waits (at most
@@ -392,24 +427,28 @@ impl Pool {
     ) -> Result<Response<UpstreamBody>, SendError> {
         let target = req.target;
         let authority = &target.authority;
-        let work = async {
-            let (mut conn, reused) = self.checkout(target).await?;
-            match conn.exchange(&mut req, reused).await {
-                Ok(head) => Ok((conn, head)),
-                Err(Failed::Unsent(e)) => {
-                    tracing::debug!(%authority, error = %e, "pooled connection was closed; using a new one");
-                    let mut fresh = self.connect(&target.addr).await?;
-                    match fresh.exchange(&mut req, false).await {
-                        Ok(head) => Ok((fresh, head)),
-                        Err(f) => Err(SendError::from(f)),
-                    }
-                }
-                Err(f) => Err(SendError::from(f)),
-            }
+        // The first-byte timeout covers connecting, writing and waiting.
+        let deadline = tokio::time::Instant::now() + first_byte;
+        let connect = |addr| async move {
+            tokio::time::timeout_at(deadline, self.connect(addr))
+                .await
+                .map_err(|_| SendError::Timeout(first_byte))?
         };
-        let (conn, head) = tokio::time::timeout(first_byte, work)
-            .await
-            .map_err(|_| SendError::Timeout(first_byte))??;
+        let (mut conn, reused) = match self.checkout(target).await {
+            Some(c) => (c, true),
+            None => (connect(&target.addr).await?, false),
+        };
+        let head = match conn.exchange_by(&mut req, reused, deadline).await {
+            Ok(head) => head,
+            Err(Failed::Unsent(e)) => {
+                tracing::debug!(%authority, error = %e, "pooled connection was closed; using a new one");
+                conn = connect(&target.addr).await?;
+                conn.exchange_by(&mut req, false, deadline)
+                    .await
+                    .map_err(|f| f.into_send_error(first_byte))?
+            }
+            Err(f) => return Err(f.into_send_error(first_byte)),
+        };
         let mut resp = Response::new(UpstreamBody {
             conn: Some(conn),
             decoder: head.body,
@@ -924,5 +963,63 @@ mod tests {
             "{err}"
         );
         assert!(b.is_end_stream());
+    }
+
+    /// The first-byte timer is kept on the connection and moved from
+    /// request to request: each request still gets the whole timeout from
+    /// its own start, whether the previous deadline is pending or passed.
+    #[tokio::test]
+    async fn every_request_on_a_connection_gets_its_own_first_byte_timeout() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt as _;
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    // Answers two requests, then keeps the third waiting.
+                    for _ in 0..2 {
+                        if read_request(&mut tcp).await.is_none() {
+                            return;
+                        }
+                        let _ = tcp
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                            .await;
+                    }
+                    let _ = read_request(&mut tcp).await;
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                });
+            }
+        });
+        let pool = Pool::new(Duration::from_secs(1), Duration::from_secs(30));
+        let first_byte = Duration::from_millis(300);
+        let r = pool
+            .send(post(&addr, "{}").out(), first_byte)
+            .await
+            .expect("first");
+        body(r).await;
+        // Idle past the first deadline: the timer has fired meanwhile.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let r = pool
+            .send(post(&addr, "{}").out(), first_byte)
+            .await
+            .expect("second");
+        body(r).await;
+        // Back soon, with the second deadline still pending: moved later.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = std::time::Instant::now();
+        let err = pool
+            .send(post(&addr, "{}").out(), first_byte)
+            .await
+            .expect_err("no answer");
+        let waited = started.elapsed();
+        assert!(matches!(err, SendError::Timeout(_)), "{err:?}");
+        assert!(
+            waited >= first_byte && waited < Duration::from_secs(2),
+            "gave up after {waited:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 }
