@@ -322,10 +322,14 @@ impl Decoder {
         loop {
             match *self {
                 Decoder::Done => return Ok(Step::End),
-                Decoder::Length(left) => {
-                    if buf.is_empty() {
+                Decoder::Chunked(c @ (Chunk::Size | Chunk::DataEnd | Chunk::Trailers(_))) => {
+                    if !self.frame(c, buf)? {
                         return Ok(Step::More);
                     }
+                }
+                // Data of some kind is next.
+                _ if buf.is_empty() => return Ok(Step::More),
+                Decoder::Length(left) => {
                     let (data, left) = take(buf, left);
                     *self = match left {
                         0 => Decoder::Done,
@@ -333,16 +337,7 @@ impl Decoder {
                     };
                     return Ok(Step::Data(data));
                 }
-                Decoder::UntilClose => {
-                    if buf.is_empty() {
-                        return Ok(Step::More);
-                    }
-                    return Ok(Step::Data(buf.split().freeze()));
-                }
                 Decoder::Chunked(Chunk::Data(left)) => {
-                    if buf.is_empty() {
-                        return Ok(Step::More);
-                    }
                     let (data, left) = take(buf, left);
                     *self = Decoder::Chunked(match left {
                         0 => Chunk::DataEnd,
@@ -350,11 +345,7 @@ impl Decoder {
                     });
                     return Ok(Step::Data(data));
                 }
-                Decoder::Chunked(c) => {
-                    if !self.frame(c, buf)? {
-                        return Ok(Step::More);
-                    }
-                }
+                Decoder::UntilClose => return Ok(Step::Data(buf.split().freeze())),
             }
         }
     }
