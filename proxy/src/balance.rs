@@ -17,7 +17,11 @@
 //! [`LOAD_TOLERANCE`] count as equal. Between equals the node with fewer
 //! recent picks (a count decaying over [`RECENT_PICKS_TAU_SECS`]) wins, then
 //! the one picked least recently: idle, equally fast nodes share sequential
-//! traffic evenly instead of by the luck of the draw.
+//! traffic evenly instead of by the luck of the draw. A node at least
+//! [`SLOWER_CLASS`] times slower does not share that way: a tie of costs
+//! goes to the faster node (a busy fast node's queue moves faster than its
+//! estimate says; sharing sent ~1 % of the load to a 4× slower node and
+//! put the p99 on its service time).
 
 use std::cmp::Ordering;
 
@@ -36,6 +40,9 @@ pub const TTFB_FLOOR_SECS: f64 = 0.010;
 /// nodes count as equally loaded: a node at 20 % CPU is as good as an idle
 /// one, one at 50 % is not.
 pub const LOAD_TOLERANCE: f64 = 0.25;
+/// How many times slower a node's first byte must be to lose a tie of
+/// costs to the faster node instead of sharing by fairness.
+pub const SLOWER_CLASS: f64 = 2.0;
 /// Weight of a node that nobody configured: costs are relative to it.
 pub const NORMAL_WEIGHT: f64 = 100.0;
 /// Time constant of the recent-picks count: a node's old picks stop
@@ -185,12 +192,30 @@ fn fairness(a: &Load, b: &Load) -> Ordering {
     }
 }
 
+/// Between two candidates of equal cost: the faster one when the other is
+/// at least [`SLOWER_CLASS`] times slower (and not within the millisecond
+/// noise floor), with `use_latency`; else
+/// [`fairness`]. Sharing is for nodes of one speed (whose estimates also
+/// carry their queues); a much slower node whose cost comes within the
+/// tolerance of a busy fast one would otherwise win on its few recent
+/// picks, though the fast node's queue moves faster than the estimate says.
+fn tie_break(a: &Load, b: &Load, default_ttfb: f64, use_latency: bool) -> Ordering {
+    let (ta, tb) = (a.ttfb(default_ttfb), b.ttfb(default_ttfb));
+    let apart =
+        !within(ta, tb, TTFB_TOLERANCE, TTFB_FLOOR_SECS) && ta.max(tb) >= SLOWER_CLASS * ta.min(tb);
+    if use_latency && apart {
+        ta.total_cmp(&tb)
+    } else {
+        fairness(a, b)
+    }
+}
+
 /// Whether `a` is strictly preferred to `b`.
 fn better(a: &Load, b: &Load, default_ttfb: f64, use_latency: bool) -> bool {
     match compare(a, b, default_ttfb, use_latency) {
         Ordering::Less => true,
         Ordering::Greater => false,
-        Ordering::Equal => fairness(a, b) == Ordering::Less,
+        Ordering::Equal => tie_break(a, b, default_ttfb, use_latency) == Ordering::Less,
     }
 }
 
@@ -226,7 +251,7 @@ pub fn p2c(loads: &[Load], pair: (usize, usize)) -> usize {
     for (k, l) in loads.iter().enumerate() {
         if k != best
             && compare(l, &loads[winner], d, true) == Ordering::Equal
-            && fairness(l, &loads[best]) == Ordering::Less
+            && tie_break(l, &loads[best], d, true) == Ordering::Less
         {
             best = k;
         }
@@ -445,6 +470,18 @@ mod tests {
                 name: "4x slower node loses even when idle against 2 in flight",
                 a: load(0, Some(0.4), 100, 0.0),
                 b: load(2, Some(0.1), 100, 0.0),
+                want: 1,
+            },
+            Case {
+                name: "a 4x slower idle node within the tolerance of a busy fast one loses the tie",
+                a: Load {
+                    recent_picks: 0.0,
+                    ..slots(load(0, Some(0.4), 100, 0.0), 4)
+                },
+                b: Load {
+                    recent_picks: 10.0,
+                    ..slots(load(9, Some(0.1), 100, 0.0), 4)
+                },
                 want: 1,
             },
             Case {
