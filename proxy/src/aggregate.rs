@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::state::Shared;
 use crate::table::{Backend, Table};
-use crate::upstream::{self, Outgoing, SendError, UpBody};
+use crate::upstream::{Outgoing, SendError, UpBody};
 
 /// Largest list accepted from one node.
 const MAX_LIST_BODY: usize = 16 << 20;
@@ -45,7 +45,7 @@ async fn get_json(shared: &Shared, b: &Backend, path: &'static str) -> Result<Va
     };
     let timeout = shared.config.aggregate_timeout;
     let work = async {
-        let resp = upstream::send(&shared.client, req, timeout).await;
+        let resp = shared.client.send(req, timeout).await;
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {

@@ -67,7 +67,11 @@ async fn send_all(
                 headers: &parts.headers,
                 body: UpBody::full(body.clone()),
             };
-            match upstream::send(&shared.client, req, shared.config.first_byte_timeout).await {
+            match shared
+                .client
+                .send(req, shared.config.first_byte_timeout)
+                .await
+            {
                 Ok(r) => Answer::Response(r),
                 Err(e) => {
                     shared.send_failed(b, &e);

@@ -329,7 +329,10 @@ pub(crate) async fn forward(
             body: UpBody::full(call.body.clone()),
         };
         let sent = Instant::now();
-        let result = upstream::send(&shared.client, req, shared.config.first_byte_timeout).await;
+        let result = shared
+            .client
+            .send(req, shared.config.first_byte_timeout)
+            .await;
         let may_retry = || {
             tried.len() < max_attempts
                 && select::candidates(table, Some(entry), shared.clock.now(), &tried)

@@ -95,6 +95,16 @@ pub(crate) fn write_head<'h>(
     out.extend_from_slice(b"\r\n");
 }
 
+/// A `Content-Length` value: decimal digits only, at most 19 of them (no
+/// sign, no blanks, no overflow).
+pub(crate) fn decimal(digits: &[u8]) -> Option<u64> {
+    (!digits.is_empty() && digits.len() <= 19 && digits.iter().all(u8::is_ascii_digit)).then(|| {
+        digits
+            .iter()
+            .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
+    })
+}
+
 /// The decimal digits of `n`, written into the end of `buf`.
 fn itoa(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
@@ -217,10 +227,7 @@ impl Scan {
         let items = || value.split(|&b| b == b',').map(<[u8]>::trim_ascii);
         if name == CONTENT_LENGTH {
             for item in items() {
-                let n =
-                    (!item.is_empty() && item.len() <= 19 && item.iter().all(u8::is_ascii_digit))
-                        .then(|| item.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')));
-                match (n, self.length) {
+                match (decimal(item), self.length) {
                     (Some(n), None) => self.length = Some(n),
                     (Some(n), Some(l)) if n == l => {}
                     _ => {

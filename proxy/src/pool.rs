@@ -279,10 +279,7 @@ impl Conn {
 fn content_length(headers: &HeaderMap) -> Option<u64> {
     let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
     match (values.next(), values.next()) {
-        (Some(v), None) => std::str::from_utf8(v.as_bytes())
-            .ok()
-            .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse().ok()),
+        (Some(v), None) => h1::decimal(v.as_bytes()),
         _ => None,
     }
 }

@@ -65,7 +65,7 @@ fn routed(path: &'static str, ep: Endpoint) -> MethodRouter<Arc<Shared>> {
 
 /// What the shortcut does with a request: the model-routed handler's
 /// future, or the request back for the router.
-pub(crate) type Shortcut = Result<BoxFuture<'static, Response<Body>>, Request>;
+pub(crate) type Shortcutted = Result<BoxFuture<'static, Response<Body>>, Request>;
 
 /// Answers `POST` to a model-routed endpoint without the router: one
 /// comparison per listed path instead of axum's path lookup, its
@@ -75,7 +75,7 @@ pub(crate) type Shortcut = Result<BoxFuture<'static, Response<Body>>, Request>;
 // The request handed back is moved, not boxed: boxing would allocate on
 // every request the router serves.
 #[allow(clippy::result_large_err)]
-pub(crate) fn shortcut(shared: &Arc<Shared>, req: Request) -> Shortcut {
+pub(crate) fn shortcut(shared: &Arc<Shared>, req: Request) -> Shortcutted {
     // A browser's request goes through the router's CORS layer.
     if req.headers().contains_key(header::ORIGIN) {
         return Err(req);
@@ -287,7 +287,11 @@ async fn blob(State(shared): S, Path(_digest): Path<String>, req: Request) -> Re
         body: up_body,
     };
     let in_flight = InFlight::new(b.live.clone());
-    match upstream::send(&shared.client, req, shared.config.first_byte_timeout).await {
+    match shared
+        .client
+        .send(req, shared.config.first_byte_timeout)
+        .await
+    {
         Ok(resp) => forward::respond(&shared, resp, b, rec, in_flight, forward::Served::default()),
         Err(e) => {
             shared.send_failed(b, &e);

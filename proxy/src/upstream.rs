@@ -1,16 +1,15 @@
-//! Requests to the nodes: building them (same path and end-to-end
-//! headers, `Host` rewritten), sending them through the connection
-//! [`Pool`](crate::pool::Pool) with a first-byte timeout, and sorting
-//! failures into what may be retried elsewhere.
+//! Requests to the nodes: what goes into them (same path and end-to-end
+//! headers, `Host` rewritten; sent by [`Pool::send`](crate::pool::Pool::send)
+//! with a first-byte timeout), and sorting failures into what may be
+//! retried elsewhere.
 
 use std::error::Error as StdError;
 use std::time::Duration;
 
 use axum::http::uri::PathAndQuery;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Response, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use bytes::Bytes;
 
-use crate::pool::{Pool, UpstreamBody};
 use crate::table::Target;
 
 /// A request body to a node: the bytes already read (most requests, so a
@@ -170,16 +169,6 @@ pub(crate) fn chain(e: &(dyn StdError + 'static)) -> String {
         cur = err.source();
     }
     parts.join(": ")
-}
-
-/// Sends `req` to its node and waits for the response head, at most
-/// `first_byte` (connecting included).
-pub(crate) async fn send(
-    pool: &Pool,
-    req: Outgoing<'_>,
-    first_byte: Duration,
-) -> Result<Response<UpstreamBody>, SendError> {
-    pool.send(req, first_byte).await
 }
 
 /// The path and query of a request to pass on ("/" if it has none).
