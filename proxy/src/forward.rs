@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, Request, Response, StatusCode};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
+use smallvec::SmallVec;
 
 use crate::balance::{self, Dice};
 use crate::body::{Finisher, Framing, InFlight, ProxyBody};
@@ -85,22 +86,59 @@ impl Endpoint {
 }
 
 /// The fields routing needs, read without building the whole document.
+/// Strings are borrowed from the body unless they hold escapes.
 #[derive(Deserialize, Default)]
 pub(crate) struct Probe<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub model: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub name: Option<Cow<'a, str>>,
     #[serde(default)]
     pub stream: Option<bool>,
     /// `/api/create`: the model it starts from.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub from: Option<Cow<'a, str>>,
     /// `/api/copy`.
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub source: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "borrowed_str")]
     pub destination: Option<Cow<'a, str>>,
+}
+
+/// An optional string that borrows from the input when it can. (serde's
+/// own `Option<Cow<str>>` always copies: its `borrow` reaches a `Cow`
+/// only when the `Cow` is the field itself.)
+fn borrowed_str<'de, D>(d: D) -> Result<Option<Cow<'de, str>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Visit;
+    impl<'de> serde::de::Visitor<'de> for Visit {
+        type Value = Option<Cow<'de, str>>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Borrowed(v)))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v.to_owned())))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(Cow::Owned(v)))
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+    d.deserialize_option(Visit)
 }
 
 impl<'a> Probe<'a> {
@@ -212,10 +250,11 @@ pub(crate) async fn model_routed(
         Ok(b) => b,
         Err(e) => return fail(rec, e, ep.dialect),
     };
-    let (model, stream) = match Probe::parse(&bytes) {
-        Ok(p) => (p.model().to_owned(), p.stream.unwrap_or(ep.stream_default)),
+    let probe = match Probe::parse(&bytes) {
+        Ok(p) => p,
         Err(e) => return fail(rec, e, ep.dialect),
     };
+    let (model, stream) = (probe.model(), probe.stream.unwrap_or(ep.stream_default));
     let table = shared.current_table().await;
     if model.is_empty() {
         // Ollama's answer, unless there is no fleet to ask at all.
@@ -225,12 +264,12 @@ pub(crate) async fn model_routed(
         };
         return fail(rec, err, ep.dialect);
     }
-    let entry = table.model(&model);
-    set_model(&mut rec, entry, &model, stream);
+    let entry = table.model(model);
+    set_model(&mut rec, entry, model, stream);
     let call = Call {
         parts: &parts,
-        body: bytes,
-        model: &model,
+        body: bytes.clone(),
+        model,
         stream,
         ep,
         on_success: None,
@@ -271,46 +310,52 @@ pub(crate) async fn forward(
     rec: Recorder,
 ) -> Response<Body> {
     let max_attempts = 1 + shared.config.max_retries as usize;
-    let mut tried: Vec<usize> = Vec::with_capacity(2);
+    let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
     let mut failures: Vec<Failure> = Vec::new();
     let path_and_query = upstream::path_and_query(&call.parts.uri);
     loop {
-        let now = shared.clock.now();
-        let mut cands = match select::candidates(table, entry, now, &tried) {
-            Ok(c) => c,
-            Err(no) => {
-                return fail(
-                    rec,
-                    no_route_error(&no, call.model, call.ep.not_found),
-                    call.ep.dialect,
-                );
-            }
-        };
-        if cands.is_empty() {
-            break;
-        }
-        let Some(entry) = entry else { break };
-        select::prefer_loaded(table, &mut cands, shared.config.strategy);
-        let (chosen, reference) = if cands.len() == 1 {
-            // No choice to make (a one-node fleet): skip the cost model.
-            (cands[0].clone(), None)
-        } else {
-            let loads = select::loads(table, entry, &cands, call.stream, now);
-            let dice = Dice {
-                r1: rand::random::<u32>() as usize,
-                r2: rand::random::<u32>() as usize,
-                counter: shared.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        let sent = Instant::now();
+        let now = shared.clock.at(sent);
+        // The candidates end here, before the request is sent: kept
+        // across the await, they would enlarge every request's future.
+        let (entry, chosen, reference) = {
+            let mut cands = match select::candidates(table, entry, now, &tried) {
+                Ok(c) => c,
+                Err(no) => {
+                    return fail(
+                        rec,
+                        no_route_error(&no, call.model, call.ep.not_found),
+                        call.ep.dialect,
+                    );
+                }
             };
-            let ci = balance::pick(shared.config.strategy, &loads, dice);
-            // What the other candidates take, for judging this node's first sample.
-            let others: Vec<crate::balance::Load> = loads
-                .iter()
-                .enumerate()
-                .filter(|(i, l)| *i != ci && l.ttfb_secs.is_some())
-                .map(|(_, l)| *l)
-                .collect();
-            let reference = (!others.is_empty()).then(|| balance::default_ttfb(&others));
-            (cands[ci].clone(), reference)
+            if cands.is_empty() {
+                break;
+            }
+            let Some(entry) = entry else { break };
+            select::prefer_loaded(table, &mut cands, shared.config.strategy);
+            let (chosen, reference) = if cands.len() == 1 {
+                // No choice to make (a one-node fleet): skip the cost model.
+                (cands[0].clone(), None)
+            } else {
+                let loads = select::loads(table, entry, &cands, call.stream, now);
+                let dice = Dice {
+                    r1: rand::random::<u32>() as usize,
+                    r2: rand::random::<u32>() as usize,
+                    counter: shared.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                };
+                let ci = balance::pick(shared.config.strategy, &loads, dice);
+                // What the other candidates take, for judging this node's first sample.
+                let others: SmallVec<[crate::balance::Load; 8]> = loads
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, l)| *i != ci && l.ttfb_secs.is_some())
+                    .map(|(_, l)| *l)
+                    .collect();
+                let reference = (!others.is_empty()).then(|| balance::default_ttfb(&others));
+                (cands[ci].clone(), reference)
+            };
+            (entry, chosen, reference)
         };
         let backend = &table.nodes[chosen.node];
         backend.live.note_pick(now, shared.next_pick());
@@ -328,10 +373,9 @@ pub(crate) async fn forward(
             headers: &call.parts.headers,
             body: UpBody::full(call.body.clone()),
         };
-        let sent = Instant::now();
         let result = shared
             .client
-            .send(req, shared.config.first_byte_timeout)
+            .send_at(req, shared.config.first_byte_timeout, sent)
             .await;
         let may_retry = || {
             tried.len() < max_attempts
@@ -360,10 +404,11 @@ pub(crate) async fn forward(
                     continue;
                 }
                 if status.is_success() {
+                    let answered = Instant::now();
                     entry.holders[chosen.holder].live.observe(
                         call.stream,
-                        sent.elapsed().as_secs_f64(),
-                        shared.clock.now(),
+                        answered.saturating_duration_since(sent).as_secs_f64(),
+                        shared.clock.at(answered),
                         reference,
                     );
                 }
@@ -517,4 +562,71 @@ pub(crate) async fn model_in_path(
         on_success: None,
     };
     forward(&shared, &table, entry, call, rec).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_reads_the_routing_fields_borrowing_plain_strings() {
+        // (body, model(), stream, model borrowed from the body)
+        let cases: &[(&str, &str, Option<bool>, bool)] = &[
+            (
+                r#"{"model":"llama3","stream":false}"#,
+                "llama3",
+                Some(false),
+                true,
+            ),
+            // Older clients name the model `name`.
+            (r#"{"name":"qwen:7b"}"#, "qwen:7b", None, true),
+            // An escape in the string: unescaped into a copy.
+            (r#"{"model":"a\u0062c"}"#, "abc", None, false),
+            // `null` is no model, as in Ollama.
+            (r#"{"model":null,"name":"x"}"#, "x", None, true),
+            (r#"{"model":"  padded  "}"#, "padded", None, true),
+            // Other fields, of any shape, are skipped.
+            (
+                r#"{"messages":[{"role":"user","content":"hi"}],"model":"m","options":{"x":1}}"#,
+                "m",
+                None,
+                true,
+            ),
+            (r#"{}"#, "", None, false),
+        ];
+        for (body, model, stream, borrowed) in cases {
+            let p = Probe::parse(body.as_bytes()).expect(body);
+            assert_eq!(p.model(), *model, "{body}");
+            assert_eq!(p.stream, *stream, "{body}");
+            let field = p.model.as_ref().or(p.name.as_ref());
+            assert_eq!(
+                field.is_some_and(|c| matches!(c, Cow::Borrowed(_))),
+                *borrowed,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn probe_names_what_is_wrong_with_a_body() {
+        let cases: &[(&str, &str)] = &[
+            ("", "missing request body"),
+            ("  \n", "missing request body"),
+            (
+                r#"{"model":5}"#,
+                "invalid request body: invalid type: integer `5`, expected a string",
+            ),
+            (r#"{"model":"x""#, "invalid request body: EOF while parsing"),
+            (
+                r#"{"stream":"yes"}"#,
+                "invalid request body: invalid type: string",
+            ),
+        ];
+        for (body, want) in cases {
+            let Err(e) = Probe::parse(body.as_bytes()) else {
+                panic!("{body:?} parsed");
+            };
+            assert!(e.to_string().starts_with(want), "{body:?}: {e}");
+        }
+    }
 }

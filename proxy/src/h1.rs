@@ -13,7 +13,7 @@
 
 use std::mem::MaybeUninit;
 
-use axum::http::header::{CONNECTION, CONTENT_LENGTH, TRANSFER_ENCODING};
+use axum::http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, DATE, TRANSFER_ENCODING};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -190,8 +190,8 @@ pub(crate) fn parse_head(
         let mut headers = HeaderMap::with_capacity(count + 1);
         let mut scan = Scan::default();
         for &(n0, n1, v0, v1) in &spans[..count] {
-            let name = HeaderName::from_bytes(&head[n0 as usize..n1 as usize])
-                .map_err(|_| WireError::Head(httparse::Error::HeaderName))?;
+            let name = header_name(&head[n0 as usize..n1 as usize])
+                .ok_or(WireError::Head(httparse::Error::HeaderName))?;
             let value = HeaderValue::from_maybe_shared(head.slice(v0 as usize..v1 as usize))
                 .map_err(|_| WireError::Head(httparse::Error::HeaderValue))?;
             scan.see(&name, value.as_bytes())?;
@@ -206,6 +206,39 @@ pub(crate) fn parse_head(
             keep_alive,
         }));
     }
+}
+
+/// A response header's name, `None` if it is not one. The names nearly
+/// every Ollama response carries are matched directly:
+/// `HeaderName::from_bytes` lowercases into a scratch buffer and then
+/// searches every standard name, several times the work.
+fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    let common = match raw.len() {
+        4 => DATE,
+        10 => CONNECTION,
+        12 => CONTENT_TYPE,
+        14 => CONTENT_LENGTH,
+        17 => TRANSFER_ENCODING,
+        _ => return HeaderName::from_bytes(raw).ok(),
+    };
+    if same_name(raw, common.as_str().as_bytes()) {
+        Some(common)
+    } else {
+        HeaderName::from_bytes(raw).ok()
+    }
+}
+
+/// Whether `raw`, a header name as httparse accepted it (a token), is
+/// `lower` (lowercase letters and `-`) in any case. Setting bit 0x20
+/// lowercases a letter and keeps `-`; no other token character turns into
+/// a letter or `-` by it. Without an early exit the loop vectorizes.
+fn same_name(raw: &[u8], lower: &[u8]) -> bool {
+    raw.len() == lower.len()
+        && raw
+            .iter()
+            .zip(lower)
+            .fold(0, |diff, (r, l)| diff | ((r | 0x20) ^ l))
+            == 0
 }
 
 /// What a response's headers say about its framing and its connection,
@@ -453,6 +486,42 @@ mod tests {
 
     fn head_of(req: &[u8]) -> Result<Option<Head>, WireError> {
         parse_head(&mut BytesMut::from(req), false)
+    }
+
+    #[test]
+    fn header_names_match_the_http_crates_reading() {
+        let names = [
+            "Date",
+            "date",
+            "DATE",
+            "Datf",
+            "Connection",
+            "Keep-Alive",
+            "Content-Type",
+            "content-TYPE",
+            "Content-Typo",
+            "Content-Length",
+            "Transfer-Encoding",
+            "X-Request-Id",
+            // Token characters one bit away from a letter or `-`.
+            "Dat^",
+            "dat~",
+            "Content_Type",
+            "Content.Type",
+            "Connectio`",
+            "x-herd-node",
+            "Server",
+            "bad name",
+            "",
+            "Content-Type\0",
+        ];
+        for raw in names {
+            assert_eq!(
+                header_name(raw.as_bytes()),
+                HeaderName::from_bytes(raw.as_bytes()).ok(),
+                "{raw:?}"
+            );
+        }
     }
 
     #[test]

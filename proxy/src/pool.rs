@@ -320,12 +320,12 @@ struct Inner {
 }
 
 impl Inner {
-    fn take(&self, key: &str) -> Option<Box<Conn>> {
+    fn take(&self, key: &str, now: Instant) -> Option<Box<Conn>> {
         let home = current_home();
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         let list = idle.get_mut(&home)?.get_mut(key)?;
         while let Some(i) = list.pop() {
-            if i.since.elapsed() < self.idle_timeout {
+            if now.saturating_duration_since(i.since) < self.idle_timeout {
                 return Some(i.conn);
             }
         }
@@ -404,8 +404,8 @@ impl Pool {
     }
 
     /// An idle connection to `target` that is still good, if there is one.
-    async fn checkout(&self, target: &Target) -> Option<Box<Conn>> {
-        while let Some(mut c) = self.inner.take(target.authority.as_str()) {
+    async fn checkout(&self, target: &Target, now: Instant) -> Option<Box<Conn>> {
+        while let Some(mut c) = self.inner.take(target.authority.as_str(), now) {
             if poll_fn(|cx| Poll::Ready(c.idle_ok(cx))).await {
                 return Some(c);
             }
@@ -419,19 +419,29 @@ impl Pool {
     /// pool when the body has been read to its end.
     pub(crate) async fn send(
         &self,
+        req: Outgoing<'_>,
+        first_byte: Duration,
+    ) -> Result<Response<UpstreamBody>, SendError> {
+        self.send_at(req, first_byte, Instant::now()).await
+    }
+
+    /// [`Pool::send`] for a caller that has just read the clock: `now`.
+    pub(crate) async fn send_at(
+        &self,
         mut req: Outgoing<'_>,
         first_byte: Duration,
+        now: Instant,
     ) -> Result<Response<UpstreamBody>, SendError> {
         let target = req.target;
         let authority = &target.authority;
         // The first-byte timeout covers connecting, writing and waiting.
-        let deadline = tokio::time::Instant::now() + first_byte;
+        let deadline = tokio::time::Instant::from_std(now) + first_byte;
         let connect = |addr| async move {
             tokio::time::timeout_at(deadline, self.connect(addr))
                 .await
                 .map_err(|_| SendError::Timeout(first_byte))?
         };
-        let (mut conn, reused) = match self.checkout(target).await {
+        let (mut conn, reused) = match self.checkout(target, now).await {
             Some(c) => (c, true),
             None => (connect(&target.addr).await?, false),
         };

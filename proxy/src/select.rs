@@ -4,6 +4,8 @@
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 
+use smallvec::SmallVec;
+
 use crate::balance::Load;
 use crate::config::Strategy;
 use crate::table::{ModelEntry, Table, Unroutable};
@@ -127,19 +129,22 @@ pub(crate) fn fleet_check(table: &Table) -> Result<(), NoRoute> {
     Ok(())
 }
 
+/// A request's candidates, inline for fleets of up to 8 nodes.
+pub(crate) type Candidates = SmallVec<[Candidate; 8]>;
+
 /// The candidates for `model` at clock `now`, leaving out `tried` nodes.
-/// `Ok(vec![])` means every candidate was tried already.
+/// An empty list means every candidate was tried already.
 pub(crate) fn candidates(
     table: &Table,
     model: Option<&ModelEntry>,
     now: u64,
     tried: &[usize],
-) -> Result<Vec<Candidate>, NoRoute> {
+) -> Result<Candidates, NoRoute> {
     fleet_check(table)?;
     let Some(model) = model else {
         return Err(NoRoute::ModelNotFound);
     };
-    let mut out = Vec::with_capacity(model.holders.len());
+    let mut out = Candidates::new();
     let mut unavailable = Vec::new();
     let mut tripped = Vec::new();
     for (hi, h) in model.holders.iter().enumerate() {
@@ -195,7 +200,7 @@ pub(crate) fn primary(table: &Table, now: u64) -> Result<usize, NoRoute> {
 /// and waiting for a slot on a fast node can beat starting at once on a
 /// slow one. When no loaded node has a free slot, every candidate competes
 /// on cost, so a busy model spreads to more nodes.
-pub(crate) fn prefer_loaded(table: &Table, cands: &mut Vec<Candidate>, strategy: Strategy) {
+pub(crate) fn prefer_loaded(table: &Table, cands: &mut Candidates, strategy: Strategy) {
     let free_loaded = |c: &Candidate| {
         let b = &table.nodes[c.node];
         c.loaded && b.live.in_flight.load(Ordering::Relaxed) < b.max_parallel
@@ -218,7 +223,7 @@ pub(crate) fn loads(
     cands: &[Candidate],
     stream: bool,
     now: u64,
-) -> Vec<Load> {
+) -> SmallVec<[Load; 8]> {
     cands
         .iter()
         .map(|c| {
@@ -294,7 +299,7 @@ mod tests {
         let run = |m: &str, tried: &[usize]| candidates(&t, t.model(m), 0, tried);
         assert_eq!(names(&t, &run("llama3", &[]).expect("ok")), ["a", "b"]);
         assert_eq!(names(&t, &run("llama3:latest", &[0]).expect("ok")), ["b"]);
-        assert_eq!(run("llama3", &[0, 1]), Ok(vec![]));
+        assert_eq!(run("llama3", &[0, 1]), Ok(Candidates::new()));
         assert_eq!(names(&t, &run("qwen", &[]).expect("ok")), ["a"]);
         assert_eq!(run("mistral", &[]), Err(NoRoute::ModelNotFound));
         assert_eq!(

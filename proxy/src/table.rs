@@ -31,7 +31,13 @@ impl Clock {
     }
 
     pub(crate) fn now(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX)
+        self.at(Instant::now())
+    }
+
+    /// `instant` on this clock (for a time already read for another use:
+    /// each reading of the system clock costs tens of nanoseconds).
+    pub(crate) fn at(&self, instant: Instant) -> u64 {
+        u64::try_from(instant.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn after(&self, d: Duration) -> u64 {
