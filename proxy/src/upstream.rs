@@ -61,7 +61,10 @@ pub(crate) struct Outgoing<'a> {
 
 /// The client's headers that go on to the node: all but the hop-by-hop
 /// ones (the fixed list and those its `Connection` header names), `Host`
-/// (the node's own is written) and `Content-Length` (the body's own is).
+/// (the node's own is written), `Content-Length` (the body's own is) and
+/// `Expect`: a `100-continue` is met on the client's side (herd's server
+/// sends `100 Continue` as herd starts reading the body), and herd sends
+/// the body to the node without waiting to be asked, as Envoy does.
 pub(crate) fn forwarded(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
     // The usual request has no `Connection` header, and so nothing named.
     let named = if headers.contains_key(header::CONNECTION) {
@@ -73,6 +76,7 @@ pub(crate) fn forwarded(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderNam
         !(hop_by_hop(name)
             || *name == header::HOST
             || *name == header::CONTENT_LENGTH
+            || *name == header::EXPECT
             || named.contains(name))
     })
 }
@@ -205,6 +209,7 @@ mod tests {
             HeaderValue::from_static("chunked"),
         );
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
         h.append("x-custom", HeaderValue::from_static("1"));
         h.append("x-custom", HeaderValue::from_static("2"));
         let got: Vec<(&str, &str)> = forwarded(&h)

@@ -88,6 +88,38 @@ async fn the_host_header_is_rewritten_for_the_node() {
 }
 
 #[tokio::test]
+async fn a_client_expecting_100_continue_is_told_to_go_on_and_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    bounded(async {
+        let herd = Herd::start().await;
+        let a = fake(&["m"]).await;
+        herd.add_fake("a", &a, &["m"]).await;
+        // As curl sends a large body: the head alone, then the body only
+        // once the server says `100 Continue`.
+        let body = r#"{"model":"m","prompt":"x","stream":false}"#;
+        let addr = herd.url.trim_start_matches("http://");
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let head = format!(
+            "POST /api/generate HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        tcp.write_all(head.as_bytes()).await.expect("head");
+        let mut interim = [0u8; 25];
+        tcp.read_exact(&mut interim).await.expect("100 Continue");
+        assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+        tcp.write_all(body.as_bytes()).await.expect("body");
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.expect("answer");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("x-herd-node: a\r\n"), "{answer}");
+        assert!(answer.contains(&herd_testkit::reply_text(3)), "{answer}");
+        assert_eq!(a.stats().requests.get("/api/generate"), Some(&1));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn generate_embed_and_show_pass_through() {
     bounded(async {
         let herd = Herd::start().await;
