@@ -11,7 +11,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, Response, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, any, delete, get, post};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt};
@@ -38,6 +38,16 @@ type S = State<Arc<Shared>>;
 async fn method_not_allowed() -> Response<Body> {
     let mut r = Response::new(Body::from("405 method not allowed"));
     *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+/// An Ollama or OpenAI path that neither herd nor Ollama serves: gin's
+/// answer, as Ollama gives it.
+async fn no_such_endpoint() -> Response<Body> {
+    let mut r = Response::new(Body::from("404 page not found"));
+    *r.status_mut() = StatusCode::NOT_FOUND;
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
     r
@@ -155,6 +165,11 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/apis/herd/v1/requests", get(requests))
         .route("/apis/herd/v1/requests/stats", get(request_stats))
+        // Any other path of Ollama's: its answer, behind the same CORS
+        // check (a page from an allowed origin gets a readable 404, not a
+        // CORS failure).
+        .route("/api/{*rest}", any(no_such_endpoint))
+        .route("/v1/{*rest}", any(no_such_endpoint))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(cors::Origins::new(&shared.config.origins)),
             cors::layer,

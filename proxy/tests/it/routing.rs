@@ -426,6 +426,55 @@ async fn browsers_get_ollamas_cors_answers() {
             assert_eq!(allow, [origin], "exactly one Access-Control-Allow-Origin");
             assert_eq!(r.headers()["x-herd-node"], "a");
         }
+        // A path Ollama does not serve: its 404, readable by an allowed page,
+        // 403 to any other, and a preflight answered as for any Ollama path.
+        for path in ["/api/nope", "/v1/nope/deeper"] {
+            let r = herd.http.get(herd.at(path)).send().await.expect("404");
+            assert_eq!(r.status(), 404, "{path}");
+            assert_eq!(r.text().await.expect("body"), "404 page not found");
+            let r = herd
+                .http
+                .get(herd.at(path))
+                .header("origin", "https://chat.example.com")
+                .send()
+                .await
+                .expect("404 from a page");
+            assert_eq!(r.status(), 404, "{path}");
+            assert_eq!(
+                r.headers()["access-control-allow-origin"],
+                "https://chat.example.com"
+            );
+            let r = herd
+                .http
+                .get(herd.at(path))
+                .header("origin", "https://evil.example.com")
+                .send()
+                .await
+                .expect("403");
+            assert_eq!(r.status(), 403, "{path}");
+            let r = herd
+                .http
+                .request(reqwest::Method::OPTIONS, herd.at(path))
+                .header("origin", "http://localhost:3000")
+                .header("access-control-request-method", "POST")
+                .send()
+                .await
+                .expect("preflight");
+            assert_eq!(r.status(), 204, "{path}");
+        }
+        // herd's own API keeps its Kubernetes-style 404.
+        let r = herd
+            .http
+            .get(herd.at("/apis/herd/v1/nope"))
+            .send()
+            .await
+            .expect("api 404");
+        assert_eq!(r.status(), 404);
+        assert_eq!(
+            r.json::<serde_json::Value>().await.expect("status")["kind"],
+            "Status"
+        );
+
         let r = herd
             .http
             .get(format!("{}/api/tags", herd.url))
