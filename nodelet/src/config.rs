@@ -115,12 +115,20 @@ pub struct NodeletArgs {
     /// At shutdown, how long to wait for the requests in flight on this node to end
     /// before stopping the Ollama herd started; 0s stops it at once. The node leaves
     /// routing first; the count is the one the router reports in the node's
-    /// status.usage.inFlight, and a 0 is believed once read 2.5s after the node left
-    /// routing (the router reports every second by default). If the router does not
-    /// answer, the wait ends after 5s. A second SIGTERM/SIGINT ends it at once.
+    /// status.usage.inFlight, and a 0 is believed once read --drain-settle after the
+    /// node left routing. If the router does not answer, the wait ends after 5s. A
+    /// second SIGTERM/SIGINT ends it at once.
     #[arg(long, env = "HERD_DRAIN_TIMEOUT", default_value = "30s",
           value_parser = parse_timeout, value_name = "DURATION")]
     pub drain_timeout: Duration,
+
+    /// While draining, how long after the node left routing an in-flight count of 0
+    /// is believed: the router writes the count at most once per its
+    /// --status-report-interval (1s by default) and a count that keeps changing can
+    /// wait two, so keep this at two of the server's intervals plus half a second.
+    #[arg(long, env = "HERD_DRAIN_SETTLE", default_value = "2500ms",
+          value_parser = parse_timeout, value_name = "DURATION")]
+    pub drain_settle: Duration,
 }
 
 /// A duration where 0 means "do not wait".
@@ -363,6 +371,7 @@ impl NodeletConfig {
         config.proxy = ProxyConfig::from_process_env()?;
         config.heartbeat_interval = args.heartbeat_interval;
         config.drain_timeout = args.drain_timeout;
+        config.timings.drain_settle = args.drain_settle;
         config.default_model = match (&args.default_model, args.no_default_model) {
             (_, true) => DefaultModel::Off,
             (Some(model), false) => DefaultModel::Named(check_model(model)?),
@@ -476,6 +485,8 @@ mod tests {
             "qwen2.5:0.5b",
             "--drain-timeout",
             "1m30s",
+            "--drain-settle",
+            "10500ms",
         ])
         .expect("parse");
         let c = NodeletConfig::from_args(&args).expect("config");
@@ -492,6 +503,7 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_millis(250));
         assert_eq!(c.default_model, DefaultModel::Named("qwen2.5:0.5b".into()));
         assert_eq!(c.drain_timeout, Duration::from_secs(90));
+        assert_eq!(c.timings.drain_settle, Duration::from_millis(10_500));
         assert!(c.verify_checksum);
     }
 
@@ -507,6 +519,7 @@ mod tests {
         assert_eq!(c.ollama_url.as_str(), "http://127.0.0.1:11434/");
         assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
+        assert_eq!(c.timings.drain_settle, Duration::from_millis(2500));
         assert_eq!(c.default_model, DefaultModel::BySize);
         assert_eq!(c.ollama_version, OllamaVersion::Latest);
         assert!(c.install && c.verify_checksum);
