@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use futures_util::StreamExt as _;
 use herd_apiserver::Workers;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
 /// Answers with the serving thread's name; `/slow` after a while, `/spawn`
@@ -32,6 +34,17 @@ fn router() -> Router {
             }),
         )
         .route(
+            "/drip",
+            get(|| async {
+                // Two chunks 500 ms apart: a stream that pauses.
+                let chunks = futures_util::stream::iter([0u64, 500]).then(|ms| async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok::<_, std::io::Error>(bytes::Bytes::from(format!("after {ms}\n")))
+                });
+                axum::body::Body::from_stream(chunks)
+            }),
+        )
+        .route(
             "/panic",
             get(|| async {
                 if std::hint::black_box(true) {
@@ -48,13 +61,17 @@ struct Served {
 }
 
 async fn serve(workers: Workers) -> Served {
+    serve_app(workers, herd_apiserver::with_common_layers(router()).into()).await
+}
+
+async fn serve_app(workers: Workers, app: herd_apiserver::App) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let token = CancellationToken::new();
     let done = tokio::spawn(herd_apiserver::serve_with(
-        herd_apiserver::with_common_layers(router()),
+        app,
         listener,
         std::future::pending(),
         token.clone(),
@@ -132,6 +149,95 @@ async fn the_shared_runtime_catches_panics_too() {
         .expect("serve returns")
         .expect("join")
         .expect("served");
+}
+
+/// Reads until the server closes the connection; what it sent, and when.
+async fn read_until_closed(tcp: &mut tokio::net::TcpStream) -> (String, std::time::Instant) {
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut got))
+        .await
+        .expect("the server closes the connection")
+        .expect("read");
+    (
+        String::from_utf8_lossy(&got).into_owned(),
+        std::time::Instant::now(),
+    )
+}
+
+#[tokio::test]
+async fn idle_client_connections_are_closed_and_busy_ones_are_not() {
+    let limit = Duration::from_millis(300);
+    for workers in [Workers::Shared, Workers::Threads(NonZeroUsize::MIN)] {
+        let app = herd_apiserver::App::from(herd_apiserver::with_common_layers(router()))
+            .with_idle_timeout(Some(limit));
+        let s = serve_app(workers, app).await;
+        let addr = s.url.trim_start_matches("http://").to_owned();
+        let connect = || tokio::net::TcpStream::connect(addr.clone());
+
+        // Connected and silent; stalled in the middle of a head; idle after
+        // a kept-alive answer: all closed, none before the limit.
+        let mut silent = connect().await.expect("connect");
+        let mut stalled = connect().await.expect("connect");
+        stalled
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .expect("write");
+        let mut kept = connect().await.expect("connect");
+        kept.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let t0 = std::time::Instant::now();
+        for (name, tcp, answered) in [
+            ("silent", &mut silent, false),
+            ("stalled", &mut stalled, false),
+            ("kept alive", &mut kept, true),
+        ] {
+            let (got, at) = read_until_closed(tcp).await;
+            assert_eq!(
+                got.starts_with("HTTP/1.1 200"),
+                answered,
+                "{workers}, {name}: {got:?}"
+            );
+            assert!(
+                at - t0 >= limit,
+                "{workers}, {name}: closed after {:?}",
+                at - t0
+            );
+        }
+
+        // A request that outlasts the limit before its answer, and a stream
+        // that pauses longer than the limit, are answered in full.
+        let mut slow = connect().await.expect("connect");
+        slow.write_all(
+            b"GET /drip HTTP/1.1\r\nHost: x\r\n\r\nGET /slow HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .expect("write");
+        let t0 = std::time::Instant::now();
+        let (got, at) = read_until_closed(&mut slow).await;
+        assert!(
+            got.contains("after 0\n") && got.contains("after 500\n"),
+            "{workers}: {got:?}"
+        );
+        assert_eq!(got.matches("HTTP/1.1 200").count(), 2, "{workers}: {got:?}");
+        assert!(
+            at - t0 >= Duration::from_millis(800) + limit,
+            "{workers}: {:?}",
+            at - t0
+        );
+
+        // Without the limit a silent connection stays open.
+        s.token.cancel();
+        let _ = s.done.await;
+    }
+    let s = serve(Workers::Shared).await;
+    let mut silent = tokio::net::TcpStream::connect(s.url.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let mut byte = [0u8; 1];
+    let waited = tokio::time::timeout(Duration::from_millis(700), silent.read(&mut byte)).await;
+    assert!(waited.is_err(), "closed without a limit: {waited:?}");
+    s.token.cancel();
 }
 
 #[test]

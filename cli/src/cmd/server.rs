@@ -44,6 +44,13 @@ pub struct ServerArgs {
     /// connection on the shared work-stealing runtime instead.
     #[arg(long, env = "HERD_HTTP_WORKERS", default_value = "auto", value_parser = parse_workers)]
     pub http_workers: herd_apiserver::Workers,
+    /// Close a client connection that has had no request for this long (checked every
+    /// quarter of it): keep-alive connections left idle, clients that vanished without
+    /// closing, request heads that stall. A request in flight is never cut, however long
+    /// its answer takes or streams. 0 keeps connections for as long as clients do, as
+    /// Ollama does.
+    #[arg(long, env = "HERD_CLIENT_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub client_idle_timeout: Duration,
     #[command(flatten)]
     pub proxy: herd_proxy::ProxyArgs,
     #[command(flatten)]
@@ -136,7 +143,8 @@ pub async fn serve(
     );
     // The proxy's hot paths skip axum's routing; the router serves the rest.
     let app = herd_apiserver::App::from(herd_apiserver::with_common_layers(router))
-        .with_shortcut(proxy.shortcut());
+        .with_shortcut(proxy.shortcut())
+        .with_idle_timeout(Some(args.client_idle_timeout));
     herd_apiserver::serve_with(app, listener, shutdown, token, args.http_workers)
         .await
         .context("herd server")?;

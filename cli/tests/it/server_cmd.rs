@@ -34,6 +34,8 @@ fn server_help_lists_every_flag_and_env_var() {
         "--bookmark-interval",
         "--origins",
         "HERD_ORIGINS",
+        "--client-idle-timeout",
+        "HERD_CLIENT_IDLE_TIMEOUT",
     ] {
         assert!(help.contains(needle), "{needle} missing from:\n{help}");
     }
@@ -106,4 +108,46 @@ fn sigterm_stops_the_server_whose_log_pipe_is_closed() {
         "herd server with a closed log pipe",
     );
     assert!(status.success(), "exit status {status}");
+}
+
+/// `--client-idle-timeout`: a silent connection is closed; a watch, a
+/// request in flight for longer than that, is not.
+#[tokio::test]
+async fn idle_client_connections_are_closed_but_watches_are_not() {
+    use futures_util::StreamExt as _;
+    use tokio::io::AsyncReadExt as _;
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = HerdProcess::server(dir.path(), &["--client-idle-timeout", "400ms"]);
+    let http = reqwest::Client::new();
+    let mut watch = http
+        .get(format!("{}/apis/herd/v1/nodes?watch=true", server.url))
+        .send()
+        .await
+        .expect("watch")
+        .bytes_stream();
+    let mut silent = tokio::net::TcpStream::connect(server.url.trim_start_matches("http://"))
+        .await
+        .expect("connect");
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read_to_end(&mut rest)).await;
+    assert!(matches!(closed, Ok(Ok(0))), "silent connection: {closed:?}");
+
+    // Well past the limit, the watch still delivers.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let r = http
+        .post(format!("{}/apis/herd/v1/nodes", server.url))
+        .json(&serde_json::json!({"metadata":{"name":"late"}}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 201);
+    let event = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("an event")
+        .expect("stream open")
+        .expect("bytes");
+    assert!(
+        String::from_utf8_lossy(&event).contains("\"late\""),
+        "{event:?}"
+    );
 }
