@@ -8,6 +8,7 @@
 
 pub mod error;
 mod extract;
+mod idle;
 pub mod mutate;
 pub mod routes;
 mod serve;

@@ -9,7 +9,6 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -21,7 +20,7 @@ use axum::routing::future::RouteFuture;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
+use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
@@ -29,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service as _;
 
+use crate::idle::{Activity, Counted, Tracked, Watched, quiet_for};
 use crate::{ApiError, Error};
 
 /// Where [`serve_with`] runs connections.
@@ -108,13 +108,14 @@ impl App {
         self
     }
 
-    /// Closes a client connection once it has had no request for `limit`:
-    /// keep-alive connections left idle, clients that vanished without
-    /// closing, and request heads that take longer than that. A request in
-    /// flight, however long its answer takes or streams, is never cut.
-    /// The connection closes between `limit` and 1¼ × `limit` after its
-    /// last response; `None` (the default) keeps connections for as long
-    /// as the client does, as Ollama does.
+    /// Closes a client connection that has been quiet for `limit`: no
+    /// request in flight and none begun (keep-alive connections left idle,
+    /// clients that vanished without closing, request heads that stall),
+    /// or a response the client has not read a byte of (a hung client). A
+    /// request whose answer is slow to come or a stream that pauses is
+    /// never cut. Checked every quarter of `limit`, so a quiet connection
+    /// closes between `limit` and 1¼ × `limit`. `None` (the default) keeps
+    /// connections for as long as the client does, as Ollama does.
     pub fn with_idle_timeout(mut self, limit: Option<Duration>) -> App {
         self.idle_timeout = limit.filter(|l| !l.is_zero());
         self
@@ -199,44 +200,60 @@ async fn serve_here(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let activity = app.idle_timeout.map(|_| Arc::new(Activity::default()));
-        // Stops this connection: when the server stops, or (from a task of
-        // its own, so that the connection's many wake-ups do not poll its
-        // timer) once the connection is idle.
+        // `stop`: finish what is in flight, then close (the server stops, or
+        // the connection went quiet); `hard`: close now (still quiet after
+        // another limit); `gone`: the connection has ended.
         let stop = token.child_token();
+        let (hard, gone) = (CancellationToken::new(), CancellationToken::new());
         if let (Some(activity), Some(limit)) = (activity.clone(), app.idle_timeout) {
-            let (stop, ended) = (stop.clone(), stop.clone());
+            // In a task of its own, so that the connection's many wake-ups
+            // do not poll its timer.
+            let (stop, hard, gone) = (stop.clone(), hard.clone(), gone.clone());
             connections.spawn(async move {
-                tokio::select! {
-                    () = ended.cancelled() => {}
-                    begun = idle(&activity, limit) => {
-                        activity.idle_since.store(begun, Ordering::Relaxed);
-                        stop.cancel();
+                let watch = async {
+                    tokio::select! {
+                        () = quiet_for(&activity, limit) => stop.cancel(),
+                        () = stop.cancelled() => {}
                     }
+                    quiet_for(&activity, limit).await;
+                    hard.cancel();
+                };
+                tokio::select! {
+                    () = gone.cancelled() => {}
+                    () = watch => {}
                 }
             });
         }
-        let service_activity = activity.clone();
+        let io = TokioIo::new(Watched {
+            tcp,
+            activity: activity.clone(),
+        });
         let service = AppService {
             app: app.clone(),
             activity,
         };
         connections.spawn(async move {
-            let _ended = stop.clone().drop_guard();
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(tcp), service);
+            let _gone = gone.drop_guard();
+            let given_up = service.activity.clone();
+            let conn = http1::Builder::new().serve_connection(io, service);
             let mut conn = std::pin::pin!(conn);
             let ended = tokio::select! {
                 biased;
                 r = conn.as_mut() => r,
                 () = stop.cancelled() => {
-                    if service_activity.as_deref().is_some_and(Activity::still_idle) {
-                        // Nothing in flight, perhaps half a head: dropping
-                        // the connection closes it.
-                        tracing::trace!("closing an idle client connection");
+                    if given_up.as_deref().is_some_and(Activity::given_up) {
+                        // Nothing in flight (perhaps half a head), or a
+                        // client not reading: dropping the connection closes
+                        // it and cancels what it was waiting on.
+                        tracing::trace!("closing a quiet client connection");
                         Ok(())
                     } else {
                         // Finish the request in flight, then close.
                         conn.as_mut().graceful_shutdown();
-                        conn.await
+                        tokio::select! {
+                            r = conn.as_mut() => r,
+                            () = hard.cancelled() => Ok(()),
+                        }
                     }
                 }
             };
@@ -259,85 +276,6 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// Requests on one client connection, counted for [`idle`]:
-/// begun when hyper has read the head, ended when hyper is done with the
-/// response body (sent in full, or dropped).
-struct Activity {
-    begun: AtomicU64,
-    ended: AtomicU64,
-    /// The requests begun when [`idle`] found the connection idle, or
-    /// `u64::MAX` before that.
-    idle_since: AtomicU64,
-}
-
-impl Default for Activity {
-    fn default() -> Activity {
-        Activity {
-            begun: AtomicU64::new(0),
-            ended: AtomicU64::new(0),
-            idle_since: AtomicU64::new(u64::MAX),
-        }
-    }
-}
-
-impl Activity {
-    /// Found idle, and no request begun since.
-    fn still_idle(&self) -> bool {
-        let (begun, ended) = self.counts();
-        self.idle_since.load(Ordering::Relaxed) == begun && begun == ended
-    }
-
-    fn counts(&self) -> (u64, u64) {
-        (
-            self.begun.load(Ordering::Relaxed),
-            self.ended.load(Ordering::Relaxed),
-        )
-    }
-}
-
-/// Resolves once the connection behind `activity` has been idle for
-/// `limit`. Checks every quarter of the limit rather than arming a timer
-/// per request (hyper's `header_read_timeout` does that, at ~5 % of the
-/// proxy's instructions per request).
-/// Returns the number of requests begun by then.
-async fn idle(activity: &Activity, limit: Duration) -> u64 {
-    let tick = (limit / 4).max(Duration::from_millis(1));
-    let mut watch = IdleWatch::default();
-    loop {
-        tokio::time::sleep(tick).await;
-        let counts = activity.counts();
-        if watch.check(counts, tick, limit) {
-            return counts.0;
-        }
-    }
-}
-
-/// The decision behind [`idle`], one check at a time.
-#[derive(Debug, Default, Clone, Copy, PartialEq)]
-struct IdleWatch {
-    /// Requests begun and ended at the previous check.
-    seen: (u64, u64),
-    /// How long the counts have stood still with nothing in flight.
-    quiet: Duration,
-}
-
-impl IdleWatch {
-    /// Given the counts `tick` after the previous check: whether the
-    /// connection has now been idle for `limit`. Only whole ticks without
-    /// any request begun or ended count, so the idle time is at least the
-    /// quiet time.
-    fn check(&mut self, counts: (u64, u64), tick: Duration, limit: Duration) -> bool {
-        let (begun, ended) = counts;
-        if counts == self.seen && begun == ended {
-            self.quiet += tick;
-        } else {
-            self.seen = counts;
-            self.quiet = Duration::ZERO;
-        }
-        self.quiet >= limit
-    }
-}
-
 /// The app as hyper's service, for one connection.
 #[derive(Clone)]
 struct AppService {
@@ -352,7 +290,7 @@ impl hyper::service::Service<Request<Incoming>> for AppService {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         if let Some(a) = &self.activity {
-            a.begun.fetch_add(1, Ordering::Relaxed);
+            a.begin();
         }
         Counted {
             answer: self.answer(req),
@@ -398,61 +336,6 @@ impl Future for Answer {
             Answer::Routed(f) => Pin::new(f).poll(cx),
             Answer::Short(f) => f.as_mut().poll(cx).map(Ok),
         }
-    }
-}
-
-/// A response's future that hands the request's [`Activity`] on to the
-/// response body.
-struct Counted<F> {
-    answer: F,
-    activity: Option<Arc<Activity>>,
-}
-
-impl<F> Future for Counted<F>
-where
-    F: Future<Output = Result<Response, Infallible>> + Unpin,
-{
-    type Output = Result<axum::http::Response<Tracked>, Infallible>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let Ok(response) = ready!(Pin::new(&mut this.answer).poll(cx));
-        let activity = this.activity.take();
-        Poll::Ready(Ok(response.map(|body| Tracked { body, activity })))
-    }
-}
-
-/// A response body that counts its request as ended when hyper drops it.
-struct Tracked {
-    body: Body,
-    activity: Option<Arc<Activity>>,
-}
-
-impl Drop for Tracked {
-    fn drop(&mut self) {
-        if let Some(a) = &self.activity {
-            a.ended.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-impl HttpBody for Tracked {
-    type Data = bytes::Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        Pin::new(&mut self.get_mut().body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
     }
 }
 
@@ -591,81 +474,4 @@ fn sibling(
     s.listen(1024)?;
     s.set_nonblocking(true)?;
     Ok(s.into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_connection_is_idle_after_whole_quiet_ticks_with_nothing_in_flight() {
-        let (tick, limit) = (Duration::from_secs(1), Duration::from_secs(4));
-        // Counts (begun, ended) at each check, and whether that check closes.
-        type Checks = &'static [((u64, u64), bool)];
-        let cases: &[(&str, Checks)] = &[
-            (
-                "never a request: closed after the limit",
-                &[
-                    ((0, 0), false),
-                    ((0, 0), false),
-                    ((0, 0), false),
-                    ((0, 0), true),
-                ],
-            ),
-            (
-                "a request in flight, however long, is never idle",
-                &[
-                    ((1, 0), false),
-                    ((1, 0), false),
-                    ((1, 0), false),
-                    ((1, 0), false),
-                    ((1, 0), false),
-                ],
-            ),
-            (
-                "the tick in which a request ended does not count",
-                &[
-                    ((1, 0), false),
-                    ((1, 1), false),
-                    ((1, 1), false),
-                    ((1, 1), false),
-                    ((1, 1), false),
-                    ((1, 1), true),
-                ],
-            ),
-            (
-                "a request begun and ended between two checks restarts the count",
-                &[
-                    ((0, 0), false),
-                    ((0, 0), false),
-                    ((0, 0), false),
-                    ((1, 1), false),
-                    ((1, 1), false),
-                    ((1, 1), false),
-                    ((1, 1), false),
-                    ((1, 1), true),
-                ],
-            ),
-            (
-                "keep-alive traffic keeps it open",
-                &[
-                    ((1, 1), false),
-                    ((2, 2), false),
-                    ((3, 3), false),
-                    ((4, 4), false),
-                    ((5, 5), false),
-                ],
-            ),
-        ];
-        for (name, checks) in cases {
-            let mut watch = IdleWatch::default();
-            for (i, (counts, closes)) in checks.iter().enumerate() {
-                assert_eq!(
-                    watch.check(*counts, tick, limit),
-                    *closes,
-                    "{name}: check {i}"
-                );
-            }
-        }
-    }
 }

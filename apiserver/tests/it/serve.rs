@@ -10,6 +10,9 @@ use herd_apiserver::Workers;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
+/// Responses of `/flood` whose body was dropped.
+static FLOODS_DROPPED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Answers with the serving thread's name; `/slow` after a while, `/spawn`
 /// from a task it spawns, `/panic` never.
 fn router() -> Router {
@@ -40,6 +43,24 @@ fn router() -> Router {
                 let chunks = futures_util::stream::iter([0u64, 500]).then(|ms| async move {
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     Ok::<_, std::io::Error>(bytes::Bytes::from(format!("after {ms}\n")))
+                });
+                axum::body::Body::from_stream(chunks)
+            }),
+        )
+        .route(
+            "/flood",
+            get(|| async {
+                // Endless, for a client that stops reading; counts its drop.
+                struct Dropped;
+                impl Drop for Dropped {
+                    fn drop(&mut self) {
+                        FLOODS_DROPPED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+                let guard = Dropped;
+                let chunks = futures_util::stream::repeat(()).map(move |()| {
+                    let _held = &guard;
+                    Ok::<_, std::io::Error>(bytes::Bytes::from_static(&[b'x'; 65536]))
                 });
                 axum::body::Body::from_stream(chunks)
             }),
@@ -224,6 +245,41 @@ async fn idle_client_connections_are_closed_and_busy_ones_are_not() {
             at - t0 >= Duration::from_millis(800) + limit,
             "{workers}: {:?}",
             at - t0
+        );
+
+        // A client that stops reading: its response is dropped, and so is
+        // the connection, once its writes have been stuck for the limit.
+        let floods = FLOODS_DROPPED.load(std::sync::atomic::Ordering::SeqCst);
+        let mut hung = connect().await.expect("connect");
+        hung.write_all(b"GET /flood HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let t0 = std::time::Instant::now();
+        while FLOODS_DROPPED.load(std::sync::atomic::Ordering::SeqCst) == floods {
+            assert!(
+                t0.elapsed() < Duration::from_secs(5),
+                "{workers}: still sending to a hung client"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            t0.elapsed() >= limit,
+            "{workers}: cut after {:?}",
+            t0.elapsed()
+        );
+        let mut sink = vec![0u8; 1 << 20];
+        let closed = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match hung.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await;
+        assert!(
+            closed.is_ok(),
+            "{workers}: the hung client's connection stays open"
         );
 
         // Without the limit a silent connection stays open.
