@@ -413,6 +413,53 @@ async fn a_client_disconnect_cancels_the_upstream_request() {
     .await;
 }
 
+/// A client that stops reading without closing: once herd's writes to it
+/// have been stuck for the idle limit, the connection is dropped and the
+/// node's request cancelled, as for a disconnect.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_and_the_node_request_cancelled() {
+    use tokio::io::AsyncWriteExt as _;
+    bounded(async {
+        let limit = Duration::from_millis(300);
+        let herd = Herd::with_idle_timeout(limit).await;
+        // Far more than the sockets between them can buffer.
+        let a = FakeOllama::builder()
+            .models(["m"])
+            .tokens(5_000_000)
+            .tokens_per_sec(1_000_000.0)
+            .start()
+            .await;
+        herd.add_fake("a", &a, &["m"]).await;
+        let body = r#"{"model":"m","prompt":"hello"}"#;
+        let mut hung = tokio::net::TcpStream::connect(herd.url.trim_start_matches("http://"))
+            .await
+            .expect("connect");
+        hung.write_all(
+            format!(
+                "POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .expect("write");
+        let t0 = std::time::Instant::now();
+        eventually("upstream cancelled", Duration::from_secs(10), || async {
+            let s = a.stats();
+            (s.cancelled == 1 && s.in_flight == 0).then_some(())
+        })
+        .await;
+        assert!(t0.elapsed() >= limit, "cut after {:?}", t0.elapsed());
+        herd.wait_stats("in-flight back to 0", |s| {
+            s.nodes.iter().all(|n| n.in_flight == 0)
+        })
+        .await;
+        assert_eq!(a.stats().completed, 0);
+        drop(hung);
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_client_disconnect_while_waiting_for_the_first_byte_cancels_too() {
     bounded(async {

@@ -100,15 +100,20 @@ impl Herd {
     }
 
     pub async fn with(config: ProxyConfig) -> Herd {
-        Herd::composed(config, true).await
+        Herd::composed(config, true, None).await
+    }
+
+    /// Closing client connections quiet for `limit`, as `herd server` does.
+    pub async fn with_idle_timeout(limit: Duration) -> Herd {
+        Herd::composed(test_config(), true, Some(limit)).await
     }
 
     /// Without the proxy's shortcut: the router alone serves every path.
     pub async fn router_only(config: ProxyConfig) -> Herd {
-        Herd::composed(config, false).await
+        Herd::composed(config, false, None).await
     }
 
-    async fn composed(config: ProxyConfig, shortcut: bool) -> Herd {
+    async fn composed(config: ProxyConfig, shortcut: bool, idle: Option<Duration>) -> Herd {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -123,7 +128,8 @@ impl Herd {
         let proxy = Proxy::with_shutdown(config, store.clone(), client.clone(), shutdown.clone());
         let mut app = herd_apiserver::App::from(herd_apiserver::with_common_layers(
             api_router.merge(proxy.router()),
-        ));
+        ))
+        .with_idle_timeout(idle);
         if shortcut {
             app = app.with_shortcut(proxy.shortcut());
         }
