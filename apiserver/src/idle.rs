@@ -1,12 +1,14 @@
 //! Closing client connections that went quiet: no request for a while
 //! (keep-alive connections left idle, clients that vanished without closing,
-//! request heads that stall), or a response the client has stopped reading
-//! (a hung client: its connection, and the request's claim on a node, would
-//! otherwise stay forever).
+//! request heads that stall), a request body the client stopped sending, or
+//! a response the client has stopped reading (a hung client: its connection,
+//! and the request's claim on a node, would otherwise stay forever).
 //!
-//! hyper counts for us, per connection: requests begun (its service is
-//! called) and ended (it drops the response body), and bytes written to the
-//! socket, with whether a write is waiting for the client to read. A task per
+//! Counted per connection, without a timer or a clock read: requests begun
+//! (hyper calls the service) and ended (hyper drops the response body);
+//! request body bytes read, with whether a read is waiting for the client;
+//! bytes written to the socket, with whether a write is waiting for the
+//! client to read. A task per
 //! connection looks at the counts every quarter of the limit and decides with
 //! [`IdleWatch`]; nothing on the request path touches a timer. (hyper's own
 //! `header_read_timeout` arms one per request: ~5 % of the proxy's
@@ -21,7 +23,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::response::Response;
-use hyper::body::{Body as HttpBody, Frame, SizeHint};
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -36,6 +38,10 @@ pub(crate) struct Activity {
     written: AtomicU64,
     /// The last write found the client's socket full.
     blocked: AtomicBool,
+    /// Request body bytes read.
+    uploaded: AtomicU64,
+    /// A request body read is waiting for the client to send more.
+    uploading: AtomicBool,
     /// The counts when [`quiet_for`] gave up on the connection.
     verdict: Mutex<Option<Counts>>,
 }
@@ -47,6 +53,8 @@ pub(crate) struct Counts {
     pub ended: u64,
     pub written: u64,
     pub blocked: bool,
+    pub uploaded: u64,
+    pub uploading: bool,
 }
 
 impl Activity {
@@ -60,6 +68,8 @@ impl Activity {
             ended: self.ended.load(Ordering::Relaxed),
             written: self.written.load(Ordering::Relaxed),
             blocked: self.blocked.load(Ordering::Relaxed),
+            uploaded: self.uploaded.load(Ordering::Relaxed),
+            uploading: self.uploading.load(Ordering::Relaxed),
         }
     }
 
@@ -98,15 +108,18 @@ pub(crate) struct IdleWatch {
 impl IdleWatch {
     /// Given the counts `tick` after the previous check: whether the
     /// connection has now been quiet for `limit`. A tick is quiet when no
-    /// request began or ended in it and none is in flight (idle), or when
-    /// a write was blocked at both ends of it with no byte written between
-    /// (a client that does not read). A request in flight whose answer is
-    /// slow to come, or a stream that pauses, is neither.
+    /// request began or ended in it and none is in flight (idle); when a
+    /// write was blocked at both ends of it with no byte written between (a
+    /// client that does not read); or when a request body read was waiting
+    /// at both ends with no byte read between (a client that stopped
+    /// sending). A request in flight whose answer is slow to come, or a
+    /// stream that pauses, is none of these.
     pub(crate) fn check(&mut self, now: Counts, tick: Duration, limit: Duration) -> bool {
         let seen = self.seen;
         let idle = now.begun == now.ended && now.begun == seen.begun && now.ended == seen.ended;
-        let stuck = now.blocked && seen.blocked && now.written == seen.written;
-        self.quiet = if idle || stuck {
+        let unread = now.blocked && seen.blocked && now.written == seen.written;
+        let unsent = now.uploading && seen.uploading && now.uploaded == seen.uploaded;
+        self.quiet = if idle || unread || unsent {
             self.quiet + tick
         } else {
             Duration::ZERO
@@ -160,6 +173,60 @@ impl HttpBody for Tracked {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// A request body that counts what is read of it.
+pub(crate) struct Upload {
+    body: Incoming,
+    activity: Arc<Activity>,
+}
+
+impl Upload {
+    pub(crate) fn new(body: Incoming, activity: Arc<Activity>) -> Upload {
+        Upload { body, activity }
+    }
+}
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if self.activity.uploading.load(Ordering::Relaxed) {
+            self.activity.uploading.store(false, Ordering::Relaxed);
+        }
+    }
+}
+
+impl HttpBody for Upload {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        let a = &this.activity;
+        match &polled {
+            Poll::Pending => a.uploading.store(true, Ordering::Relaxed),
+            Poll::Ready(frame) => {
+                if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()?.data_ref()) {
+                    a.uploaded.fetch_add(data.len() as u64, Ordering::Relaxed);
+                }
+                if a.uploading.load(Ordering::Relaxed) {
+                    a.uploading.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -249,6 +316,16 @@ mod tests {
             ended,
             written,
             blocked,
+            ..Counts::default()
+        }
+    }
+
+    fn sending(uploaded: u64, uploading: bool) -> Counts {
+        Counts {
+            begun: 1,
+            uploaded,
+            uploading,
+            ..Counts::default()
         }
     }
 
@@ -346,6 +423,32 @@ mod tests {
                     (at(1, 0, 1500, true), false),
                     (at(1, 0, 1500, true), true),
                 ],
+            ),
+            (
+                "a client that stopped sending its body: stuck from the first waiting check on",
+                vec![
+                    (sending(4096, false), false),
+                    (sending(8192, true), false),
+                    (sending(8192, true), false),
+                    (sending(8192, true), false),
+                    (sending(8192, true), false),
+                    (sending(8192, true), true),
+                ],
+            ),
+            (
+                "a slow upload, waiting at every check but sending between them, is kept",
+                vec![
+                    (sending(100, true), false),
+                    (sending(200, true), false),
+                    (sending(300, true), false),
+                    (sending(400, true), false),
+                    (sending(500, true), false),
+                    (sending(600, true), false),
+                ],
+            ),
+            (
+                "a body the handler does not read (herd busy with the node) is not the client's stall",
+                vec![(sending(8192, false), false); 6],
             ),
         ];
         for (name, checks) in &cases {

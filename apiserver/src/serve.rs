@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service as _;
 
-use crate::idle::{Activity, Counted, Tracked, Watched, quiet_for};
+use crate::idle::{Activity, Counted, Tracked, Upload, Watched, quiet_for};
 use crate::{ApiError, Error};
 
 /// Where [`serve_with`] runs connections.
@@ -110,8 +110,9 @@ impl App {
 
     /// Closes a client connection that has been quiet for `limit`: no
     /// request in flight and none begun (keep-alive connections left idle,
-    /// clients that vanished without closing, request heads that stall),
-    /// or a response the client has not read a byte of (a hung client). A
+    /// clients that vanished without closing, request heads that stall), a
+    /// request body that stopped coming, or a response the client has not
+    /// read a byte of (a hung client). A
     /// request whose answer is slow to come or a stream that pauses is
     /// never cut. Checked every quarter of `limit`, so a quiet connection
     /// closes between `limit` and 1¼ × `limit`. `None` (the default) keeps
@@ -303,7 +304,10 @@ impl AppService {
     fn answer(&self, req: Request<Incoming>) -> CatchPanic<Answer> {
         let app = &self.app;
         let started = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let mut req = req.map(Body::new);
+            let mut req = match &self.activity {
+                Some(a) => req.map(|body| Body::new(Upload::new(body, a.clone()))),
+                None => req.map(Body::new),
+            };
             if let Some(shortcut) = &app.shortcut {
                 match shortcut(req) {
                     Ok(answer) => return Answer::Short(answer),

@@ -48,6 +48,10 @@ fn router() -> Router {
             }),
         )
         .route(
+            "/upload",
+            axum::routing::post(|body: bytes::Bytes| async move { body.len().to_string() }),
+        )
+        .route(
             "/flood",
             get(|| async {
                 // Endless, for a client that stops reading; counts its drop.
@@ -280,6 +284,28 @@ async fn idle_client_connections_are_closed_and_busy_ones_are_not() {
         assert!(
             closed.is_ok(),
             "{workers}: the hung client's connection stays open"
+        );
+
+        // A body that stops coming is cut off; one that comes slowly, a
+        // piece every third of the limit, is read to the end.
+        let head = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n";
+        let mut unsent = connect().await.expect("connect");
+        unsent.write_all(head).await.expect("write");
+        unsent.write_all(&[b'x'; 100]).await.expect("write");
+        let t0 = std::time::Instant::now();
+        let (got, at) = read_until_closed(&mut unsent).await;
+        assert_eq!(got, "", "{workers}: a stalled upload");
+        assert!(at - t0 >= limit, "{workers}: cut after {:?}", at - t0);
+        let mut slow = connect().await.expect("connect");
+        slow.write_all(head).await.expect("write");
+        for _ in 0..10 {
+            tokio::time::sleep(limit / 3).await;
+            slow.write_all(&[b'x'; 100]).await.expect("write");
+        }
+        let (got, _) = read_until_closed(&mut slow).await;
+        assert!(
+            got.starts_with("HTTP/1.1 200") && got.ends_with("1000"),
+            "{workers}: {got:?}"
         );
 
         // Without the limit a silent connection stays open.

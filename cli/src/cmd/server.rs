@@ -46,10 +46,11 @@ pub struct ServerArgs {
     pub http_workers: herd_apiserver::Workers,
     /// Close a client connection that has been quiet this long (checked every quarter of
     /// it): no request in flight and none sent (idle keep-alive connections, clients that
-    /// vanished without closing, request heads that stall), or a response the client has
-    /// not read a byte of (a hung client; its request on the node is cancelled). A request
-    /// whose answer is slow to come, or a stream that pauses, is never cut. 0 keeps
-    /// connections for as long as clients do, as Ollama does.
+    /// vanished without closing, request heads that stall), a request body that stopped
+    /// coming, or a response the client has not read a byte of (a hung client; its
+    /// request on the node is cancelled). A request whose answer is slow to come, or a
+    /// stream that pauses, is never cut. 0 keeps connections for as long as clients do, as
+    /// Ollama does.
     #[arg(long, env = "HERD_CLIENT_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub client_idle_timeout: Duration,
     #[command(flatten)]
