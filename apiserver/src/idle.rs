@@ -8,11 +8,11 @@
 //! (hyper calls the service) and ended (hyper drops the response body);
 //! request body bytes read, with whether a read is waiting for the client;
 //! bytes written to the socket, with whether a write is waiting for the
-//! client to read. A task per
-//! connection looks at the counts every quarter of the limit and decides with
-//! [`IdleWatch`]; nothing on the request path touches a timer. (hyper's own
-//! `header_read_timeout` arms one per request: ~5 % of the proxy's
-//! instructions per request.)
+//! client to read. A task per connection looks at the counts every quarter
+//! of the limit and decides with [`IdleWatch`]; nothing on the request path
+//! touches a timer. (hyper's own `header_read_timeout`, which covers only
+//! the first case, arms one per request: ~5 % of the proxy's instructions
+//! per request.)
 
 use std::io;
 use std::pin::Pin;
