@@ -307,7 +307,7 @@ pub(crate) async fn forward(
     table: &Table,
     entry: Option<&ModelEntry>,
     mut call: Call<'_>,
-    rec: Recorder,
+    mut rec: Recorder,
 ) -> Response<Body> {
     let max_attempts = 1 + shared.config.max_retries as usize;
     let mut tried: SmallVec<[usize; 4]> = SmallVec::new();
@@ -366,6 +366,7 @@ pub(crate) async fn forward(
         }
 
         let in_flight = InFlight::new(backend.live.clone());
+        rec.waiting_on(&backend.name, &backend.live);
         let req = Outgoing {
             method: &call.parts.method,
             target,

@@ -326,9 +326,13 @@ pub(crate) struct Outcome {
     pub node_failed: bool,
 }
 
-/// A request being handled: started at arrival, finished exactly once
-/// (by the handler for errors, by the response body for proxied streams).
-pub(crate) struct Recorder {
+/// A request being handled: started at arrival, finished exactly once: by
+/// the handler for errors, by the response body for proxied streams, or,
+/// dropped unfinished (the client went away before the response began), as
+/// a 499, nginx's code for a request its client closed.
+pub(crate) struct Recorder(Option<Started>);
+
+struct Started {
     sink: Arc<Sink>,
     started: Instant,
     time: jiff::Timestamp,
@@ -338,11 +342,18 @@ pub(crate) struct Recorder {
     /// The model is one the fleet knows (its name labels metrics).
     known_model: bool,
     stream: bool,
+    /// The node the request is waiting on, for the record if the client
+    /// goes away meanwhile.
+    waiting_on: Option<(Arc<str>, Arc<NodeLive>)>,
 }
+
+/// The status recorded for a request whose client closed the connection
+/// before the response began.
+pub(crate) const CLIENT_CLOSED: u16 = 499;
 
 impl Recorder {
     pub(crate) fn start(sink: Arc<Sink>, method: &Method, path: Cow<'static, str>) -> Recorder {
-        Recorder {
+        Recorder(Some(Started {
             model: sink.history.no_model.clone(),
             sink,
             started: Instant::now(),
@@ -351,21 +362,60 @@ impl Recorder {
             path,
             known_model: false,
             stream: false,
-        }
+            waiting_on: None,
+        }))
     }
 
     pub(crate) fn started(&self) -> Instant {
-        self.started
+        self.0.as_ref().map_or_else(Instant::now, |s| s.started)
     }
 
     /// The model as the fleet names it (`known`), or as the client asked.
     pub(crate) fn set_model(&mut self, model: Arc<str>, known: bool, stream: bool) {
-        self.model = model;
-        self.known_model = known;
-        self.stream = stream;
+        if let Some(s) = &mut self.0 {
+            s.model = model;
+            s.known_model = known;
+            s.stream = stream;
+        }
     }
 
-    pub(crate) fn finish(self, o: Outcome) {
+    /// The request has been sent to this node and waits for its answer.
+    pub(crate) fn waiting_on(&mut self, node: &Arc<str>, live: &Arc<NodeLive>) {
+        if let Some(s) = &mut self.0 {
+            s.waiting_on = Some((node.clone(), live.clone()));
+        }
+    }
+
+    pub(crate) fn finish(mut self, o: Outcome) {
+        if let Some(s) = self.0.take() {
+            s.finish(o);
+        }
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        let Some(mut s) = self.0.take() else { return };
+        let (status, error) = if std::thread::panicking() {
+            (500, "the request's handler panicked")
+        } else {
+            (
+                CLIENT_CLOSED,
+                "client closed the connection before the response began",
+            )
+        };
+        let node = s.waiting_on.take();
+        s.finish(Outcome {
+            status,
+            node,
+            error: error.to_owned(),
+            ..Outcome::default()
+        });
+    }
+}
+
+impl Started {
+    fn finish(self, o: Outcome) {
         let latency = self.started.elapsed();
         let id = self.sink.history.next_id.fetch_add(1, Ordering::Relaxed);
         let node = o.node.as_ref().map(|(name, live)| {

@@ -482,6 +482,60 @@ async fn a_client_disconnect_while_waiting_for_the_first_byte_cancels_too() {
             (s.cancelled == 1 && s.in_flight == 0).then_some(())
         })
         .await;
+        // Recorded, though no response began: nginx's 499, on the node waited on.
+        let rec = eventually("the request recorded", Duration::from_secs(5), || async {
+            history(&herd).await.into_iter().next()
+        })
+        .await;
+        assert_eq!(rec["status"], 499, "{rec}");
+        assert_eq!(rec["node"], "a", "{rec}");
+        assert!(
+            rec["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("before the response began")),
+            "{rec}"
+        );
+        herd.wait_stats("in-flight back to 0", |s| {
+            s.nodes.iter().all(|n| n.in_flight == 0)
+        })
+        .await;
+    })
+    .await;
+}
+
+/// A client that stops sending its request body is cut off at the idle
+/// limit; the request, which never reached a node, is recorded as a 499.
+#[tokio::test]
+async fn a_client_that_stops_sending_its_body_is_cut_off_and_recorded() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    bounded(async {
+        let limit = Duration::from_millis(300);
+        let herd = Herd::with_idle_timeout(limit).await;
+        let a = fake(&["m"]).await;
+        herd.add_fake("a", &a, &["m"]).await;
+        let mut stalled = tokio::net::TcpStream::connect(herd.url.trim_start_matches("http://"))
+            .await
+            .expect("connect");
+        stalled
+            .write_all(b"POST /api/generate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"model\":\"m\",")
+            .await
+            .expect("write");
+        let t0 = std::time::Instant::now();
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut got))
+            .await
+            .expect("herd closes the connection")
+            .expect("read");
+        assert!(t0.elapsed() >= limit, "cut after {:?}", t0.elapsed());
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+        let rec = eventually("the request recorded", Duration::from_secs(5), || async {
+            history(&herd).await.into_iter().next()
+        })
+        .await;
+        assert_eq!(rec["status"], 499, "{rec}");
+        assert_eq!(rec["path"], "/api/generate", "{rec}");
+        assert!(rec["node"].is_null(), "{rec}");
+        assert_eq!(a.stats().completed + a.stats().cancelled, 0);
     })
     .await;
 }
