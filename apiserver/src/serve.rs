@@ -112,11 +112,11 @@ impl App {
     /// request in flight and none begun (keep-alive connections left idle,
     /// clients that vanished without closing, request heads that stall), a
     /// request body that stopped coming, or a response the client has not
-    /// read a byte of (a hung client). A
-    /// request whose answer is slow to come or a stream that pauses is
-    /// never cut. Checked every quarter of `limit`, so a quiet connection
-    /// closes between `limit` and 1¼ × `limit`. `None` (the default) keeps
-    /// connections for as long as the client does, as Ollama does.
+    /// read a byte of (a hung client). A request whose answer is slow to
+    /// come or a stream that pauses is never cut. Checked every quarter of
+    /// `limit`, so a quiet connection closes between `limit` and 1¼ ×
+    /// `limit`. `None` (the default) keeps connections for as long as the
+    /// client does, as Ollama does.
     pub fn with_idle_timeout(mut self, limit: Option<Duration>) -> App {
         self.idle_timeout = limit.filter(|l| !l.is_zero());
         self
