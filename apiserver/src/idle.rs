@@ -49,12 +49,12 @@ pub(crate) struct Activity {
 /// A look at an [`Activity`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Counts {
-    pub begun: u64,
-    pub ended: u64,
-    pub written: u64,
-    pub blocked: bool,
-    pub uploaded: u64,
-    pub uploading: bool,
+    begun: u64,
+    ended: u64,
+    written: u64,
+    blocked: bool,
+    uploaded: u64,
+    uploading: bool,
 }
 
 impl Activity {
@@ -82,7 +82,7 @@ impl Activity {
 }
 
 /// Resolves once the connection behind `activity` has been quiet for
-/// `limit`: idle, or stuck on a write the client does not read.
+/// `limit` (see [`IdleWatch::check`]), and leaves its verdict there.
 pub(crate) async fn quiet_for(activity: &Activity, limit: Duration) {
     let tick = (limit / 4).max(Duration::from_millis(1));
     let mut watch = IdleWatch::default();
@@ -198,9 +198,14 @@ impl Upload {
 
 impl Drop for Upload {
     fn drop(&mut self) {
-        if self.activity.uploading.load(Ordering::Relaxed) {
-            self.activity.uploading.store(false, Ordering::Relaxed);
-        }
+        clear(&self.activity.uploading);
+    }
+}
+
+/// Lowers `flag`, writing only when it is up (the usual case is down).
+fn clear(flag: &AtomicBool) {
+    if flag.load(Ordering::Relaxed) {
+        flag.store(false, Ordering::Relaxed);
     }
 }
 
@@ -221,9 +226,7 @@ impl HttpBody for Upload {
                 if let Some(data) = frame.as_ref().and_then(|f| f.as_ref().ok()?.data_ref()) {
                     a.uploaded.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
-                if a.uploading.load(Ordering::Relaxed) {
-                    a.uploading.store(false, Ordering::Relaxed);
-                }
+                clear(&a.uploading);
             }
         }
         polled
@@ -250,9 +253,7 @@ impl Watched {
         match written {
             Poll::Ready(Ok(n)) => {
                 a.written.fetch_add(*n as u64, Ordering::Relaxed);
-                if a.blocked.load(Ordering::Relaxed) {
-                    a.blocked.store(false, Ordering::Relaxed);
-                }
+                clear(&a.blocked);
             }
             Poll::Pending => a.blocked.store(true, Ordering::Relaxed),
             Poll::Ready(Err(_)) => {}

@@ -10,6 +10,14 @@ use serde_json::json;
 
 use super::*;
 
+/// The newest record of the history, once there is one.
+async fn newest_record(herd: &Herd) -> serde_json::Value {
+    eventually("the request recorded", Duration::from_secs(5), || async {
+        history(herd).await.into_iter().next()
+    })
+    .await
+}
+
 /// Records of the history, newest first.
 async fn history(herd: &Herd) -> Vec<serde_json::Value> {
     let v: serde_json::Value = herd
@@ -483,10 +491,7 @@ async fn a_client_disconnect_while_waiting_for_the_first_byte_cancels_too() {
         })
         .await;
         // Recorded, though no response began: nginx's 499, on the node waited on.
-        let rec = eventually("the request recorded", Duration::from_secs(5), || async {
-            history(&herd).await.into_iter().next()
-        })
-        .await;
+        let rec = newest_record(&herd).await;
         assert_eq!(rec["status"], 499, "{rec}");
         assert_eq!(rec["node"], "a", "{rec}");
         assert!(
@@ -528,10 +533,7 @@ async fn a_client_that_stops_sending_its_body_is_cut_off_and_recorded() {
             .expect("read");
         assert!(t0.elapsed() >= limit, "cut after {:?}", t0.elapsed());
         assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
-        let rec = eventually("the request recorded", Duration::from_secs(5), || async {
-            history(&herd).await.into_iter().next()
-        })
-        .await;
+        let rec = newest_record(&herd).await;
         assert_eq!(rec["status"], 499, "{rec}");
         assert_eq!(rec["path"], "/api/generate", "{rec}");
         assert!(rec["node"].is_null(), "{rec}");
