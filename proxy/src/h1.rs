@@ -4,8 +4,9 @@
 //!
 //! hyper's client speaks the same protocol, but hands every request to
 //! its connection through channels, builds a second request value and
-//! buffers each side apart: a third of the proxy's instructions per
-//! request (docs/benchmarks.md, session 5). What a node is asked is
+//! buffers each side apart, which made it the largest single cost of a
+//! proxied request (measured in docs/benchmarks.md, "Hand-written code and
+//! what it buys"). What a node is asked is
 //! narrow (a request herd already holds in full, or a streamed upload),
 //! so the head is written straight from the client's headers into one
 //! reused buffer, and body bytes are handed on as slices of the buffer

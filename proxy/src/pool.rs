@@ -25,9 +25,10 @@
 
 use std::collections::HashMap;
 
-/// foldhash, not SipHash: these maps are looked up on every request (SipHash
-/// was 2.5 % of the proxy's instructions), and their keys are node addresses
-/// from the routing table, not from clients.
+/// foldhash, not SipHash: these maps are looked up on every request, where
+/// SipHash's cost shows (docs/benchmarks.md), and their keys are node
+/// addresses from the routing table, not from clients, so a keyed hash
+/// buys nothing.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::future::poll_fn;
 use std::io::ErrorKind;

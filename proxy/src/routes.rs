@@ -79,8 +79,8 @@ pub(crate) type Shortcutted = Result<BoxFuture<'static, Response<Body>>, Request
 
 /// Answers `POST` to a model-routed endpoint without the router: one
 /// comparison per listed path instead of axum's path lookup, its
-/// route-parameter map, its boxed route future and the clone of the route
-/// (together ~5 % of a proxied request's instructions). Anything else comes
+/// route-parameter map, its boxed route future and the clone of the route,
+/// all per request (measured in docs/benchmarks.md). Anything else comes
 /// back for the router, which serves the same endpoints the same way.
 // The request handed back is moved, not boxed: boxing would allocate on
 // every request the router serves.
