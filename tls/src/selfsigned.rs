@@ -166,6 +166,8 @@ pub struct SelfSigned {
     ca_der: CertificateDer<'static>,
     outcome: Outcome,
     names: Vec<String>,
+    /// The `--tls-san` values, kept for [`SelfSigned::spawn_renewal`].
+    extra_sans: Vec<String>,
 }
 
 impl SelfSigned {
@@ -180,7 +182,43 @@ impl SelfSigned {
     pub fn ensure(data_dir: &Path, extra_sans: &[String]) -> Result<Self, TlsError> {
         let host = sysinfo::System::host_name();
         let wanted = wanted_names(host.as_deref(), &machine_addresses(), extra_sans)?;
-        ensure_names(data_dir, &wanted, host.as_deref(), SystemTime::now())
+        let mut ensured = ensure_names(data_dir, &wanted, host.as_deref(), SystemTime::now())?;
+        ensured.extra_sans = extra_sans.to_vec();
+        Ok(ensured)
+    }
+
+    /// Runs [`SelfSigned::ensure`] again every `every` (once a day is plenty), so that a
+    /// server running for a year renews its certificate 30 days ahead, or when its
+    /// addresses change; the [`ServerTls`] on these files then serves the new one. Outcomes
+    /// other than "still good" are logged. Abort the handle to stop it.
+    pub fn spawn_renewal(&self, every: Duration) -> tokio::task::JoinHandle<()> {
+        let dir = self.dir.clone();
+        let extra = self.extra_sans.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let (dir, extra) = (dir.clone(), extra.clone());
+                match tokio::task::spawn_blocking(move || Self::ensure(&dir, &extra)).await {
+                    Ok(Ok(ensured)) => match ensured.outcome() {
+                        Outcome::Reused => {}
+                        outcome => tracing::info!(
+                            ?outcome,
+                            cert = %ensured.cert_path().display(),
+                            "self-signed TLS certificate renewed under the same CA"
+                        ),
+                    },
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "cannot renew the self-signed TLS certificate")
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "self-signed TLS renewal check did not finish")
+                    }
+                }
+            }
+        })
     }
 
     /// SHA-256 of the CA certificate's DER, 64 lower-case hex digits: what a join key
@@ -253,6 +291,7 @@ pub(crate) fn ensure_names(
         ca_der: ca.der,
         outcome,
         names: wanted.iter().map(San::to_string).collect(),
+        extra_sans: Vec::new(),
     })
 }
 
