@@ -33,6 +33,4 @@ pub enum TlsError {
     BadFingerprint(String),
     #[error("invalid subject alternative name {0:?}: expected a host name or an IP address")]
     BadSubjectAltName(String),
-    #[error("cannot build the HTTP client: {0}")]
-    Client(#[from] reqwest::Error),
 }

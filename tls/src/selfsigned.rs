@@ -177,8 +177,8 @@ impl SelfSigned {
     /// created once and never replaced: if only one of its files exists, or it cannot be
     /// read, this fails rather than break every client that pinned it. The server
     /// certificate is issued again when it expires within 30 days, its names changed, or
-    /// it is unusable. Call it at start and, for servers that run for months, once a day:
-    /// a [`ServerTls`] on these files serves a renewed certificate without a restart.
+    /// it is unusable. Call it at start, then [`SelfSigned::spawn_renewal`]: a
+    /// [`ServerTls`] on these files serves a renewed certificate without a restart.
     pub fn ensure(data_dir: &Path, extra_sans: &[String]) -> Result<Self, TlsError> {
         let host = sysinfo::System::host_name();
         let wanted = wanted_names(host.as_deref(), &machine_addresses(), extra_sans)?;
@@ -714,6 +714,15 @@ mod tests {
         let err = ensure_names(dir, &base(), None, SystemTime::now()).expect_err("bad key");
         assert!(err.to_string().contains(CA_KEY_FILE), "{err}");
         assert!(!err.to_string().contains("garbage"), "{err}");
+        let other = tempfile::tempdir().expect("tempdir");
+        ensure_names(other.path(), &base(), None, SystemTime::now()).expect("other");
+        std::fs::copy(other.path().join(CA_KEY_FILE), dir.join(CA_KEY_FILE)).expect("copy");
+        std::fs::remove_file(dir.join(SERVER_CERT_FILE)).expect("rm");
+        let err = ensure_names(dir, &base(), None, SystemTime::now()).expect_err("other key");
+        assert!(
+            err.to_string().contains("does not verify against the CA"),
+            "{err}"
+        );
         std::fs::write(dir.join(CA_KEY_FILE), key).expect("restore");
         std::fs::write(dir.join(CA_CERT_FILE), b"not pem").expect("write");
         let err = ensure_names(dir, &base(), None, SystemTime::now()).expect_err("bad cert");
