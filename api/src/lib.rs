@@ -10,6 +10,7 @@ mod apikey;
 mod apikeyhash;
 mod assignment;
 mod event;
+mod join;
 mod meta;
 pub mod model_name;
 mod node;
@@ -30,6 +31,7 @@ pub use assignment::{
     PlacementStatus,
 };
 pub use event::{Event, EventSpec, EventStatus, EventType, ObjectReference};
+pub use join::{JOIN_PATH, JoinRequest, JoinResponse};
 pub use meta::{
     Condition, ConditionStatus, ListMeta, ObjectList, ObjectMeta, Timestamp, find_condition,
     set_condition,

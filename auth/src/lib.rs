@@ -9,6 +9,7 @@
 
 mod authorize;
 mod credential;
+mod issue;
 mod keyring;
 mod principal;
 mod token;
@@ -19,6 +20,7 @@ pub use authorize::{
 };
 pub use credential::{API_KEY_HEADER, Credential, SESSION_COOKIE, SessionId, credential};
 pub use herd_api::Role;
+pub use issue::{Issued, JoinPlan, JoinRefused, issue, plan_join};
 pub use keyring::{AuthError, KeyEntry, KeyRing, check, entries};
 pub use principal::{KeyPrincipal, Principal};
 pub use token::{
