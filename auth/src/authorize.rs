@@ -12,6 +12,8 @@
 //! |              | create events about its own node                                    |
 //! | `inference`  | the Ollama, OpenAI and Anthropic endpoints                          |
 //!
+//! Every key may read the discovery documents; requests no rule describes are
+//! an admin's only.
 //! Key hashes are refused to every role, admin included: they have no route,
 //! and this keeps it so if one is ever added by mistake.
 
@@ -115,12 +117,21 @@ impl<'a> ApiRequest<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action<'a> {
     Api(ApiRequest<'a>),
-    /// Any Ollama, OpenAI or Anthropic endpoint of the proxy.
+    /// Any Ollama, OpenAI or Anthropic endpoint of the proxy that uses models.
     Inference,
+    /// Ollama's endpoints that change which models the fleet holds (pull,
+    /// push, create, copy, delete, blobs). Granted like inference for now, so
+    /// that restricting them is a change to this one rule.
+    ModelManagement,
+    /// `/apis`, `/apis/herd/v1`, the JSON Schemas: any key may read them.
+    Discovery,
     /// `GET /metrics`.
     Metrics,
     /// Trading a join key for a node key bound to one node name.
     JoinExchange,
+    /// A request no rule describes: only an admin may make it, so a route
+    /// added without a rule is closed rather than open.
+    Unclassified,
 }
 
 impl<'a> From<ApiRequest<'a>> for Action<'a> {
@@ -146,8 +157,11 @@ impl fmt::Display for Action<'_> {
                 Ok(())
             }
             Action::Inference => f.write_str("use the inference endpoints"),
+            Action::ModelManagement => f.write_str("manage the fleet's models"),
+            Action::Discovery => f.write_str("read the API's discovery documents"),
             Action::Metrics => f.write_str("read /metrics"),
             Action::JoinExchange => f.write_str("exchange a join key for a node key"),
+            Action::Unclassified => f.write_str("use an endpoint no rule describes"),
         }
     }
 }
@@ -193,22 +207,25 @@ fn role_allows(role: Role, node: Option<&str>, action: &Action<'_>) -> bool {
     {
         return false;
     }
+    if *action == Action::Discovery {
+        return true;
+    }
     match role {
         Role::Admin => true,
         Role::Viewer => match action {
             Action::Api(r) => r.verb.is_read() && r.resource != SECRETS,
             Action::Metrics => true,
-            Action::Inference | Action::JoinExchange => false,
+            _ => false,
         },
         Role::Controller => matches!(action, Action::Api(r) if controller_allows(r)),
         Role::Join => matches!(action, Action::JoinExchange),
         // A node key without a node is refused by validation and skipped by
-        // the key ring; should one arrive anyway it may do nothing.
+        // the key ring; should one arrive anyway it gets no node's rights.
         Role::Node => match (action, node) {
             (Action::Api(r), Some(bound)) => node_allows(Some(bound), r),
             _ => false,
         },
-        Role::Inference => matches!(action, Action::Inference),
+        Role::Inference => matches!(action, Action::Inference | Action::ModelManagement),
     }
 }
 
@@ -255,12 +272,12 @@ impl Openness {
     /// [`authorize`], with what this server leaves open granted first.
     pub fn authorize(&self, principal: &Principal, action: &Action<'_>) -> Result<(), Denied> {
         let open = match action {
-            Action::Inference => self.inference,
+            Action::Inference | Action::ModelManagement => self.inference,
             Action::Metrics => self.metrics,
             Action::Api(r) => {
                 self.registration && *principal == Principal::Anonymous && node_allows(None, r)
             }
-            Action::JoinExchange => false,
+            Action::Discovery | Action::JoinExchange | Action::Unclassified => false,
         };
         if open {
             Ok(())
@@ -406,6 +423,9 @@ mod tests {
             (Admin, Action::Inference, true),
             (Admin, Action::Metrics, true),
             (Admin, Action::JoinExchange, true),
+            (Admin, Action::ModelManagement, true),
+            (Admin, Action::Discovery, true),
+            (Admin, Action::Unclassified, true),
             (Admin, api(List, APIKEYHASHES).into(), false),
             (
                 Admin,
@@ -434,6 +454,9 @@ mod tests {
             (Viewer, api(Create, EVENTS).into(), false),
             (Viewer, Action::Inference, false),
             (Viewer, Action::JoinExchange, false),
+            (Viewer, Action::ModelManagement, false),
+            (Viewer, Action::Discovery, true),
+            (Viewer, Action::Unclassified, false),
             // controller: node and assignment status, events, leases
             (Controller, api(List, NODES).into(), true),
             (Controller, api(Watch, MODELASSIGNMENTS).into(), true),
@@ -482,6 +505,8 @@ mod tests {
             (Controller, api(Get, SECRETS).named("s").into(), false),
             (Controller, Action::Inference, false),
             (Controller, Action::Metrics, false),
+            (Controller, Action::Discovery, true),
+            (Controller, Action::Unclassified, false),
             // join: the exchange only
             (Join, Action::JoinExchange, true),
             (Join, api(Create, NODES).named("gpu-1").into(), false),
@@ -495,6 +520,8 @@ mod tests {
             (Join, api(List, MODELASSIGNMENTS).into(), false),
             (Join, api(Update, MODELASSIGNMENTS).named("m").into(), false),
             (Join, Action::Inference, false),
+            (Join, Action::ModelManagement, false),
+            (Join, Action::Unclassified, false),
             // node (bound to gpu-1): its own Node only
             (NodeRole, api(Get, NODES).named("gpu-1").into(), true),
             (NodeRole, api(Watch, NODES).named("gpu-1").into(), true),
@@ -559,6 +586,9 @@ mod tests {
             (NodeRole, api(Get, SECRETS).named("s").into(), false),
             (NodeRole, Action::Inference, false),
             (NodeRole, Action::JoinExchange, false),
+            (NodeRole, Action::ModelManagement, false),
+            (NodeRole, Action::Discovery, true),
+            (NodeRole, Action::Unclassified, false),
             // inference: only inference
             (Inference, Action::Inference, true),
             (Inference, Action::Metrics, false),
@@ -569,6 +599,8 @@ mod tests {
                 false,
             ),
             (Inference, Action::JoinExchange, false),
+            (Inference, Action::ModelManagement, true),
+            (Inference, Action::Unclassified, false),
         ];
         assert!(cases.len() >= 30);
         for (role, action, want) in cases {
@@ -607,6 +639,8 @@ mod tests {
         let cases: Vec<(Openness, &Principal, Action<'_>, bool)> = vec![
             (closed, &anon, Action::Inference, false),
             (closed, &anon, Action::Metrics, false),
+            (closed, &anon, Action::Discovery, false),
+            (closed, &anon, Action::ModelManagement, false),
             (
                 closed,
                 &anon,
@@ -652,6 +686,9 @@ mod tests {
             ),
             (all_open, &anon, api(List, APIKEYS).into(), false),
             (all_open, &anon, Action::JoinExchange, false),
+            (all_open, &anon, Action::Discovery, false),
+            (all_open, &anon, Action::Unclassified, false),
+            (all_open, &anon, Action::ModelManagement, true),
         ];
         for (open, who, action, want) in cases {
             let got = open.authorize(who, &action);

@@ -8,6 +8,7 @@
 //! nodelet also ask [`node_may_change`].
 
 mod authorize;
+mod classify;
 mod credential;
 mod issue;
 mod keyring;
@@ -18,6 +19,7 @@ pub use authorize::{
     Action, ApiRequest, Denied, NODELET_SPEC_FIELDS, Openness, Subresource, Verb, authorize,
     node_may_change, resources,
 };
+pub use classify::{Classified, classify};
 pub use credential::{API_KEY_HEADER, Credential, SESSION_COOKIE, SessionId, credential};
 pub use herd_api::Role;
 pub use issue::{Issued, JoinPlan, JoinRefused, issue, plan_join};
