@@ -9,8 +9,8 @@
 
 use std::fmt;
 
-use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderName};
 
 use crate::token::{PREFIX, Token, TokenError};
 
@@ -79,6 +79,13 @@ pub fn credential(headers: &HeaderMap) -> Credential {
         Some(session) => Credential::Session(session),
         None => found,
     }
+}
+
+/// Whether a request header carries a credential for herd. The proxy leaves
+/// these out of what it forwards, so no key or session reaches a node
+/// (Ollama reads none of them).
+pub fn is_credential_header(name: &HeaderName) -> bool {
+    *name == AUTHORIZATION || *name == COOKIE || name.as_str() == API_KEY_HEADER
 }
 
 /// The token of `Bearer <token>` (scheme in any case), or `None` for another
@@ -227,6 +234,21 @@ mod tests {
         for (pairs, want) in cases {
             let got = credential(&headers(&pairs));
             assert_eq!(got, want, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn credential_headers() {
+        for (name, is) in [
+            ("authorization", true),
+            ("x-api-key", true),
+            ("cookie", true),
+            ("content-type", false),
+            ("x-api-key-hint", false),
+            ("proxy-authorization", false),
+        ] {
+            let name: HeaderName = name.parse().expect("header name");
+            assert_eq!(is_credential_header(&name), is, "{name}");
         }
     }
 

@@ -20,7 +20,9 @@ pub use authorize::{
     node_may_change, resources,
 };
 pub use classify::{Classified, classify};
-pub use credential::{API_KEY_HEADER, Credential, SESSION_COOKIE, SessionId, credential};
+pub use credential::{
+    API_KEY_HEADER, Credential, SESSION_COOKIE, SessionId, credential, is_credential_header,
+};
 pub use herd_api::Role;
 pub use issue::{Issued, JoinPlan, JoinRefused, issue, plan_join};
 pub use keyring::{AuthError, KeyEntry, KeyRing, check, entries};
