@@ -2,22 +2,24 @@
 //!
 //! Everything here is a pure function or an in-memory structure, so the
 //! server's HTTP layer stays thin: it reads the [`credential`] from the
-//! headers, turns it into a [`Principal`] with the [`KeyRing`], and asks
-//! [`authorize`] (through [`Openness::authorize`]) whether the principal may
-//! do the [`Action`] the route stands for; routes that write a Node for a
-//! nodelet also ask [`node_may_change`].
+//! headers, turns it into a [`Principal`] with the [`KeyRing`], [`classify`]es
+//! the request into an [`Action`], and asks [`Openness::authorize`] whether
+//! the principal may do it; routes that write a Node for a nodelet also ask
+//! [`node_may_change`]. Keys are made by [`issue`] (and, for the join
+//! exchange, [`plan_join`]); their hashes never leave this crate and the
+//! store.
 
 mod authorize;
 mod classify;
 mod credential;
 mod issue;
 mod keyring;
+mod node_restriction;
 mod principal;
 mod token;
 
 pub use authorize::{
-    Action, ApiRequest, Denied, NODELET_SPEC_FIELDS, Openness, Subresource, Verb, authorize,
-    node_may_change, resources,
+    Action, ApiRequest, Denied, Openness, Subresource, Verb, authorize, resources,
 };
 pub use classify::{Classified, classify};
 pub use credential::{
@@ -26,6 +28,7 @@ pub use credential::{
 pub use herd_api::Role;
 pub use issue::{Issued, JoinPlan, JoinRefused, issue, plan_join};
 pub use keyring::{AuthError, KeyEntry, KeyRing, check, entries};
+pub use node_restriction::{NODELET_SPEC_FIELDS, node_may_change};
 pub use principal::{KeyPrincipal, Principal};
 pub use token::{
     GenerateError, KeyId, NewKey, PREFIX, SECRET_BYTES, SECRET_LEN, Secret, SecretHash, Token,
