@@ -13,6 +13,7 @@ mod authorize;
 mod classify;
 mod credential;
 mod issue;
+mod keyfile;
 mod keyring;
 mod node_restriction;
 mod principal;
@@ -27,6 +28,7 @@ pub use credential::{
 };
 pub use herd_api::Role;
 pub use issue::{Issued, JoinPlan, JoinRefused, issue, plan_join};
+pub use keyfile::{KeyFileError, read_key_file, write_key_file};
 pub use keyring::{AuthError, KeyEntry, KeyRing, check, entries};
 pub use node_restriction::{NODELET_SPEC_FIELDS, node_may_change};
 pub use principal::{KeyPrincipal, Principal};
