@@ -126,8 +126,9 @@ impl Token {
     /// wrong, never its content.
     pub fn parse(s: &str) -> Result<Token, TokenError> {
         let rest = s.strip_prefix(PREFIX).ok_or(TokenError::NotHerd)?;
-        let (id, rest) =
-            split_at_checked(rest, KEY_ID_LEN).ok_or(TokenError::Malformed("the key id"))?;
+        let (id, rest) = rest
+            .split_at_checked(KEY_ID_LEN)
+            .ok_or(TokenError::Malformed("the key id"))?;
         let id = KeyId::parse(id)?;
         let rest = rest
             .strip_prefix('_')
@@ -256,10 +257,6 @@ fn random_id() -> Result<String, GenerateError> {
         }
     }
     Ok(id)
-}
-
-fn split_at_checked(s: &str, mid: usize) -> Option<(&str, &str)> {
-    s.is_char_boundary(mid).then(|| s.split_at(mid))
 }
 
 fn encode_hex(bytes: &[u8]) -> String {
