@@ -79,10 +79,6 @@ impl fmt::Debug for Secret {
 pub struct SecretHash([u8; 32]);
 
 impl SecretHash {
-    pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        Self(bytes)
-    }
-
     /// Reads the 64 lowercase hex digits of `ApiKeyHash.spec.sha256`.
     pub fn from_hex(hex: &str) -> Option<Self> {
         decode_hex(hex).map(Self)
