@@ -1,13 +1,16 @@
 //! herd's resource model: the types every part of herd reads and writes.
 //!
-//! Everything herd knows lives as versioned resources (`Node`, `ModelAssignment`)
-//! in the apiserver's store. This crate holds their wire types, the one error
-//! shape (`Status`), watch events, label selectors, and validation as pure
-//! functions, so the server, the client, the controller and the CLI agree on
-//! exactly one definition.
+//! Everything herd knows lives as versioned resources (`Node`, `ModelAssignment`,
+//! `Event`, `ApiKey`) in the apiserver's store. This crate holds their wire
+//! types, the one error shape (`Status`), watch events, label selectors, and
+//! validation as pure functions, so the server, the client, the controller
+//! and the CLI agree on exactly one definition.
 
+mod apikey;
+mod apikeyhash;
 mod assignment;
 mod event;
+mod join;
 mod meta;
 pub mod model_name;
 mod node;
@@ -18,11 +21,17 @@ mod status;
 pub mod validate;
 mod watch;
 
+pub use apikey::{
+    ApiKey, ApiKeySpec, ApiKeyStatus, KEY_ID_LEN, KeySecret, MAX_DESCRIPTION_BYTES, Role, key_id,
+    parse_expiry, role_and_node,
+};
+pub use apikeyhash::{ApiKeyHash, ApiKeyHashSpec, ApiKeyHashStatus};
 pub use assignment::{
     ModelAssignment, ModelAssignmentSpec, ModelAssignmentStatus, NodeSelector, PlacementPhase,
     PlacementStatus,
 };
 pub use event::{Event, EventSpec, EventStatus, EventType, ObjectReference};
+pub use join::{JOIN_PATH, JoinRequest, JoinResponse};
 pub use meta::{
     Condition, ConditionStatus, ListMeta, ObjectList, ObjectMeta, Timestamp, find_condition,
     set_condition,
@@ -67,4 +76,11 @@ pub mod conditions {
     pub const DRAINED: &str = "Drained";
     /// Controller: a ModelAssignment has all the replicas it asked for.
     pub const AVAILABLE: &str = "Available";
+}
+
+/// Annotations herd's components write and other components read.
+pub mod annotations {
+    /// On a Node: comma-separated keys of the labels its nodelet set from
+    /// `--label`. A `node` key may change exactly those labels.
+    pub const NODELET_LABELS: &str = "nodelet.herd/labels";
 }
