@@ -82,16 +82,18 @@ impl Config {
     }
 }
 
+/// What stops the server from starting or serving. The message says what
+/// was being done; the cause is the error's source.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("opening the store: {0}")]
+    #[error("opening the store")]
     Api(#[from] herd_apiserver::Error),
-    #[error("the listener: {0}")]
-    Listener(std::io::Error),
-    #[error("the API client: {0}")]
+    #[error("reading the listener's address")]
+    Listener(#[source] std::io::Error),
+    #[error("building the API client")]
     Client(#[from] herd_client::Error),
-    #[error("serving HTTP: {0}")]
-    Serve(std::io::Error),
+    #[error("serving HTTP")]
+    Serve(#[source] std::io::Error),
 }
 
 /// Builds everything `config` asks for and serves it on `listener` until
