@@ -2,32 +2,33 @@
 //! Kubernetes semantics (resourceVersion, generation, status subresource,
 //! merge patch, label selectors) and NDJSON watch streams.
 //!
-//! [`run`] serves it on a listener until `shutdown` resolves; [`build`] gives
-//! the router and the store separately for `herd server` to add the proxy and
-//! the dashboard beside it, and [`serve_with`] serves the composed router.
+//! [`build`] gives the router and the store, for `herd-server` to compose
+//! with the proxy and the dashboard and to serve; [`run`] serves the API
+//! alone, for tests and tools that need nothing else.
 
 pub mod error;
 mod extract;
-mod idle;
 pub mod mutate;
 pub mod routes;
-mod serve;
 pub mod store;
 mod watch;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt as _;
+use futures_util::FutureExt as _;
 use herd_api::{Event, ModelAssignment, Node, Resource};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 pub use routes::AppState;
-pub use serve::{App, Shortcut, Workers, serve, serve_with};
 pub use store::{Store, StoreOptions, SyncMode};
 
 /// Settings of the API server.
@@ -92,14 +93,15 @@ pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, App
 
 /// Adds what every composed herd router ends with: the `Status` 404 for
 /// unknown paths. (A handler's panic is answered with a 500 `Status` by
-/// [`serve_with`], around the whole router, rather than by a layer around
-/// every route, which would cost each request a boxed clone of it.)
+/// herd-server's host, around the whole router, rather than by a layer
+/// around every route, which would cost each request a boxed clone of it.)
 pub fn with_common_layers(router: Router) -> Router {
     router.fallback(routes::no_route)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves, then finishes
-/// in-flight requests, ends watches, and closes the store.
+/// Serves the API alone on `listener` until `shutdown` resolves, then
+/// finishes in-flight requests, ends watches, and closes the store. A plain
+/// `axum::serve`: `herd server` is served by herd-server's host instead.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -107,5 +109,29 @@ pub async fn run(
 ) -> Result<(), Error> {
     let token = CancellationToken::new();
     let (router, _state) = build(config, token.clone())?;
-    serve(with_common_layers(router), listener, shutdown, token).await
+    let router = with_common_layers(router).layer(axum::middleware::from_fn(catch_panic));
+    // TCP_NODELAY: watch events are small writes that Nagle's algorithm
+    // would hold back until the client's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Watch streams end on the token, so that the connections close.
+            token.cancel();
+        })
+        .await?;
+    Ok(())
+}
+
+/// Answers a handler's panic with a 500 `Status` rather than dropping the
+/// connection.
+async fn catch_panic(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    AssertUnwindSafe(next.run(req))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| ApiError::Internal("handler panicked".into()).into_response())
 }

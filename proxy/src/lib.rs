@@ -8,23 +8,22 @@
 //!
 //! # Composing
 //!
+//! `herd-server` composes the proxy with the apiserver and the dashboard
+//! (`herd_server::run`); by hand:
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! use herd_api::Node;
 //! use herd_client::{Client, reflector, watcher};
 //! use herd_proxy::{Proxy, ProxyConfig};
 //!
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-//! let url = format!("http://{}", listener.local_addr()?);
-//! let shutdown = tokio_util::sync::CancellationToken::new();
-//! let (api_router, _state) =
-//!     herd_apiserver::build(herd_apiserver::Config::new("/tmp/herd"), shutdown.clone())?;
-//! // The proxy reads nodes from a watch cache of the same server.
-//! let client = Client::new(&url)?;
+//! // The proxy reads nodes from a watch cache of the API server at `url`.
+//! let client = Client::new("http://127.0.0.1:8080")?;
 //! let nodes = reflector::spawn(client.api::<Node>(), watcher::Config::default());
-//! let proxy = Proxy::with_shutdown(ProxyConfig::default(), nodes, client, shutdown.clone());
-//! let app = herd_apiserver::with_common_layers(api_router.merge(proxy.router()));
-//! herd_apiserver::serve(app, listener, std::future::pending(), shutdown).await?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let proxy = Proxy::with_shutdown(ProxyConfig::default(), nodes, client, shutdown);
+//! let (router, shortcut) = (proxy.router(), proxy.shortcut());
+//! # drop((router, shortcut));
 //! # Ok(()) }
 //! ```
 //!
@@ -137,7 +136,11 @@ pub const NODE_HEADER: &str = "x-herd-node";
 pub(crate) const NODE_HEADER_NAME: axum::http::HeaderName =
     axum::http::HeaderName::from_static(NODE_HEADER);
 
-/// See [`Proxy::shortcut`]; the same type as `herd_apiserver::Shortcut`.
+/// Requests answered before the router sees them: `Ok` with the answer's
+/// future, or `Err` handing the request on to the router. For a few hot
+/// paths whose owner finds them faster than axum's routing does; the
+/// router should serve the same requests the same way. herd-server's host
+/// tries one on every request (see [`Proxy::shortcut`]).
 pub type Shortcut = Arc<
     dyn Fn(
             axum::extract::Request,
@@ -181,7 +184,7 @@ impl Proxy {
         routes::router(self.shared.clone())
     }
 
-    /// The hot paths without the router, for `herd_apiserver::App::with_shortcut`:
+    /// The hot paths without the router, for `herd_server::App::with_shortcut`:
     /// `Ok` with the answer's future for a `POST` to a model-routed
     /// endpoint (generate, chat, embed, show, the `/v1` completions and
     /// embeddings), `Err` with the request for anything else.

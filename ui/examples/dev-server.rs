@@ -12,9 +12,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use herd_api::Node;
-use herd_client::{Client, reflector, watcher};
-use herd_proxy::{Proxy, ProxyArgs};
+use herd_proxy::ProxyArgs;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -45,43 +43,24 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        let url = format!("http://{addr}");
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let (api, _state) = herd_apiserver::build(
-            herd_apiserver::Config::new(&args.data_dir),
-            shutdown.clone(),
-        )?;
-        let client = Client::new(&url)?;
-        let mut app = api.merge(herd_ui::router());
-        if !args.no_proxy {
-            let nodes = reflector::spawn(client.api::<Node>(), watcher::Config::default());
-            let proxy = Proxy::with_shutdown(&args.proxy, nodes, client.clone(), shutdown.clone());
-            app = app.merge(proxy.router());
-        }
-        let app = herd_apiserver::with_common_layers(app);
-        if !args.no_controller {
-            let config = args.controller.config();
-            let stop = shutdown.clone();
-            tokio::spawn(async move {
-                if let Err(e) = herd_controller::run(config, client, stop.cancelled_owned()).await {
-                    eprintln!("controller stopped: {e}");
-                }
-            });
-        }
+        let config = herd_server::Config {
+            proxy: (!args.no_proxy).then(|| (&args.proxy).into()),
+            controller: (!args.no_controller).then(|| args.controller.config()),
+            ..herd_server::Config::new(herd_apiserver::Config::new(&args.data_dir))
+        };
+        let server = herd_server::Server::build(config, listener)?;
+        let url = format!("http://{}", server.local_addr());
         eprintln!("dev-server listening on {url} (dashboard at {url}/dashboard)");
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM handler");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            stop.cancel();
-        });
-        herd_apiserver::serve(app, listener, shutdown.clone().cancelled_owned(), shutdown).await?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("SIGTERM handler")?;
+        server
+            .serve(async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            })
+            .await?;
         Ok(())
     })
 }

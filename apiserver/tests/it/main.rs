@@ -3,7 +3,6 @@
 mod bad_input;
 mod crud;
 mod durability;
-mod serve;
 mod watch;
 
 use std::path::{Path, PathBuf};

@@ -11,9 +11,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use herd_api::Node;
-use herd_client::{Client, reflector, watcher};
-use herd_proxy::{Proxy, ProxyArgs};
+use herd_proxy::ProxyArgs;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -29,8 +27,8 @@ struct Args {
     worker_threads: Option<usize>,
     /// Threads serving HTTP as in `herd server`: `auto`, a number, or 0
     /// for the runtime above.
-    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<herd_apiserver::Workers>())]
-    http_workers: herd_apiserver::Workers,
+    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<herd_server::Workers>())]
+    http_workers: herd_server::Workers,
     #[command(flatten)]
     proxy: ProxyArgs,
 }
@@ -59,37 +57,25 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
-        let addr = listener.local_addr()?;
-        let url = format!("http://{addr}");
-        let shutdown = tokio_util::sync::CancellationToken::new();
-        let (api, _state) = herd_apiserver::build(
-            herd_apiserver::Config::new(&args.data_dir),
-            shutdown.clone(),
-        )?;
-        let client = Client::new(&url)?;
-        let nodes = reflector::spawn(client.api::<Node>(), watcher::Config::default());
-        let proxy = Proxy::with_shutdown(&args.proxy, nodes, client, shutdown.clone());
-        let app = herd_apiserver::App::from(herd_apiserver::with_common_layers(
-            api.merge(proxy.router()),
-        ))
-        .with_shortcut(proxy.shortcut());
+        let config = herd_server::Config {
+            proxy: Some((&args.proxy).into()),
+            controller: None,
+            dashboard: false,
+            http_workers: args.http_workers,
+            client_idle_timeout: None,
+            ..herd_server::Config::new(herd_apiserver::Config::new(&args.data_dir))
+        };
+        let server = herd_server::Server::build(config, listener)?;
         eprintln!(
-            "bench-router listening on {url} (balancer {})",
+            "bench-router listening on http://{} (balancer {})",
+            server.local_addr(),
             args.proxy.balancer.as_str()
         );
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            stop.cancel();
-        });
-        herd_apiserver::serve_with(
-            app,
-            listener,
-            shutdown.clone().cancelled_owned(),
-            shutdown,
-            args.http_workers,
-        )
-        .await?;
+        server
+            .serve(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
         Ok(())
     })
 }

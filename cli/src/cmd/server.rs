@@ -3,14 +3,11 @@
 //! dashboard, on one address.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use herd_api::Node;
-use tokio_util::sync::CancellationToken;
 
 #[derive(Args, Debug, Clone)]
 pub struct ServerArgs {
@@ -43,7 +40,7 @@ pub struct ServerArgs {
     /// nginx's worker processes: `auto` (one per core), a number, or 0 to serve every
     /// connection on the shared work-stealing runtime instead.
     #[arg(long, env = "HERD_HTTP_WORKERS", default_value = "auto", value_parser = parse_workers)]
-    pub http_workers: herd_apiserver::Workers,
+    pub http_workers: herd_server::Workers,
     /// Close a client connection that has been quiet this long (checked every quarter of
     /// it): no request in flight and none sent (idle keep-alive connections, clients that
     /// vanished without closing, request heads that stall), a request body that stopped
@@ -59,7 +56,7 @@ pub struct ServerArgs {
     pub controller: herd_controller::ControllerArgs,
 }
 
-fn parse_workers(s: &str) -> Result<herd_apiserver::Workers, String> {
+fn parse_workers(s: &str) -> Result<herd_server::Workers, String> {
     s.parse()
 }
 
@@ -67,29 +64,27 @@ pub fn default_data_dir() -> PathBuf {
     dirs::data_dir().map_or_else(|| PathBuf::from(".herd"), |d| d.join("herd"))
 }
 
-pub fn config(args: &ServerArgs) -> herd_apiserver::Config {
-    let mut config =
+/// The flags as the assembly's settings.
+pub fn config(args: &ServerArgs) -> herd_server::Config {
+    let mut api =
         herd_apiserver::Config::new(args.data_dir.clone().unwrap_or_else(default_data_dir));
-    config.max_body_bytes = args.max_body_bytes;
-    config.bookmark_interval = args.bookmark_interval;
-    config.watch_window = args.watch_window;
-    config.max_events = args.max_events;
-    config.sync = if args.fsync {
+    api.max_body_bytes = args.max_body_bytes;
+    api.bookmark_interval = args.bookmark_interval;
+    api.watch_window = args.watch_window;
+    api.max_events = args.max_events;
+    api.sync = if args.fsync {
         herd_apiserver::SyncMode::Full
     } else {
         herd_apiserver::SyncMode::Normal
     };
-    config
-}
-
-/// The URL this process uses to talk to its own API: the listen address,
-/// with a wildcard host replaced by loopback.
-pub fn loopback_url(addr: SocketAddr) -> String {
-    match addr {
-        SocketAddr::V4(a) if a.ip().is_unspecified() => format!("http://127.0.0.1:{}", a.port()),
-        SocketAddr::V6(a) if a.ip().is_unspecified() => format!("http://[::1]:{}", a.port()),
-        SocketAddr::V4(a) => format!("http://{a}"),
-        SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
+    herd_server::Config {
+        api,
+        proxy: Some((&args.proxy).into()),
+        proxy_shortcut: true,
+        controller: (!args.no_controller).then(|| args.controller.config()),
+        dashboard: true,
+        http_workers: args.http_workers,
+        client_idle_timeout: Some(args.client_idle_timeout),
     }
 }
 
@@ -105,36 +100,8 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let addr = listener.local_addr()?;
-    let token = CancellationToken::new();
-    let (api, _state) =
-        herd_apiserver::build(config(&args), token.clone()).context("opening the store")?;
-
-    // The proxy and the controller read and write the store through the API,
-    // over loopback: the same code runs in this process or on its own.
-    let client = herd_client::Client::new(&loopback_url(addr)).context("API client")?;
-    let nodes = herd_client::reflector::spawn(
-        client.api::<Node>(),
-        herd_client::watcher::Config::default(),
-    );
-    let proxy = herd_proxy::Proxy::with_shutdown(&args.proxy, nodes, client.clone(), token.clone());
-    let router = api.merge(proxy.router()).merge(herd_ui::router());
-
-    let controller = if args.no_controller {
-        None
-    } else {
-        let stop = token.clone();
-        let config = args.controller.config();
-        let client = client.clone();
-        Some(tokio::spawn(async move {
-            if let Err(e) =
-                herd_controller::run(config, client, async move { stop.cancelled().await }).await
-            {
-                tracing::error!(error = %e, "controller stopped");
-            }
-        }))
-    };
-
+    let server = herd_server::Server::build(config(&args), listener)?;
+    let addr = server.local_addr();
     tracing::info!(
         %addr,
         version = env!("CARGO_PKG_VERSION"),
@@ -143,17 +110,7 @@ pub async fn serve(
         http_workers = %args.http_workers,
         "herd server listening on http://{addr}"
     );
-    // The proxy's hot paths skip axum's routing; the router serves the rest.
-    let app = herd_apiserver::App::from(herd_apiserver::with_common_layers(router))
-        .with_shortcut(proxy.shortcut())
-        .with_idle_timeout(Some(args.client_idle_timeout));
-    herd_apiserver::serve_with(app, listener, shutdown, token, args.http_workers)
-        .await
-        .context("herd server")?;
-    if let Some(c) = controller {
-        let _ = tokio::time::timeout(Duration::from_secs(5), c).await;
-    }
-    Ok(())
+    server.serve(shutdown).await.context("herd server")
 }
 
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {

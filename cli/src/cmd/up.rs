@@ -23,7 +23,7 @@ pub fn run(mut args: UpArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = server::bind(&args.server.listen).await?;
         let addr = listener.local_addr()?;
-        args.nodelet.server = server::loopback_url(addr);
+        args.nodelet.server = herd_server::loopback_url(addr);
         let nodelet_config = NodeletConfig::from_args(&args.nodelet)?;
 
         // Ctrl-C stops the nodelet first (it tells the router it is leaving

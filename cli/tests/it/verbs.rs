@@ -328,7 +328,7 @@ impl ApiServer {
                 .expect("bind");
             let url = format!("http://{}", listener.local_addr().expect("addr"));
             let stop = token.clone();
-            tokio::spawn(herd_apiserver::serve(
+            tokio::spawn(herd_server::host::serve(
                 herd_apiserver::with_common_layers(router),
                 listener,
                 async move { stop.cancelled().await },

@@ -1,4 +1,4 @@
-//! Integration tests: a real `herd server` composition (apiserver + proxy)
+//! Integration tests: a real `herd server` assembly (apiserver + proxy)
 //! on 127.0.0.1:0 over a temporary SQLite store, nodes registered through
 //! `herd_client`, and several fake Ollamas from `herd_testkit`. Every test
 //! is bounded in time and talks only to 127.0.0.1.
@@ -18,8 +18,8 @@ use herd_api::{
     Condition, ConditionStatus, Node, NodeInfo, NodeModel, NodeSpec, NodeStatus, Resource,
     conditions,
 };
-use herd_client::{Api, Client, PostParams, reflector, watcher};
-use herd_proxy::{Proxy, ProxyConfig, RequestStats, Strategy};
+use herd_client::{Api, Client, PostParams};
+use herd_proxy::{ProxyConfig, RequestStats, Strategy};
 use herd_testkit::FakeOllama;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -84,7 +84,8 @@ pub async fn fake(models: &[&str]) -> FakeOllama {
         .await
 }
 
-/// apiserver + proxy composed the way `herd server` composes them.
+/// apiserver + proxy assembled by herd-server, as `herd server` is
+/// (without the controller and the dashboard).
 pub struct Herd {
     pub url: String,
     pub http: reqwest::Client,
@@ -119,26 +120,24 @@ impl Herd {
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let shutdown = CancellationToken::new();
-        let (api_router, _state) =
-            herd_apiserver::build(herd_apiserver::Config::new(dir.path()), shutdown.clone())
-                .expect("apiserver");
-        let client = Client::new(&url).expect("client");
-        let store = reflector::spawn(client.api::<Node>(), watcher::Config::default());
-        let proxy = Proxy::with_shutdown(config, store.clone(), client.clone(), shutdown.clone());
-        let mut app = herd_apiserver::App::from(herd_apiserver::with_common_layers(
-            api_router.merge(proxy.router()),
-        ))
-        .with_idle_timeout(idle);
-        if shortcut {
-            app = app.with_shortcut(proxy.shortcut());
-        }
-        let stop = shutdown.clone();
+        let server = herd_server::Server::build(
+            herd_server::Config {
+                proxy: Some(config),
+                proxy_shortcut: shortcut,
+                controller: None,
+                dashboard: false,
+                client_idle_timeout: idle,
+                ..herd_server::Config::new(herd_apiserver::Config::new(dir.path()))
+            },
+            listener,
+        )
+        .expect("herd server");
+        let store = server.nodes().cloned().expect("the proxy's node cache");
+        let shutdown = server.shutdown_token();
         let task = tokio::spawn(async move {
-            herd_apiserver::serve(app, listener, stop.clone().cancelled_owned(), stop)
-                .await
-                .expect("serve");
+            server.serve(std::future::pending()).await.expect("serve");
         });
+        let client = Client::new(&url).expect("client");
         store.wait_ready().await.expect("node store");
         Herd {
             url,

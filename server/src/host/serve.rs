@@ -4,6 +4,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::num::NonZeroUsize;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -20,6 +21,8 @@ use axum::routing::future::RouteFuture;
 use futures_util::FutureExt as _;
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use herd_apiserver::ApiError;
+use herd_proxy::Shortcut;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -28,8 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service as _;
 
-use crate::idle::{Activity, Counted, Tracked, Upload, Watched, quiet_for};
-use crate::{ApiError, Error};
+use super::idle::{Activity, Counted, Tracked, Upload, Watched, quiet_for};
 
 /// Where [`serve_with`] runs connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,13 +88,6 @@ impl FromStr for Workers {
     }
 }
 
-/// Requests answered before the router sees them: `Ok` with the answer's
-/// future, or `Err` handing the request on to the router. For a few hot
-/// paths whose owner finds them faster than axum's routing does; the
-/// router should serve the same requests the same way.
-pub type Shortcut =
-    Arc<dyn Fn(Request) -> Result<BoxFuture<'static, Response>, Request> + Send + Sync>;
-
 /// What [`serve_with`] serves: a router, and a [`Shortcut`] tried first.
 #[derive(Clone)]
 pub struct App {
@@ -140,7 +135,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
     token: CancellationToken,
-) -> Result<(), Error> {
+) -> io::Result<()> {
     serve_with(app, listener, shutdown, token, Workers::Shared).await
 }
 
@@ -153,7 +148,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
     token: CancellationToken,
     workers: Workers,
-) -> Result<(), Error> {
+) -> io::Result<()> {
     let app = app.into();
     let stop = token.clone();
     tokio::spawn(async move {
@@ -171,11 +166,7 @@ pub async fn serve_with(
 /// hyper's HTTP/1 connection serves the router directly (no protocol
 /// sniffing, no upgrades: herd has no WebSocket or HTTP/2 routes). A
 /// handler that panics is answered with a 500 `Status`.
-async fn serve_here(
-    app: App,
-    listener: TcpListener,
-    token: CancellationToken,
-) -> Result<(), Error> {
+async fn serve_here(app: App, listener: TcpListener, token: CancellationToken) -> io::Result<()> {
     let connections = TaskTracker::new();
     loop {
         let accepted = tokio::select! {
@@ -376,7 +367,7 @@ async fn serve_on_threads(
     listener: TcpListener,
     token: CancellationToken,
     n: usize,
-) -> Result<(), Error> {
+) -> io::Result<()> {
     let listeners = thread_listeners(listener.into_std()?, n)?;
     // The threads also stop if this future is dropped.
     let stop = token.child_token();
@@ -392,14 +383,13 @@ async fn serve_on_threads(
             });
         if let Err(e) = spawned {
             stop.cancel();
-            return Err(e.into());
+            return Err(e);
         }
         ends.push(end);
     }
     let mut failed = None;
     while let Some(end) = ends.next().await {
-        let result =
-            end.unwrap_or_else(|_| Err(std::io::Error::other("HTTP thread panicked").into()));
+        let result = end.unwrap_or_else(|_| Err(io::Error::other("HTTP thread panicked")));
         if let Err(e) = result {
             // One thread down: stop the others too rather than serve on part.
             stop.cancel();
@@ -416,7 +406,7 @@ fn serve_thread(
     app: App,
     listener: std::net::TcpListener,
     stop: CancellationToken,
-) -> Result<(), Error> {
+) -> io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

@@ -1,4 +1,5 @@
-//! `serve_with`: thread per core or the caller's runtime, the same contract.
+//! The host's `serve_with`: thread per core or the caller's runtime, the
+//! same contract.
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -6,7 +7,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::get;
 use futures_util::StreamExt as _;
-use herd_apiserver::Workers;
+use herd_server::Workers;
+use herd_server::host::App;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio_util::sync::CancellationToken;
 
@@ -82,20 +84,20 @@ fn router() -> Router {
 struct Served {
     url: String,
     token: CancellationToken,
-    done: tokio::task::JoinHandle<Result<(), herd_apiserver::Error>>,
+    done: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 async fn serve(workers: Workers) -> Served {
     serve_app(workers, herd_apiserver::with_common_layers(router()).into()).await
 }
 
-async fn serve_app(workers: Workers, app: herd_apiserver::App) -> Served {
+async fn serve_app(workers: Workers, app: App) -> Served {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let token = CancellationToken::new();
-    let done = tokio::spawn(herd_apiserver::serve_with(
+    let done = tokio::spawn(herd_server::host::serve_with(
         app,
         listener,
         std::future::pending(),
@@ -193,8 +195,8 @@ async fn read_until_closed(tcp: &mut tokio::net::TcpStream) -> (String, std::tim
 async fn idle_client_connections_are_closed_and_busy_ones_are_not() {
     let limit = Duration::from_millis(300);
     for workers in [Workers::Shared, Workers::Threads(NonZeroUsize::MIN)] {
-        let app = herd_apiserver::App::from(herd_apiserver::with_common_layers(router()))
-            .with_idle_timeout(Some(limit));
+        let app =
+            App::from(herd_apiserver::with_common_layers(router())).with_idle_timeout(Some(limit));
         let s = serve_app(workers, app).await;
         let addr = s.url.trim_start_matches("http://").to_owned();
         let connect = || tokio::net::TcpStream::connect(addr.clone());

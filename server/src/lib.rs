@@ -1,0 +1,265 @@
+//! `herd server`, assembled in one place: the store and the resource API,
+//! the Ollama/OpenAI proxy, the controller and the dashboard, composed into
+//! one router and served on one listener by the [`host`].
+//!
+//! [`run`] serves until a shutdown future resolves, in the shape of
+//! tokio's mini-redis. [`Server::build`] does the same in two steps, for
+//! callers that need a handle first (the proxy, the store, the address, the
+//! shutdown token), then [`Server::serve`].
+//!
+//! A layer that concerns every route (authentication) belongs in
+//! [`Server::build`]'s composition; one that concerns the connection (a TLS
+//! acceptor) in the [`host`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! let config = herd_server::Config::new(herd_apiserver::Config::new("/tmp/herd"));
+//! herd_server::run(config, listener, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
+
+pub mod host;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use herd_api::Node;
+use herd_apiserver::AppState;
+use herd_client::{Client, reflector, watcher};
+use herd_proxy::{Proxy, ProxyConfig};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use host::{App, Workers};
+
+/// How long [`Server::serve`] waits for the controller to finish after the
+/// listener has closed.
+const CONTROLLER_GRACE: Duration = Duration::from_secs(5);
+
+/// What `herd server` runs, and how it serves it.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The store and the resource API.
+    pub api: herd_apiserver::Config,
+    /// The proxy (`/`, `/api/*`, `/v1/*`, `/metrics`, the request history);
+    /// `None` leaves those paths unserved.
+    pub proxy: Option<ProxyConfig>,
+    /// Whether the proxy's hot paths skip axum's routing (see
+    /// `herd_proxy::Proxy::shortcut`). The router serves the same requests
+    /// the same way; turning this off is for comparing the two.
+    pub proxy_shortcut: bool,
+    /// The controller in this process; `None` when it runs elsewhere
+    /// (`herd server --no-controller`, `herd controller`).
+    pub controller: Option<herd_controller::Config>,
+    /// The dashboard at `/dashboard`.
+    pub dashboard: bool,
+    /// Where connections are served: see [`Workers`].
+    pub http_workers: Workers,
+    /// Closes client connections quiet for this long (see
+    /// [`App::with_idle_timeout`]); `None` keeps them as long as clients do.
+    pub client_idle_timeout: Option<Duration>,
+}
+
+impl Config {
+    /// Everything on, with default settings, served on the caller's runtime
+    /// and with no idle limit.
+    pub fn new(api: herd_apiserver::Config) -> Config {
+        Config {
+            api,
+            proxy: Some(ProxyConfig::default()),
+            proxy_shortcut: true,
+            controller: Some(herd_controller::Config::default()),
+            dashboard: true,
+            http_workers: Workers::Shared,
+            client_idle_timeout: None,
+        }
+    }
+}
+
+/// What stops the server from starting or serving. The message says what
+/// was being done; the cause is the error's source.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("opening the store")]
+    Api(#[from] herd_apiserver::Error),
+    #[error("reading the listener's address")]
+    Listener(#[source] std::io::Error),
+    #[error("building the API client")]
+    Client(#[from] herd_client::Error),
+    #[error("serving HTTP")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Builds everything `config` asks for and serves it on `listener` until
+/// `shutdown` resolves; then finishes the requests in flight, ends watches,
+/// stops the controller and closes the store.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    Server::build(config, listener)?.serve(shutdown).await
+}
+
+/// A server built and ready to serve: its parts, for callers that need
+/// them before [`Server::serve`] takes it.
+pub struct Server {
+    app: App,
+    listener: TcpListener,
+    addr: SocketAddr,
+    http_workers: Workers,
+    state: AppState,
+    proxy: Option<Proxy>,
+    nodes: Option<herd_client::Store<Node>>,
+    controller: Option<(herd_controller::Config, Client)>,
+    token: CancellationToken,
+}
+
+impl Server {
+    /// Opens the store and composes the routes; starts the proxy's watch
+    /// of nodes. Nothing is served until [`Server::serve`]. Needs a tokio
+    /// runtime.
+    pub fn build(config: Config, listener: TcpListener) -> Result<Server, Error> {
+        let addr = listener.local_addr().map_err(Error::Listener)?;
+        let token = CancellationToken::new();
+        let (mut router, state) = herd_apiserver::build(config.api, token.clone())?;
+
+        // The proxy and the controller read and write the store through the
+        // API, over loopback: the same code runs in this process or on its own.
+        let client = Client::new(&loopback_url(addr))?;
+        let (mut proxy, mut nodes, mut shortcut) = (None, None, None);
+        if let Some(proxy_config) = config.proxy {
+            let watched = reflector::spawn(client.api::<Node>(), watcher::Config::default());
+            let p =
+                Proxy::with_shutdown(proxy_config, watched.clone(), client.clone(), token.clone());
+            router = router.merge(p.router());
+            if config.proxy_shortcut {
+                shortcut = Some(p.shortcut());
+            }
+            (proxy, nodes) = (Some(p), Some(watched));
+        }
+        if config.dashboard {
+            router = router.merge(herd_ui::router());
+        }
+
+        let mut app = App::from(herd_apiserver::with_common_layers(router))
+            .with_idle_timeout(config.client_idle_timeout);
+        if let Some(shortcut) = shortcut {
+            app = app.with_shortcut(shortcut);
+        }
+        Ok(Server {
+            app,
+            listener,
+            addr,
+            http_workers: config.http_workers,
+            state,
+            proxy,
+            nodes,
+            controller: config.controller.map(|c| (c, client)),
+            token,
+        })
+    }
+
+    /// The address being listened on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The store and the API's settings.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The proxy, unless the config left it out.
+    pub fn proxy(&self) -> Option<&Proxy> {
+        self.proxy.as_ref()
+    }
+
+    /// The proxy's watch cache of nodes, unless the config left the proxy
+    /// out: ready once the first list has arrived.
+    pub fn nodes(&self) -> Option<&herd_client::Store<Node>> {
+        self.nodes.as_ref()
+    }
+
+    /// Cancelling it shuts the server down, as the `shutdown` future does.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
+    /// Starts the controller and serves until `shutdown` resolves or the
+    /// [`Server::shutdown_token`] is cancelled; then stops accepting, lets
+    /// requests in flight finish (watch streams end), and waits a little
+    /// for the controller to stop.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let token = self.token;
+        let controller = self
+            .controller
+            .map(|(config, client)| spawn_controller(config, client, token.clone()));
+        let served = host::serve_with(
+            self.app,
+            self.listener,
+            shutdown,
+            token.clone(),
+            self.http_workers,
+        )
+        .await;
+        // Serving also ends on an error: stop everything else with it.
+        token.cancel();
+        if let Some(c) = controller {
+            let _ = tokio::time::timeout(CONTROLLER_GRACE, c).await;
+        }
+        served.map_err(Error::Serve)
+    }
+}
+
+fn spawn_controller(
+    config: herd_controller::Config,
+    client: Client,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Err(e) = herd_controller::run(config, client, stop.cancelled_owned()).await {
+            tracing::error!(error = %e, "controller stopped");
+        }
+    })
+}
+
+/// The URL a process uses to talk to its own API: the listen address, with
+/// a wildcard host replaced by loopback.
+pub fn loopback_url(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => format!("http://127.0.0.1:{}", a.port()),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => format!("http://[::1]:{}", a.port()),
+        SocketAddr::V4(a) => format!("http://{a}"),
+        SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_url_replaces_only_a_wildcard_host() {
+        let cases = [
+            ("0.0.0.0:8080", "http://127.0.0.1:8080"),
+            ("[::]:8080", "http://[::1]:8080"),
+            ("10.1.2.3:80", "http://10.1.2.3:80"),
+            ("127.0.0.1:9", "http://127.0.0.1:9"),
+            ("[fe80::1]:8080", "http://[fe80::1]:8080"),
+        ];
+        for (addr, want) in cases {
+            let addr: SocketAddr = addr.parse().expect("address");
+            assert_eq!(loopback_url(addr), want, "{addr}");
+        }
+    }
+}
