@@ -8,9 +8,12 @@
 //! Its errors ([`StoreError`]) say what went wrong in storage terms; turning
 //! them into HTTP answers is the API's business (`crate::error`).
 //!
-//! [`SqliteStore`] is the embedded implementation.
+//! [`SqliteStore`] is the embedded implementation. [`conformance`] holds the
+//! behaviour every implementation must show, as tests any backend can run.
 
 mod cache;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod sqlite;
 
 use std::collections::BTreeMap;

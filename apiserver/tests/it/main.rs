@@ -4,6 +4,7 @@ mod bad_input;
 mod crud;
 mod durability;
 mod serve;
+mod store_conformance;
 mod watch;
 
 use std::path::{Path, PathBuf};
