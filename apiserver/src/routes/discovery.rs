@@ -55,6 +55,6 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.store.writable() {
         (StatusCode::OK, "ok").into_response()
     } else {
-        ApiError::Unavailable("the store's writer has stopped".into()).into_response()
+        ApiError::Unavailable("the store cannot take writes".into()).into_response()
     }
 }

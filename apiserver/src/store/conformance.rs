@@ -6,6 +6,10 @@
 //! empty store from every call; [`restart_keeps_everything`] and
 //! [`kill9_durability`] want every call to open the same one again.
 //! A case panics (with what went wrong) when the store misbehaves.
+//!
+//! A backend's tests call every case; `tests/it/store_conformance.rs` does it
+//! for SQLite, including how [`kill9_durability`] re-runs the test binary as
+//! the writer process it kills.
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;

@@ -8,8 +8,9 @@
 //! Its errors ([`StoreError`]) say what went wrong in storage terms; turning
 //! them into HTTP answers is the API's business (`crate::error`).
 //!
-//! [`SqliteStore`] is the embedded implementation. [`conformance`] holds the
-//! behaviour every implementation must show, as tests any backend can run.
+//! [`SqliteStore`] is the embedded implementation. `conformance` (with the
+//! `conformance` feature) holds the behaviour every implementation must
+//! show, as test cases any backend runs.
 
 mod cache;
 #[cfg(feature = "conformance")]
