@@ -4,6 +4,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herd_api::{FieldError, Status, StatusReason};
 
+use crate::store::{MissingPlaceholder, StoreError};
+
 /// A failed API request. Client mistakes carry a message naming the problem;
 /// internal failures are logged in full and answered with a generic message.
 #[derive(Debug, thiserror::Error)]
@@ -97,8 +99,104 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
+/// The one place storage outcomes become HTTP answers.
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict {
+                kind,
+                name,
+                expected,
+                current,
+            } => Self::Conflict {
+                kind,
+                name,
+                message: format!(
+                    "the object has been modified (resourceVersion {expected} is stale, current is {current}); please apply your changes to the latest version and try again"
+                ),
+            },
+            StoreError::NotFound { kind, name } => Self::NotFound { kind, name },
+            StoreError::AlreadyExists { kind, name } => Self::AlreadyExists { kind, name },
+            StoreError::Compacted { requested, oldest } => Self::Gone(format!(
+                "too old resource version: {requested} (oldest kept is {oldest}); list again and watch from the list's resourceVersion"
+            )),
+            StoreError::TooNew { requested, current } => Self::Gone(format!(
+                "resource version {requested} is newer than the store's current revision {current}; list again"
+            )),
+            StoreError::Backend(message) => Self::Internal(message),
+        }
+    }
+}
+
+impl From<MissingPlaceholder> for ApiError {
+    fn from(e: MissingPlaceholder) -> Self {
         Self::Internal(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_map_to_http_statuses() {
+        let name = || "a".to_owned();
+        for (e, code, reason) in [
+            (
+                StoreError::Conflict {
+                    kind: "nodes",
+                    name: name(),
+                    expected: 4,
+                    current: 5,
+                },
+                409,
+                StatusReason::Conflict,
+            ),
+            (
+                StoreError::NotFound {
+                    kind: "nodes",
+                    name: name(),
+                },
+                404,
+                StatusReason::NotFound,
+            ),
+            (
+                StoreError::AlreadyExists {
+                    kind: "nodes",
+                    name: name(),
+                },
+                409,
+                StatusReason::AlreadyExists,
+            ),
+            (
+                StoreError::Compacted {
+                    requested: 3,
+                    oldest: 10,
+                },
+                410,
+                StatusReason::Gone,
+            ),
+            (
+                StoreError::TooNew {
+                    requested: 30,
+                    current: 10,
+                },
+                410,
+                StatusReason::Gone,
+            ),
+            (
+                StoreError::Backend("disk full".into()),
+                500,
+                StatusReason::InternalError,
+            ),
+        ] {
+            let status = ApiError::from(e.clone()).to_status();
+            assert_eq!((status.code, status.reason), (code, reason), "{e}");
+        }
+        let status = ApiError::from(StoreError::Backend("disk full".into())).to_status();
+        assert!(
+            !status.message.contains("disk full"),
+            "backend details stay in the log"
+        );
     }
 }

@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use error::ApiError;
 pub use routes::AppState;
-pub use store::{Store, StoreOptions, SyncMode};
+pub use store::{SqliteStore, Store, StoreError, StoreOptions, SyncMode};
 
 /// Settings of the API server.
 #[derive(Clone, Debug)]
@@ -73,7 +73,7 @@ pub const KINDS: &[&str] = &[Node::PLURAL, ModelAssignment::PLURAL, Event::PLURA
 
 /// Opens the store and builds the API routes.
 pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, AppState), Error> {
-    let store = Store::open(
+    let store = SqliteStore::open(
         &config.data_dir,
         KINDS,
         StoreOptions {
@@ -83,7 +83,7 @@ pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, App
     )?;
     tracing::info!(data_dir = %config.data_dir.display(), revision = store.revision(), "store opened");
     let state = AppState {
-        store,
+        store: Arc::new(store),
         config: Arc::new(config),
         shutdown,
     };

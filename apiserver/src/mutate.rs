@@ -7,9 +7,9 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 
-/// What a write wants the store to do.
+/// What a write decided the store should do.
 #[derive(Debug, PartialEq)]
-pub enum Change<K> {
+pub enum Decision<K> {
     Put(K),
     Delete(K),
     Unchanged,
@@ -59,12 +59,12 @@ fn same<K: Resource>(current: &K, next: &K) -> bool {
     a == b
 }
 
-fn finish<K: Resource>(current: &K, mut next: K, rv: u64) -> Change<K> {
+fn finish<K: Resource>(current: &K, mut next: K, rv: u64) -> Decision<K> {
     if same(current, &next) {
-        return Change::Unchanged;
+        return Decision::Unchanged;
     }
     next.meta_mut().resource_version = Some(rv.to_string());
-    Change::Put(next)
+    Decision::Put(next)
 }
 
 /// POST: a new object. Status from the client is dropped (status belongs to
@@ -74,7 +74,7 @@ pub fn create<K: Resource>(
     mut new: K,
     rv: u64,
     server: ServerFields,
-) -> Result<Change<K>, ApiError> {
+) -> Result<Decision<K>, ApiError> {
     if current.is_some() {
         return Err(ApiError::AlreadyExists {
             kind: K::KIND,
@@ -87,7 +87,7 @@ pub fn create<K: Resource>(
     meta.generation = Some(1);
     meta.resource_version = Some(rv.to_string());
     *new.status_mut() = K::Status::default();
-    Ok(Change::Put(validated(new)?))
+    Ok(Decision::Put(validated(new)?))
 }
 
 /// PUT: replace spec, labels and annotations. With a `resourceVersion` the
@@ -97,7 +97,7 @@ pub fn replace<K: Resource>(
     new: K,
     rv: u64,
     server: ServerFields,
-) -> Result<Change<K>, ApiError> {
+) -> Result<Decision<K>, ApiError> {
     let Some(current) = current else {
         if new
             .meta()
@@ -129,7 +129,7 @@ pub fn replace_status<K: Resource>(
     current: Option<K>,
     new: K,
     rv: u64,
-) -> Result<Change<K>, ApiError> {
+) -> Result<Decision<K>, ApiError> {
     let current = current.ok_or_else(|| ApiError::NotFound {
         kind: K::KIND,
         name: new.meta().name.clone(),
@@ -155,7 +155,7 @@ pub fn patch<K: Resource>(
     patch: &Value,
     target: PatchTarget,
     rv: u64,
-) -> Result<Change<K>, ApiError> {
+) -> Result<Decision<K>, ApiError> {
     let current = current.ok_or_else(|| ApiError::NotFound {
         kind: K::KIND,
         name: name.to_owned(),
@@ -201,13 +201,17 @@ pub fn patch<K: Resource>(
 }
 
 /// DELETE: the final state carries the deletion's revision.
-pub fn delete<K: Resource>(current: Option<K>, name: &str, rv: u64) -> Result<Change<K>, ApiError> {
+pub fn delete<K: Resource>(
+    current: Option<K>,
+    name: &str,
+    rv: u64,
+) -> Result<Decision<K>, ApiError> {
     let mut current = current.ok_or_else(|| ApiError::NotFound {
         kind: K::KIND,
         name: name.to_owned(),
     })?;
     current.meta_mut().resource_version = Some(rv.to_string());
-    Ok(Change::Delete(current))
+    Ok(Decision::Delete(current))
 }
 
 /// RFC 7386: objects merge key by key, `null` removes, anything else replaces.
@@ -253,7 +257,7 @@ mod tests {
             },
         );
         match create(None, n.clone(), rv, server()) {
-            Ok(Change::Put(c)) => n = c,
+            Ok(Decision::Put(c)) => n = c,
             other => panic!("{other:?}"),
         }
         n
@@ -288,7 +292,7 @@ mod tests {
             cpu_percent: 5.0,
             ..Default::default()
         });
-        let Ok(Change::Put(c)) = create(None, n, 7, server()) else {
+        let Ok(Decision::Put(c)) = create(None, n, 7, server()) else {
             panic!()
         };
         assert_eq!(c.metadata.uid.as_deref(), Some("u-1"));
@@ -312,14 +316,14 @@ mod tests {
         same.metadata.resource_version = None;
         assert_eq!(
             replace(Some(cur.clone()), same, 6, server()).expect("ok"),
-            Change::Unchanged
+            Decision::Unchanged
         );
         // spec change bumps generation, keeps uid and status
         let mut next = cur.clone();
         next.spec.weight = 50;
         next.metadata.uid = Some("hijack".into());
         next.status.usage = Some(NodeUsage::default());
-        let Ok(Change::Put(n)) = replace(Some(cur.clone()), next, 6, server()) else {
+        let Ok(Decision::Put(n)) = replace(Some(cur.clone()), next, 6, server()) else {
             panic!()
         };
         assert_eq!(n.metadata.generation, Some(2));
@@ -328,7 +332,7 @@ mod tests {
         // label change does not bump generation
         let mut lab = cur.clone();
         lab.metadata.labels.insert("gpu".into(), "nvidia".into());
-        let Ok(Change::Put(n)) = replace(Some(cur.clone()), lab, 6, server()) else {
+        let Ok(Decision::Put(n)) = replace(Some(cur.clone()), lab, 6, server()) else {
             panic!()
         };
         assert_eq!(n.metadata.generation, Some(1));
@@ -350,7 +354,7 @@ mod tests {
             cpu_percent: 90.0,
             ..Default::default()
         });
-        let Ok(Change::Put(n)) = replace_status(Some(cur.clone()), w, 6) else {
+        let Ok(Decision::Put(n)) = replace_status(Some(cur.clone()), w, 6) else {
             panic!()
         };
         assert_eq!(n.spec, cur.spec);
@@ -362,13 +366,13 @@ mod tests {
     fn patch_table() {
         let cur = stored(5);
         let p = json!({"spec":{"unschedulable":true},"status":{"usage":{"cpuPercent":1.0}}});
-        let Ok(Change::Put(n)) = patch(Some(cur.clone()), "a", &p, PatchTarget::Main, 6) else {
+        let Ok(Decision::Put(n)) = patch(Some(cur.clone()), "a", &p, PatchTarget::Main, 6) else {
             panic!()
         };
         assert!(n.spec.unschedulable);
         assert_eq!(n.status, cur.status, "main patch must not change status");
         assert_eq!(n.metadata.generation, Some(2));
-        let Ok(Change::Put(n)) = patch(Some(cur.clone()), "a", &p, PatchTarget::Status, 6) else {
+        let Ok(Decision::Put(n)) = patch(Some(cur.clone()), "a", &p, PatchTarget::Status, 6) else {
             panic!()
         };
         assert!(!n.spec.unschedulable, "status patch must not change spec");

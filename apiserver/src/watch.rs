@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{EventType, Store, StoredObject, WatchGap, event_line};
+use crate::error::ApiError;
+use crate::store::{ChangeType, Store, StoredObject, event_line};
 
 /// Where a new watch starts.
 pub enum Start {
@@ -35,7 +36,7 @@ pub struct WatchParams {
 }
 
 struct Watcher {
-    store: Store,
+    store: Arc<dyn Store>,
     params: WatchParams,
     cursor: u64,
     pending: Option<Vec<Arc<StoredObject>>>,
@@ -73,7 +74,7 @@ impl Watcher {
                 .iter()
                 .filter(|o| self.params.selector.matches(&o.labels))
             {
-                chunk.extend_from_slice(&event_line(EventType::Added, &o.body));
+                chunk.extend_from_slice(&event_line(ChangeType::Added, &o.body));
             }
             if !chunk.is_empty() {
                 self.last_sent = Instant::now();
@@ -85,20 +86,9 @@ impl Watcher {
             // landing after the read wakes us.
             self.revisions.borrow_and_update();
             match self.store.events_after(self.cursor, EVENTS_PER_CHUNK) {
-                Err(gap) => {
+                Err(e) => {
                     self.finished = true;
-                    let message = match gap {
-                        WatchGap::TooOld { oldest } => format!(
-                            "too old resource version: {} (oldest kept is {}); list again and watch from the list's resourceVersion",
-                            self.cursor,
-                            oldest.saturating_sub(1)
-                        ),
-                        WatchGap::TooNew { current } => format!(
-                            "resource version {} is newer than the store's current revision {current}; list again",
-                            self.cursor
-                        ),
-                    };
-                    return Some(error_line(&Status::gone(message)));
+                    return Some(error_line(&ApiError::from(e).to_status()));
                 }
                 Ok(events) if !events.is_empty() => {
                     let mut chunk = BytesMut::new();
@@ -146,11 +136,15 @@ impl Watcher {
 
 /// Starts a watch; the response streams until the client goes away, the
 /// server shuts down, or `timeout` passes.
-pub fn respond(store: Store, params: WatchParams, shutdown: CancellationToken) -> Response {
+pub fn respond(
+    store: Arc<dyn Store>,
+    params: WatchParams,
+    shutdown: CancellationToken,
+) -> Response {
     let revisions = store.subscribe();
     let (cursor, pending) = match params.start {
         Start::Snapshot => {
-            let (rv, objects) = store.list(params.kind, |_| true);
+            let (rv, objects) = store.list(params.kind, &|_| true);
             (rv, Some(objects))
         }
         Start::After(rv) => (rv, None),

@@ -50,11 +50,11 @@ async fn schema(Path(plural): Path<String>) -> Result<Json<serde_json::Value>, A
     Ok(Json(schema))
 }
 
-/// Ready once the store answers and its writer is alive.
+/// Ready once the store answers and can take writes.
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.store.writer_alive() {
+    if state.store.writable() {
         (StatusCode::OK, "ok").into_response()
     } else {
-        ApiError::Unavailable("the store's writer has stopped".into()).into_response()
+        ApiError::Unavailable("the store cannot take writes".into()).into_response()
     }
 }

@@ -20,7 +20,7 @@ pub async fn prune_loop(state: AppState) {
 }
 
 pub async fn prune_once(state: &AppState) {
-    let (_, mut events) = state.store.list(Event::PLURAL, |_| true);
+    let (_, mut events) = state.store.list(Event::PLURAL, &|_| true);
     let max = state.config.max_events;
     if events.len() <= max {
         return;

@@ -19,7 +19,7 @@ use crate::store::Store;
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
+    pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     /// Cancelled when the server shuts down, so long-lived watches end.
     pub shutdown: CancellationToken,

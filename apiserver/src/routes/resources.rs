@@ -16,9 +16,9 @@ use herd_api::{API_VERSION, LabelSelector, Resource};
 use super::AppState;
 use crate::error::ApiError;
 use crate::extract::{self, BodyKind};
-use crate::mutate::{self, Change, PatchTarget, ServerFields};
+use crate::mutate::{self, Decision, PatchTarget, ServerFields};
 use crate::store::{
-    CommitError, Expect, Proposal, REVISION_PLACEHOLDER, StoredObject, Template, Written,
+    Expect, Proposal, REVISION_PLACEHOLDER, StoreError, StoredObject, Template, Written,
 };
 use crate::watch::{self, Start, WatchParams};
 
@@ -94,7 +94,7 @@ async fn write<K, F>(
 ) -> Result<Written, ApiError>
 where
     K: Resource,
-    F: Fn(Option<K>, u64) -> Result<Change<K>, ApiError>,
+    F: Fn(Option<K>, u64) -> Result<Decision<K>, ApiError>,
 {
     for _ in 0..MAX_ATTEMPTS {
         let current = state.store.get(K::PLURAL, &name);
@@ -103,7 +103,7 @@ where
             .as_ref()
             .map_or(Expect::Absent, |c| Expect::At(c.rv));
         let proposal = match decide(typed, 0)? {
-            Change::Unchanged => {
+            Decision::Unchanged => {
                 let object = current.ok_or_else(|| ApiError::NotFound {
                     kind: K::KIND,
                     name: name.clone(),
@@ -115,11 +115,11 @@ where
                     unchanged: true,
                 });
             }
-            Change::Put(obj) => {
+            Decision::Put(obj) => {
                 let (template, labels) = template(obj)?;
                 Proposal::Put { template, labels }
             }
-            Change::Delete(obj) => Proposal::Delete {
+            Decision::Delete(obj) => Proposal::Delete {
                 template: template(obj)?.0,
             },
         };
@@ -147,8 +147,13 @@ where
             .await
         {
             Ok(written) => return Ok(written),
-            Err(CommitError::Stale) => continue,
-            Err(CommitError::Failed(e)) => return Err(e),
+            // The object changed since it was read: decide again.
+            Err(
+                StoreError::Conflict { .. }
+                | StoreError::NotFound { .. }
+                | StoreError::AlreadyExists { .. },
+            ) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
     Err(ApiError::Conflict {
@@ -209,7 +214,9 @@ async fn list_or_watch<K: Resource>(
             state.shutdown.clone(),
         ));
     }
-    let (revision, items) = state.store.list(K::PLURAL, |o| selector.matches(&o.labels));
+    let (revision, items) = state
+        .store
+        .list(K::PLURAL, &|o| selector.matches(&o.labels));
     let mut body =
         BytesMut::with_capacity(items.iter().map(|o| o.body.len() + 1).sum::<usize>() + 128);
     body.extend_from_slice(

@@ -1,47 +1,105 @@
-//! The resource store.
+//! The resource store, behind the [`Store`] trait.
 //!
-//! The current objects and a window of recent events live in memory, so reads,
-//! lists and watches never touch the disk. Every change goes through one writer
-//! thread that owns the SQLite connection: it takes all pending writes at once,
-//! applies them in order (each sees the ones before it), commits them in one
-//! transaction, and only then publishes them and answers the callers. A caller
-//! that got an answer therefore has its write on disk (WAL), and one fsync-free
-//! commit serves many writers.
+//! A store keeps the current objects and a window of recent changes, hands out
+//! one revision sequence across all kinds, and commits a write only if the
+//! object is still as the writer last saw it ([`Expect`]). Reads (`get`,
+//! `list`, `events_after`) are answered from memory and stay synchronous;
+//! commits are asynchronous because they wait for the disk or the database.
+//! Its errors ([`StoreError`]) say what went wrong in storage terms; turning
+//! them into HTTP answers is the API's business (`crate::error`).
+//!
+//! [`SqliteStore`] is the embedded implementation. `conformance` (with the
+//! `conformance` feature) holds the behaviour every implementation must
+//! show, as test cases any backend runs.
 
+mod cache;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod sqlite;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::path::Path;
-use std::sync::{Arc, RwLock, mpsc};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
-use crate::error::ApiError;
+pub use sqlite::{SqliteStore, StoreOptions, SyncMode};
 
-pub use sqlite::SyncMode;
-
-#[derive(Debug, thiserror::Error)]
+/// Why a store operation failed. Nothing here knows about HTTP.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("opening the store at {path}: {source}")]
-    Open {
-        path: String,
-        source: rusqlite::Error,
-    },
-    #[error("stored object {kind}/{name} is corrupt: {message}")]
-    Corrupt {
-        kind: String,
+    /// The object's revision is not the one the write was computed against.
+    #[error("{kind}/{name} is at revision {current}, not {expected}")]
+    Conflict {
+        kind: &'static str,
         name: String,
-        message: String,
+        expected: u64,
+        current: u64,
     },
-    #[error("the store's writer has stopped")]
-    WriterGone,
-    #[error("a proposed object carries no resourceVersion placeholder")]
-    NoPlaceholder,
-    #[error("{0}")]
-    Io(#[from] std::io::Error),
+    #[error("{kind}/{name} does not exist")]
+    NotFound { kind: &'static str, name: String },
+    #[error("{kind}/{name} already exists")]
+    AlreadyExists { kind: &'static str, name: String },
+    /// The changes after `requested` are no longer kept; `oldest` is the
+    /// oldest revision a reader can still resume after.
+    #[error("changes after revision {requested} are compacted; the oldest kept start is {oldest}")]
+    Compacted { requested: u64, oldest: u64 },
+    /// `requested` is beyond anything this store has committed.
+    #[error("revision {requested} is newer than the store's current revision {current}")]
+    TooNew { requested: u64, current: u64 },
+    /// The backend failed; the message names the operation and the cause,
+    /// never a credential.
+    #[error("store backend: {0}")]
+    Backend(String),
+}
+
+/// What a commit resolves to.
+pub type CommitFuture<'a> = Pin<Box<dyn Future<Output = Result<Written, StoreError>> + Send + 'a>>;
+
+/// Storage for resources: the operations routes and watches use.
+///
+/// Implementations keep the current objects and recent changes in memory, so
+/// reads never wait; they publish a commit (cache, then [`Store::subscribe`])
+/// only once it is durable, and answer the committer after that.
+pub trait Store: Send + Sync {
+    /// The revision of the latest published commit.
+    fn revision(&self) -> u64;
+
+    /// Notified with the new revision after every published commit.
+    fn subscribe(&self) -> watch::Receiver<u64>;
+
+    fn get(&self, kind: &str, name: &str) -> Option<Arc<StoredObject>>;
+
+    /// All objects of a kind (sorted by name) passing `keep`, and the
+    /// revision they were read at.
+    fn list(
+        &self,
+        kind: &str,
+        keep: &dyn Fn(&StoredObject) -> bool,
+    ) -> (u64, Vec<Arc<StoredObject>>);
+
+    /// Up to `max` changes (of every kind) after revision `after`, in
+    /// revision order, with no gap. [`StoreError::Compacted`] when some of
+    /// them are no longer kept, [`StoreError::TooNew`] when `after` is
+    /// beyond the current revision.
+    fn events_after(&self, after: u64, max: usize) -> Result<Vec<Arc<Change>>, StoreError>;
+
+    /// Commits `proposal` if the object is still as `expect` says, durably,
+    /// then publishes it. [`StoreError::Conflict`], [`StoreError::NotFound`]
+    /// and [`StoreError::AlreadyExists`] mean the object is no longer as
+    /// expected: read it again, recompute, retry.
+    fn commit(
+        &self,
+        kind: &'static str,
+        name: String,
+        expect: Expect,
+        proposal: Proposal,
+    ) -> CommitFuture<'_>;
+
+    /// Whether commits can currently succeed.
+    fn writable(&self) -> bool;
 }
 
 /// One object as stored: its serialized JSON (with `resourceVersion` set), and
@@ -53,14 +111,15 @@ pub struct StoredObject {
     pub labels: BTreeMap<String, String>,
 }
 
+/// How a watch reports a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventType {
+pub enum ChangeType {
     Added,
     Modified,
     Deleted,
 }
 
-impl EventType {
+impl ChangeType {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Added => "ADDED",
@@ -68,7 +127,7 @@ impl EventType {
             Self::Deleted => "DELETED",
         }
     }
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
             "ADDED" => Some(Self::Added),
             "MODIFIED" => Some(Self::Modified),
@@ -78,44 +137,44 @@ impl EventType {
     }
 }
 
-/// One change, pre-serialized as the NDJSON line every watcher sends, so a
-/// hundred watchers cost one serialization.
+/// One committed change, pre-serialized as the NDJSON line every watcher
+/// sends, so a hundred watchers cost one serialization.
 #[derive(Debug)]
-pub struct Event {
+pub struct Change {
     pub rv: u64,
     pub kind: &'static str,
-    pub type_: EventType,
+    pub type_: ChangeType,
     pub labels: BTreeMap<String, String>,
-    /// For a `MODIFIED` event that changed the labels, the labels before:
+    /// For a `MODIFIED` change that changed the labels, the labels before:
     /// a watch with a selector then sees the object enter (`ADDED`) or
     /// leave (`DELETED`) its selection. `None` when they did not change (or
-    /// are unknown: events reloaded from disk after a restart).
+    /// are unknown: changes reloaded from disk after a restart).
     pub prev_labels: Option<BTreeMap<String, String>>,
     pub line: Bytes,
 }
 
-impl Event {
-    /// The line a watch with `selector` is sent for this event, if any:
+impl Change {
+    /// The line a watch with `selector` is sent for this change, if any:
     /// Kubernetes' rule, where an object whose change moves it into the
     /// selection is `ADDED` and one that moves out is `DELETED` (with its
     /// new state).
     pub fn line_for(&self, selector: &herd_api::LabelSelector) -> Option<Bytes> {
         let now = selector.matches(&self.labels);
         let before = match (&self.prev_labels, self.type_) {
-            (Some(prev), EventType::Modified) => selector.matches(prev),
+            (Some(prev), ChangeType::Modified) => selector.matches(prev),
             _ => now,
         };
         match (before, now) {
             (true, true) => Some(self.line.clone()),
-            (false, true) => Some(retype(&self.line, self.type_, EventType::Added)),
-            (true, false) => Some(retype(&self.line, self.type_, EventType::Deleted)),
+            (false, true) => Some(retype(&self.line, self.type_, ChangeType::Added)),
+            (true, false) => Some(retype(&self.line, self.type_, ChangeType::Deleted)),
             (false, false) => None,
         }
     }
 }
 
 /// `line` (of type `from`, as [`event_line`] writes it) as type `to`.
-fn retype(line: &Bytes, from: EventType, to: EventType) -> Bytes {
+fn retype(line: &Bytes, from: ChangeType, to: ChangeType) -> Bytes {
     let head = b"{\"type\":\"".len() + from.as_str().len() + b"\",\"object\":".len();
     let Some(rest) = line.get(head..) else {
         return line.clone();
@@ -129,7 +188,7 @@ fn retype(line: &Bytes, from: EventType, to: EventType) -> Bytes {
 }
 
 /// `{"type":"ADDED","object":<body>}\n`
-pub fn event_line(type_: EventType, body: &[u8]) -> Bytes {
+pub fn event_line(type_: ChangeType, body: &[u8]) -> Bytes {
     let mut b = BytesMut::with_capacity(body.len() + 32);
     b.extend_from_slice(b"{\"type\":\"");
     b.extend_from_slice(type_.as_str().as_bytes());
@@ -140,9 +199,9 @@ pub fn event_line(type_: EventType, body: &[u8]) -> Bytes {
 }
 
 /// The placeholder a proposed body carries where the store writes the new
-/// revision. Bodies are serialized before the writer thread assigns the
-/// revision, so all JSON work happens on the request's own task and the one
-/// writer thread only splices bytes and talks to SQLite.
+/// revision. Bodies are serialized before the store assigns the revision, so
+/// all JSON work happens on the request's own task and the store's writer
+/// only splices bytes and talks to its backend.
 pub const REVISION_PLACEHOLDER: &str = "@@herd-resource-version@@";
 const PLACEHOLDER_FIELD: &[u8] = b"\"resourceVersion\":\"@@herd-resource-version@@\"";
 
@@ -157,11 +216,11 @@ impl Template {
     /// Splits a body at its `metadata.resourceVersion` placeholder: the first
     /// `resourceVersion` key in herd's serialization order (`apiVersion`,
     /// `kind`, then `metadata.name`, `uid`, `resourceVersion`).
-    pub fn new(body: Bytes) -> Result<Self, StoreError> {
+    pub fn new(body: Bytes) -> Result<Self, MissingPlaceholder> {
         let at = body
             .windows(PLACEHOLDER_FIELD.len())
             .position(|w| w == PLACEHOLDER_FIELD)
-            .ok_or(StoreError::NoPlaceholder)?;
+            .ok_or(MissingPlaceholder)?;
         let split = at + "\"resourceVersion\":\"".len();
         Ok(Self {
             prefix: body.slice(..split),
@@ -197,20 +256,6 @@ pub enum Proposal {
     Delete { template: Template },
 }
 
-/// Why a proposal did not commit.
-#[derive(Debug)]
-pub enum CommitError {
-    /// The object changed since the proposal was computed: recompute and retry.
-    Stale,
-    Failed(ApiError),
-}
-
-impl From<ApiError> for CommitError {
-    fn from(e: ApiError) -> Self {
-        Self::Failed(e)
-    }
-}
-
 /// What a write did.
 #[derive(Debug)]
 pub struct Written {
@@ -220,415 +265,39 @@ pub struct Written {
     pub unchanged: bool,
 }
 
-struct WriteOp {
+/// A proposed body without the [`REVISION_PLACEHOLDER`] where its
+/// `resourceVersion` belongs: a bug in the caller, not bad input.
+#[derive(Debug, thiserror::Error)]
+#[error("a proposed object carries no resourceVersion placeholder")]
+pub struct MissingPlaceholder;
+
+/// Whether a write computed against `expect` may commit over `current`
+/// (`deleting` says whether it removes the object).
+pub fn check_expect(
     kind: &'static str,
-    name: String,
+    name: &str,
     expect: Expect,
-    proposal: Proposal,
-    reply: oneshot::Sender<Result<Written, CommitError>>,
-}
-
-#[derive(Clone, Copy, Debug)]
-pub struct StoreOptions {
-    /// Events kept (in memory and on disk) for watchers to resume from.
-    pub watch_window: usize,
-    pub sync: SyncMode,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        Self {
-            watch_window: 20_000,
-            sync: SyncMode::Normal,
-        }
-    }
-}
-
-#[derive(Default)]
-struct State {
-    revision: u64,
-    objects: HashMap<&'static str, BTreeMap<String, Arc<StoredObject>>>,
-    log: VecDeque<Arc<Event>>,
-}
-
-impl State {
-    fn get(&self, kind: &str, name: &str) -> Option<Arc<StoredObject>> {
-        self.objects.get(kind).and_then(|m| m.get(name)).cloned()
-    }
-}
-
-struct Shared {
-    state: RwLock<State>,
-    revision_tx: watch::Sender<u64>,
-    window: usize,
-    writer_running: std::sync::atomic::AtomicBool,
-}
-
-/// Events after a revision could not be served.
-#[derive(Debug, PartialEq, Eq)]
-pub enum WatchGap {
-    /// The revision is older than the kept window: relist.
-    TooOld { oldest: u64 },
-    /// The revision is newer than anything this store has written.
-    TooNew { current: u64 },
-}
-
-/// Cheap to clone; all clones share one store.
-#[derive(Clone)]
-pub struct Store {
-    shared: Arc<Shared>,
-    writer: mpsc::SyncSender<WriteOp>,
-}
-
-fn read_state(shared: &Shared) -> std::sync::RwLockReadGuard<'_, State> {
-    shared
-        .state
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Store {
-    /// Opens (creating if needed) the store in `dir/herd.db` and starts its writer.
-    pub fn open(
-        dir: &Path,
-        kinds: &[&'static str],
-        opts: StoreOptions,
-    ) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)?;
-        let window = opts.watch_window.max(1);
-        let (conn, loaded) = sqlite::open(&dir.join("herd.db"), kinds, window, opts.sync)?;
-        let mut state = State {
-            revision: loaded.revision,
-            ..State::default()
-        };
-        for kind in kinds {
-            state.objects.insert(kind, BTreeMap::new());
-        }
-        for (kind, name, obj) in loaded.objects {
-            if let Some(map) = state.objects.get_mut(kind) {
-                map.insert(name, Arc::new(obj));
-            }
-        }
-        state.log = loaded.events.into_iter().map(Arc::new).collect();
-        let (revision_tx, _) = watch::channel(state.revision);
-        let shared = Arc::new(Shared {
-            state: RwLock::new(state),
-            revision_tx,
-            window,
-            writer_running: std::sync::atomic::AtomicBool::new(true),
-        });
-        let (tx, rx) = mpsc::sync_channel::<WriteOp>(8192);
-        let writer_shared = shared.clone();
-        let stop_checkpoints = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop = stop_checkpoints.clone();
-        let db = dir.join("herd.db");
-        std::thread::Builder::new()
-            .name("herd-store-checkpoint".into())
-            .spawn(move || sqlite::checkpointer(db, std::time::Duration::from_millis(500), stop))?;
-        std::thread::Builder::new()
-            .name("herd-store-writer".into())
-            .spawn(move || {
-                writer_loop(conn, &rx, &writer_shared);
-                stop_checkpoints.store(true, std::sync::atomic::Ordering::Relaxed);
-            })?;
-        Ok(Self { shared, writer: tx })
-    }
-
-    pub fn revision(&self) -> u64 {
-        read_state(&self.shared).revision
-    }
-
-    pub fn writer_alive(&self) -> bool {
-        self.shared
-            .writer_running
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// Notified with the new revision after every commit.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.shared.revision_tx.subscribe()
-    }
-
-    pub fn get(&self, kind: &str, name: &str) -> Option<Arc<StoredObject>> {
-        read_state(&self.shared).get(kind, name)
-    }
-
-    /// All objects of a kind (sorted by name) passing `keep`, and the revision
-    /// they were read at.
-    pub fn list(
-        &self,
-        kind: &str,
-        keep: impl Fn(&StoredObject) -> bool,
-    ) -> (u64, Vec<Arc<StoredObject>>) {
-        let state = read_state(&self.shared);
-        let items = state
-            .objects
-            .get(kind)
-            .map(|m| m.values().filter(|o| keep(o)).cloned().collect())
-            .unwrap_or_default();
-        (state.revision, items)
-    }
-
-    /// Up to `max` events (of every kind) after revision `after`, in order.
-    pub fn events_after(&self, after: u64, max: usize) -> Result<Vec<Arc<Event>>, WatchGap> {
-        let state = read_state(&self.shared);
-        if after > state.revision {
-            return Err(WatchGap::TooNew {
-                current: state.revision,
-            });
-        }
-        let first = state.log.front().map_or(state.revision + 1, |e| e.rv);
-        if after + 1 < first {
-            return Err(WatchGap::TooOld { oldest: first });
-        }
-        let start = usize::try_from(after + 1 - first).unwrap_or(usize::MAX);
-        Ok(state.log.iter().skip(start).take(max).cloned().collect())
-    }
-
-    /// Commits a proposal if the object is still as `expect` says, durably,
-    /// and publishes it to watchers.
-    pub async fn commit(
-        &self,
-        kind: &'static str,
-        name: String,
-        expect: Expect,
-        proposal: Proposal,
-    ) -> Result<Written, CommitError> {
-        let (reply, rx) = oneshot::channel();
-        let op = WriteOp {
+    current: Option<&StoredObject>,
+    deleting: bool,
+) -> Result<(), StoreError> {
+    match (expect, current) {
+        (Expect::Absent, None) if !deleting => Ok(()),
+        (Expect::Absent | Expect::At(_), None) => Err(StoreError::NotFound {
             kind,
-            name,
-            expect,
-            proposal,
-            reply,
-        };
-        let writer = self.writer.clone();
-        let gone = || CommitError::Failed(StoreError::WriterGone.into());
-        // The channel is bounded; a full queue blocks, so hand it to a blocking thread.
-        match writer.try_send(op) {
-            Ok(()) => {}
-            Err(mpsc::TrySendError::Full(op)) => {
-                // Only whether the send failed matters (the writer is gone).
-                tokio::task::spawn_blocking(move || writer.send(op).map_err(drop))
-                    .await
-                    .map_err(|e| CommitError::Failed(ApiError::Internal(e.to_string())))?
-                    .map_err(|_| gone())?;
-            }
-            Err(mpsc::TrySendError::Disconnected(_)) => return Err(gone()),
-        }
-        rx.await.map_err(|_| gone())?
+            name: name.to_owned(),
+        }),
+        (Expect::Absent, Some(_)) => Err(StoreError::AlreadyExists {
+            kind,
+            name: name.to_owned(),
+        }),
+        (Expect::At(rv), Some(c)) if c.rv == rv => Ok(()),
+        (Expect::At(rv), Some(c)) => Err(StoreError::Conflict {
+            kind,
+            name: name.to_owned(),
+            expected: rv,
+            current: c.rv,
+        }),
     }
-}
-
-const MAX_BATCH: usize = 512;
-
-fn writer_loop(mut conn: rusqlite::Connection, rx: &mpsc::Receiver<WriteOp>, shared: &Shared) {
-    let mut since_prune = 0usize;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        since_prune += commit_batch(&mut conn, batch, shared);
-        if since_prune >= 1024 {
-            since_prune = 0;
-            let keep_after = read_state(shared)
-                .revision
-                .saturating_sub(shared.window as u64);
-            if let Err(e) = sqlite::prune_events(&conn, keep_after) {
-                tracing::warn!(error = %e, "pruning old events failed; will retry");
-            }
-        }
-    }
-    shared
-        .writer_running
-        .store(false, std::sync::atomic::Ordering::Relaxed);
-    if let Err(e) = sqlite::close(conn) {
-        tracing::warn!(error = %e, "closing the store");
-    }
-}
-
-type Reply = (
-    oneshot::Sender<Result<Written, CommitError>>,
-    Result<Written, CommitError>,
-);
-
-/// Applies a batch in one transaction; returns how many events it wrote.
-fn commit_batch(conn: &mut rusqlite::Connection, batch: Vec<WriteOp>, shared: &Shared) -> usize {
-    let base = read_state(shared).revision;
-    let mut rev = base;
-    let mut overlay: HashMap<(&'static str, String), Option<Arc<StoredObject>>> = HashMap::new();
-    let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
-    let mut events: Vec<Arc<Event>> = Vec::new();
-
-    let tx = match conn.transaction() {
-        Ok(tx) => tx,
-        Err(e) => {
-            let message = format!("starting a store transaction: {e}");
-            for op in batch {
-                let _ = op
-                    .reply
-                    .send(Err(ApiError::Internal(message.clone()).into()));
-            }
-            return 0;
-        }
-    };
-    let mut failed: Option<StoreError> = None;
-    for op in batch {
-        let key = (op.kind, op.name);
-        let current = match overlay.get(&key) {
-            Some(o) => o.clone(),
-            None => read_state(shared).get(key.0, &key.1),
-        };
-        let fresh = match (op.expect, &current) {
-            (Expect::Absent, None) => true,
-            (Expect::At(rv), Some(c)) => c.rv == rv,
-            _ => false,
-        };
-        let result = if !fresh {
-            Err(CommitError::Stale)
-        } else if failed.is_some() {
-            Err(ApiError::Internal("store write failed".into()).into())
-        } else {
-            rev += 1;
-            match op.proposal {
-                Proposal::Put { template, labels } => {
-                    let body = template.render(rev);
-                    let type_ = if current.is_some() {
-                        EventType::Modified
-                    } else {
-                        EventType::Added
-                    };
-                    match sqlite::put(&tx, key.0, &key.1, rev, &body, type_) {
-                        Ok(()) => {
-                            let prev_labels = current
-                                .as_ref()
-                                .filter(|c| c.labels != labels)
-                                .map(|c| c.labels.clone());
-                            events.push(Arc::new(Event {
-                                rv: rev,
-                                kind: key.0,
-                                type_,
-                                labels: labels.clone(),
-                                prev_labels,
-                                line: event_line(type_, &body),
-                            }));
-                            let obj = Arc::new(StoredObject {
-                                rv: rev,
-                                body,
-                                labels,
-                            });
-                            overlay.insert(key.clone(), Some(obj.clone()));
-                            Ok(Written {
-                                object: obj,
-                                created: current.is_none(),
-                                deleted: false,
-                                unchanged: false,
-                            })
-                        }
-                        Err(e) => {
-                            failed = Some(e.into());
-                            Err(ApiError::Internal("store write failed".into()).into())
-                        }
-                    }
-                }
-                Proposal::Delete { template } => {
-                    let body = template.render(rev);
-                    match sqlite::delete(&tx, key.0, &key.1, rev, &body) {
-                        Ok(()) => {
-                            let labels = current
-                                .as_ref()
-                                .map(|c| c.labels.clone())
-                                .unwrap_or_default();
-                            events.push(Arc::new(Event {
-                                rv: rev,
-                                kind: key.0,
-                                type_: EventType::Deleted,
-                                labels: labels.clone(),
-                                prev_labels: None,
-                                line: event_line(EventType::Deleted, &body),
-                            }));
-                            overlay.insert(key.clone(), None);
-                            let obj = Arc::new(StoredObject {
-                                rv: rev,
-                                body,
-                                labels,
-                            });
-                            Ok(Written {
-                                object: obj,
-                                created: false,
-                                deleted: true,
-                                unchanged: false,
-                            })
-                        }
-                        Err(e) => {
-                            failed = Some(e.into());
-                            Err(ApiError::Internal("store write failed".into()).into())
-                        }
-                    }
-                }
-            }
-        };
-        replies.push((op.reply, result));
-    }
-
-    let committed = match failed {
-        Some(e) => {
-            tracing::error!(error = %e, "store write failed; batch rolled back");
-            drop(tx);
-            false
-        }
-        None => match tx.commit() {
-            Ok(()) => true,
-            Err(e) => {
-                tracing::error!(error = %e, "store commit failed; batch rolled back");
-                false
-            }
-        },
-    };
-    if !committed {
-        for (reply, result) in replies {
-            let result = match result {
-                Ok(_) => Err(ApiError::Internal("store commit failed".into()).into()),
-                Err(e) => Err(e),
-            };
-            let _ = reply.send(result);
-        }
-        return 0;
-    }
-
-    let written = events.len();
-    if written > 0 {
-        let mut state = shared
-            .state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for ((kind, name), obj) in overlay {
-            let map = state.objects.entry(kind).or_default();
-            match obj {
-                Some(o) => {
-                    map.insert(name, o);
-                }
-                None => {
-                    map.remove(&name);
-                }
-            }
-        }
-        state.revision = rev;
-        state.log.extend(events);
-        while state.log.len() > shared.window {
-            state.log.pop_front();
-        }
-        drop(state);
-        shared.revision_tx.send_replace(rev);
-    }
-    for (reply, result) in replies {
-        let _ = reply.send(result);
-    }
-    written
 }
 
 #[cfg(test)]
@@ -648,7 +317,7 @@ mod tests {
         let none = labels(&[]);
         let event = |type_,
                      now: &BTreeMap<String, String>,
-                     prev: Option<&BTreeMap<String, String>>| Event {
+                     prev: Option<&BTreeMap<String, String>>| Change {
             rv: 1,
             kind: "Node",
             type_,
@@ -656,7 +325,7 @@ mod tests {
             prev_labels: prev.cloned(),
             line: event_line(type_, b"{\"x\":1}"),
         };
-        let line = |e: Event| {
+        let line = |e: Change| {
             e.line_for(&sel)
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
         };
@@ -664,37 +333,37 @@ mod tests {
         for (name, e, want) in [
             (
                 "added, matching",
-                event(EventType::Added, &gpu, None),
+                event(ChangeType::Added, &gpu, None),
                 typed("ADDED"),
             ),
             (
                 "added, not matching",
-                event(EventType::Added, &none, None),
+                event(ChangeType::Added, &none, None),
                 None,
             ),
             (
                 "modified inside",
-                event(EventType::Modified, &gpu, None),
+                event(ChangeType::Modified, &gpu, None),
                 typed("MODIFIED"),
             ),
             (
                 "modified outside",
-                event(EventType::Modified, &none, None),
+                event(ChangeType::Modified, &none, None),
                 None,
             ),
             (
                 "moved in",
-                event(EventType::Modified, &gpu, Some(&none)),
+                event(ChangeType::Modified, &gpu, Some(&none)),
                 typed("ADDED"),
             ),
             (
                 "moved out",
-                event(EventType::Modified, &none, Some(&gpu)),
+                event(ChangeType::Modified, &none, Some(&gpu)),
                 typed("DELETED"),
             ),
             (
                 "deleted, matching",
-                event(EventType::Deleted, &gpu, None),
+                event(ChangeType::Deleted, &gpu, None),
                 typed("DELETED"),
             ),
         ] {
@@ -717,5 +386,95 @@ mod tests {
                 .is_some_and(|s| s.contains("@@herd"))
         );
         assert!(Template::new(Bytes::from_static(b"{}")).is_err());
+    }
+
+    #[test]
+    fn check_expect_table() {
+        let at = |rv| StoredObject {
+            rv,
+            body: Bytes::new(),
+            labels: BTreeMap::new(),
+        };
+        let (k, n) = ("nodes", "a");
+        let not_found = Err(StoreError::NotFound {
+            kind: k,
+            name: n.into(),
+        });
+        let exists = Err(StoreError::AlreadyExists {
+            kind: k,
+            name: n.into(),
+        });
+        let conflict = Err(StoreError::Conflict {
+            kind: k,
+            name: n.into(),
+            expected: 4,
+            current: 5,
+        });
+        for (case, expect, current, deleting, want) in [
+            ("create", Expect::Absent, None, false, Ok(())),
+            (
+                "create over existing",
+                Expect::Absent,
+                Some(at(5)),
+                false,
+                exists.clone(),
+            ),
+            (
+                "delete of missing",
+                Expect::Absent,
+                None,
+                true,
+                not_found.clone(),
+            ),
+            (
+                "delete existing, unread",
+                Expect::Absent,
+                Some(at(5)),
+                true,
+                exists,
+            ),
+            (
+                "update at current",
+                Expect::At(5),
+                Some(at(5)),
+                false,
+                Ok(()),
+            ),
+            (
+                "delete at current",
+                Expect::At(5),
+                Some(at(5)),
+                true,
+                Ok(()),
+            ),
+            (
+                "update, stale",
+                Expect::At(4),
+                Some(at(5)),
+                false,
+                conflict.clone(),
+            ),
+            ("delete, stale", Expect::At(4), Some(at(5)), true, conflict),
+            (
+                "update of missing",
+                Expect::At(4),
+                None,
+                false,
+                not_found.clone(),
+            ),
+            (
+                "delete of missing at rv",
+                Expect::At(4),
+                None,
+                true,
+                not_found,
+            ),
+        ] {
+            assert_eq!(
+                check_expect(k, n, expect, current.as_ref(), deleting),
+                want,
+                "{case}"
+            );
+        }
     }
 }

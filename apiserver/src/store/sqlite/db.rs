@@ -6,10 +6,34 @@ use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Event, EventType, StoreError, StoredObject, event_line};
+use crate::store::{Change, ChangeType, StoreError, StoredObject, event_line};
 
 /// Numbered migrations; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/0001_init.sql")];
+
+/// Why opening the database failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("opening the store at {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("stored object {kind}/{name} is corrupt: {message}")]
+    Corrupt {
+        kind: String,
+        name: String,
+        message: String,
+    },
+}
+
+impl From<OpenError> for StoreError {
+    fn from(e: OpenError) -> Self {
+        Self::Backend(e.to_string())
+    }
+}
 
 /// How hard a commit waits for the disk.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,7 +50,7 @@ pub enum SyncMode {
 pub(super) struct Loaded {
     pub revision: u64,
     pub objects: Vec<(&'static str, String, StoredObject)>,
-    pub events: Vec<Event>,
+    pub changes: Vec<Change>,
 }
 
 fn to_u64(v: i64) -> u64 {
@@ -57,8 +81,8 @@ pub(super) fn open(
     kinds: &[&'static str],
     window: usize,
     sync: SyncMode,
-) -> Result<(Connection, Loaded), StoreError> {
-    let open_err = |source| StoreError::Open {
+) -> Result<(Connection, Loaded), OpenError> {
+    let open_err = |source| OpenError::Open {
         path: path.display().to_string(),
         source,
     };
@@ -100,7 +124,7 @@ pub(super) fn open(
                 tracing::warn!(%kind, %name, "ignoring stored object of an unknown kind");
                 continue;
             };
-            let labels = labels_of(&body).map_err(|message| StoreError::Corrupt {
+            let labels = labels_of(&body).map_err(|message| OpenError::Corrupt {
                 kind: kind.to_string(),
                 name: name.clone(),
                 message,
@@ -124,7 +148,7 @@ pub(super) fn open(
     revision = revision.max(max_event.map_or(0, to_u64));
 
     let from = revision.saturating_sub(window as u64);
-    let mut events = Vec::new();
+    let mut changes = Vec::new();
     {
         let mut stmt =
             conn.prepare("SELECT rv, kind, type, body FROM events WHERE rv > ?1 ORDER BY rv")?;
@@ -134,17 +158,18 @@ pub(super) fn open(
             let kind: String = row.get(1)?;
             let type_: String = row.get(2)?;
             let body: Vec<u8> = row.get(3)?;
-            let (Some(kind), Some(type_)) =
-                (kinds.iter().find(|k| **k == kind), EventType::parse(&type_))
-            else {
+            let (Some(kind), Some(type_)) = (
+                kinds.iter().find(|k| **k == kind),
+                ChangeType::parse(&type_),
+            ) else {
                 continue;
             };
             // The in-memory log must be contiguous; start over after a gap.
-            if events.last().is_some_and(|e: &Event| e.rv + 1 != rv) {
-                events.clear();
+            if changes.last().is_some_and(|e: &Change| e.rv + 1 != rv) {
+                changes.clear();
             }
             let labels = labels_of(&body).unwrap_or_default();
-            events.push(Event {
+            changes.push(Change {
                 rv,
                 kind,
                 type_,
@@ -154,20 +179,20 @@ pub(super) fn open(
             });
         }
     }
-    if events.last().is_some_and(|e| e.rv != revision) {
-        events.clear();
+    if changes.last().is_some_and(|e| e.rv != revision) {
+        changes.clear();
     }
     Ok((
         conn,
         Loaded {
             revision,
             objects,
-            events,
+            changes,
         },
     ))
 }
 
-fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let done = usize::try_from(version).unwrap_or(0);
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
@@ -190,7 +215,7 @@ pub(super) fn put(
     name: &str,
     rv: u64,
     body: &[u8],
-    type_: EventType,
+    type_: ChangeType,
 ) -> Result<(), rusqlite::Error> {
     tx.prepare_cached(
         "INSERT OR REPLACE INTO objects (kind, name, rv, body) VALUES (?1, ?2, ?3, ?4)",
