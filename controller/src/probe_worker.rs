@@ -1,15 +1,18 @@
-//! The probe loop's I/O: each node has a key in the probe queue, due at its
-//! next probe. Probing a key records the result in the node's memory and,
-//! when that should change the `Reachable` condition, queues the node for
-//! its reconciler (the only writer of the controller's node conditions).
+//! The probe loop's I/O shell around [`crate::probe`]'s decisions: each node
+//! has a key in the probe queue, due at its next probe. Probing a key sends
+//! `GET {spec.ollamaUrl}/api/version`, records the result in the node's
+//! memory and, when that should change the `Reachable` condition, queues the
+//! node for its reconciler (the only writer of the controller's node
+//! conditions).
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use herd_api::Timestamp;
 
 use crate::Context;
-use crate::probe::{probe, reachable_condition};
+use crate::probe::{looks_like_version, reachable_condition};
 use crate::runtime::Action;
 
 pub(crate) async fn probe_node(ctx: Arc<Context>, name: String) -> Result<Action, Infallible> {
@@ -49,4 +52,58 @@ pub(crate) async fn probe_node(ctx: Arc<Context>, name: String) -> Result<Action
     } else {
         ctx.config.probe_interval
     }))
+}
+
+/// The HTTP client for probes: bounded by `timeout`, connecting afresh
+/// each time (a probe checks that a new connection works, as the proxy's
+/// next request would need; and 1,000 nodes cost no idle sockets), and
+/// ignoring `HTTP_PROXY`: the router talks to its nodes directly.
+pub(crate) fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .pool_max_idle_per_host(0)
+        .user_agent(concat!("herd-controller/", env!("CARGO_PKG_VERSION")))
+        .build()
+}
+
+/// One probe: `GET {ollama_url}/api/version` must answer 2xx with
+/// `{"version": "..."}`, as Ollama does.
+async fn probe(http: &reqwest::Client, ollama_url: &str) -> Result<(), String> {
+    let url = format!("{}/api/version", ollama_url.trim_end_matches('/'));
+    let resp = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
+    let code = resp.status();
+    if !code.is_success() {
+        return Err(format!("GET {url} answered {code}"));
+    }
+    let body = resp
+        .bytes()
+        .await
+        .map_err(|e| format!("GET {url}: reading the answer: {}", error_chain(&e)))?;
+    if looks_like_version(&body) {
+        Ok(())
+    } else {
+        Err(format!(
+            "GET {url} answered {code} but not with Ollama's {{\"version\": ...}}"
+        ))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !out.contains(&s_text) {
+            out.push_str(": ");
+            out.push_str(&s_text);
+        }
+        source = s.source();
+    }
+    out
 }
