@@ -5,14 +5,20 @@ use herd_client::Client;
 
 use super::errors;
 
-/// Where the herd server is. Each verb carries it (rather than one global
-/// flag on `herd`) so that `herd get no --server URL` and other subcommands'
-/// own `--server` flags never collide.
+/// Where the herd server is: the connection flags every verb that talks to a
+/// server shares.
+///
+/// They are global, so they go before or after the verb, as kubectl users
+/// write them (`herd --server URL get nodes`, `herd get nodes --server URL`).
+/// A subcommand with a `--server` of its own (`herd nodelet`, whose
+/// `--server` reads `ROUTER_URL`) keeps it: clap does not hand a global flag
+/// to a subcommand that defines one with the same name.
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// URL of the herd server.
+    /// URL of the herd server (for the verbs and `herd controller`).
     #[arg(
         long,
+        global = true,
         env = "HERD_SERVER",
         default_value = "http://localhost:8080",
         value_name = "URL"
