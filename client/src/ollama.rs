@@ -97,7 +97,16 @@ mod tests {
     #[test]
     fn pull_lines_read_table() {
         // (line, status, digest, total, completed, error, success)
-        let cases: &[(&str, &str, &str, u64, u64, Option<&str>, bool)] = &[
+        type Case = (
+            &'static str,
+            &'static str,
+            &'static str,
+            u64,
+            u64,
+            Option<&'static str>,
+            bool,
+        );
+        let cases: &[Case] = &[
             (
                 r#"{"status":"pulling manifest"}"#,
                 "pulling manifest",
