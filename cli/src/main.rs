@@ -20,7 +20,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 )]
 struct Cli {
     #[command(flatten)]
-    connect: ctl::args::ConnectArgs,
+    connect: ctl::args::ConnectFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -59,7 +59,7 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let connect = &cli.connect;
+    let connect = &ctl::args::ConnectArgs::from_flags(&cli.connect);
     let result = match cli.command {
         Command::Server(args) => cmd::server::run(*args),
         Command::Up(args) => cmd::up::run(*args),

@@ -56,6 +56,24 @@ fn without_the_flag_the_environment_decides() {
 }
 
 #[test]
+fn herd_server_does_not_reach_the_nodelet() {
+    // The nodelet's server is `--server`/`ROUTER_URL`, else its default; a
+    // `HERD_SERVER` set for the verbs must not take its place. The invalid
+    // name fails the start after the server was checked, so the run ends
+    // either way and the error says which check failed.
+    let out = Command::new(env!("CARGO_BIN_EXE_herd"))
+        .args(["nodelet", "--name", "Not A Node Name!"])
+        .env("HERD_SERVER", "ftp://meant-for-the-verbs")
+        .env_remove("ROUTER_URL")
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run herd");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("invalid --name"), "{stderr}");
+}
+
+#[test]
 fn the_nodelet_keeps_its_own_server_flag() {
     // `herd nodelet --server` is the router it registers with (ROUTER_URL),
     // checked before the nodelet starts anything.
