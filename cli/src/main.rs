@@ -19,6 +19,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
     about = "A Kubernetes-style control plane and load-balancing router for fleets of Ollama machines"
 )]
 struct Cli {
+    #[command(flatten)]
+    connect: ctl::args::ConnectFlags,
     #[command(subcommand)]
     command: Command,
 }
@@ -57,23 +59,24 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let connect = &ctl::args::ConnectArgs::from_flags(&cli.connect);
     let result = match cli.command {
         Command::Server(args) => cmd::server::run(*args),
         Command::Up(args) => cmd::up::run(*args),
         Command::Nodelet(args) => cmd::nodelet::run(*args),
-        Command::Controller(args) => cmd::controller::run(args),
+        Command::Controller(args) => cmd::controller::run(args, connect),
         Command::Version => {
             println!("herd {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Command::Apply(args) => cmd::apply::run(args),
-        Command::Get(args) => cmd::get::run(args),
-        Command::Describe(args) => cmd::describe::run(args),
-        Command::Delete(args) => cmd::delete::run(args),
-        Command::Cordon(args) => cmd::cordon::cordon(args),
-        Command::Uncordon(args) => cmd::cordon::uncordon(args),
-        Command::Drain(args) => cmd::cordon::drain(args),
-        Command::Explain(args) => cmd::explain::run(args),
+        Command::Apply(args) => cmd::apply::run(args, connect),
+        Command::Get(args) => cmd::get::run(args, connect),
+        Command::Describe(args) => cmd::describe::run(args, connect),
+        Command::Delete(args) => cmd::delete::run(args, connect),
+        Command::Cordon(args) => cmd::cordon::cordon(args, connect),
+        Command::Uncordon(args) => cmd::cordon::uncordon(args, connect),
+        Command::Drain(args) => cmd::cordon::drain(args, connect),
+        Command::Explain(args) => cmd::explain::run(args, connect),
         Command::Completion(args) => cmd::completion::run(args, Cli::command()),
     };
     match result {

@@ -5,6 +5,9 @@
 //!   patch, the `/status` subresource, delete and watch.
 //! - [`watcher::watcher`] turns list + watch into an endless stream that
 //!   relists on 410 Gone and resumes dropped watches, with backoff.
+//! - [`backoff`] is the retry schedule every herd client sleeps by.
+//! - [`ndjson`] splits streamed NDJSON into lines; [`ollama`] holds the Ollama wire
+//!   types more than one herd crate reads.
 //! - [`reflector`] keeps a local cache ([`reflector::Store`]) current from a
 //!   watcher, for readers that must not wait on the network.
 //!
@@ -22,9 +25,11 @@
 //! ```
 
 mod api;
+pub mod backoff;
 mod client;
 mod error;
 pub mod ndjson;
+pub mod ollama;
 pub mod reflector;
 pub mod watcher;
 

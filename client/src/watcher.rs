@@ -26,6 +26,7 @@ use futures_util::stream::{self, Stream, StreamExt};
 use herd_api::{ObjectList, Resource, WatchEvent};
 
 use crate::api::{ListParams, WatchParams, WatchStream};
+use crate::backoff::Backoff;
 use crate::{Api, Error};
 
 /// What a watcher tells its consumer.
@@ -44,47 +45,12 @@ pub enum Event<K> {
     Deleted(K),
 }
 
-/// Jittered exponential backoff between failed attempts.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Backoff {
-    /// Delay after the first failure.
-    pub base: Duration,
-    /// Longest delay, however many failures.
-    pub cap: Duration,
-    /// Fraction of each delay that is random, in `0.0..=1.0`. Spreads the
-    /// reconnects of many clients after a server restart.
-    pub jitter: f64,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            base: Duration::from_millis(500),
-            cap: Duration::from_secs(30),
-            jitter: 0.5,
-        }
-    }
-}
-
-impl Backoff {
-    /// The wait before the next attempt after `failures` consecutive
-    /// failures, given `random` in `0.0..1.0`: `base · 2^(failures-1)`
-    /// capped at `cap`, then shortened by up to `jitter` of itself.
-    pub fn delay(&self, failures: u32, random: f64) -> Duration {
-        if failures == 0 {
-            return Duration::ZERO;
-        }
-        let doubling = 2u32.saturating_pow(failures.saturating_sub(1).min(31));
-        let raw = self.base.saturating_mul(doubling).min(self.cap);
-        let cut = self.jitter.clamp(0.0, 1.0) * random.clamp(0.0, 1.0);
-        raw.mul_f64(1.0 - cut)
-    }
-}
-
 /// How a watcher runs.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub label_selector: Option<String>,
+    /// Between failed requests; [`Backoff::WATCH`] unless set. Its `max_tries` is not
+    /// read: a watcher never gives up.
     pub backoff: Backoff,
     /// A watch that sends nothing for this long is taken for dead and
     /// resumed. Keep it several times the server's bookmark interval.
@@ -95,7 +61,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             label_selector: None,
-            backoff: Backoff::default(),
+            backoff: Backoff::WATCH,
             idle_timeout: Some(Duration::from_secs(300)),
         }
     }
@@ -107,8 +73,7 @@ impl Config {
         self
     }
     pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
-        self.backoff.base = base;
-        self.backoff.cap = cap;
+        self.backoff = self.backoff.between(base, cap);
         self
     }
     pub fn idle_timeout(mut self, timeout: Option<Duration>) -> Self {
@@ -366,7 +331,10 @@ impl<K: Resource> Shell<K> {
     async fn pause(&mut self) {
         let failures = self.machine.failures();
         if failures > 0 {
-            let delay = self.config.backoff.delay(failures, rand::random::<f64>());
+            let delay = self
+                .config
+                .backoff
+                .jittered(failures, rand::random::<f64>());
             tracing::debug!(kind = K::KIND, failures, ?delay, "backing off");
             tokio::time::sleep(delay).await;
         }
@@ -531,25 +499,5 @@ mod tests {
             NodeSpec::default(),
         )))));
         assert_eq!(m.resource_version(), Some("5"));
-    }
-
-    #[test]
-    fn backoff_doubles_caps_and_jitters_down() {
-        let b = Backoff {
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(1),
-            jitter: 0.5,
-        };
-        let ms = |failures, r| b.delay(failures, r).as_millis();
-        assert_eq!(ms(0, 0.0), 0);
-        assert_eq!(
-            [ms(1, 0.0), ms(2, 0.0), ms(3, 0.0), ms(4, 0.0), ms(5, 0.0)],
-            [100, 200, 400, 800, 1000]
-        );
-        assert_eq!(ms(1000, 0.0), 1000);
-        assert_eq!(ms(2, 0.5), 150);
-        assert_eq!(ms(2, 0.999_999), 100);
-        let none = Backoff { jitter: 0.0, ..b };
-        assert_eq!(none.delay(2, 0.9).as_millis(), 200);
     }
 }

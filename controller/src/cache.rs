@@ -1,4 +1,4 @@
-//! Watch-fed caches and the triggers that turn their changes into queued
+//! Watch-fed caches (I/O) and the triggers that turn their changes into queued
 //! keys.
 //!
 //! Each kind has one watcher feeding a [`Store`] (the reconcilers read

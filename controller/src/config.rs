@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use herd_client::watcher::Backoff;
+use herd_client::backoff::Backoff;
 
 use crate::probe::Hysteresis;
 
@@ -109,12 +109,9 @@ impl Default for Config {
             resync: Duration::from_secs(30),
             workers: 8,
             probe_concurrency: 128,
-            error_backoff: Backoff {
-                base: Duration::from_millis(250),
-                cap: Duration::from_secs(30),
-                jitter: 0.5,
-            },
-            watch_backoff: Backoff::default(),
+            error_backoff: Backoff::WATCH
+                .between(Duration::from_millis(250), Duration::from_secs(30)),
+            watch_backoff: Backoff::WATCH,
         }
     }
 }

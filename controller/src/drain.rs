@@ -1,6 +1,6 @@
-//! Drain: a cordoned node (`spec.unschedulable`) gets no new requests; the
-//! `Drained` condition tells when the ones it had have finished, so an
-//! operator (or `herd drain`) knows when the machine can go.
+//! Drain (a pure decision): a cordoned node (`spec.unschedulable`) gets no new
+//! requests; the `Drained` condition tells when the ones it had have finished,
+//! so an operator (or `herd drain`) knows when the machine can go.
 
 use herd_api::{Condition, ConditionStatus, Node, conditions};
 

@@ -1,5 +1,6 @@
-//! Events: one stored `Event` per transition the controller makes, for
-//! `herd get events` and the dashboard. The apiserver keeps the log bounded.
+//! Events (I/O: the recorder writes them through the API): one stored `Event`
+//! per transition the controller makes, for `herd get events` and the
+//! dashboard. The apiserver keeps the log bounded.
 //!
 //! Events are written after the status change they describe has been
 //! stored, so an event never announces a transition that did not happen;

@@ -1,4 +1,4 @@
-//! Node health: when is a node `Ready`?
+//! Node health (pure decisions): when is a node `Ready`?
 //!
 //! `Ready=True` iff the heartbeat is fresh, `NodeletReady=True`,
 //! `OllamaRunning=True` and `Reachable` is not `False`. Otherwise, checked

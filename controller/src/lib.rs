@@ -15,6 +15,11 @@
 //! reconcile runtime that feeds them from watch caches, and the rest is a
 //! thin shell that writes their results through the API.
 //!
+//! The names say which is which: a module named for what it decides
+//! (`node`, `probe`, `placement`, `health`, `drain`, `routing`) is pure; its
+//! I/O shell, the function the runtime's workers call per key, is the same
+//! name with `_worker` (`node_worker`, `probe_worker`, `placement_worker`).
+//!
 //! [`run`] talks to the store only through `herd_client`, so the same code
 //! runs inside `herd server` (over loopback) and as `herd controller
 //! --server URL`. It is safe to restart at any moment: decisions depend on
@@ -22,17 +27,17 @@
 //! wrote, writes nothing that is already right and records no event for a
 //! state that is already recorded.
 
-mod assignments;
 mod cache;
 mod config;
 pub mod drain;
 pub mod events;
 pub mod health;
 pub mod node;
-mod nodes;
+mod node_worker;
 pub mod placement;
+mod placement_worker;
 pub mod probe;
-mod prober;
+mod probe_worker;
 pub mod routing;
 pub mod runtime;
 mod time;
@@ -55,7 +60,7 @@ pub use runtime::{Action, WorkQueue};
 
 use crate::cache::{NodeTrigger, assignment_trigger, spawn_watch};
 use crate::events::Recorder;
-use crate::nodes::NodeMemory;
+use crate::node_worker::NodeMemory;
 use crate::runtime::RunOptions;
 
 /// What can stop the controller or fail one reconcile.
@@ -100,7 +105,7 @@ pub async fn run(
     client: Client,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let http = probe::http_client(config.probe_timeout).map_err(Error::ProbeClient)?;
+    let http = probe_worker::http_client(config.probe_timeout).map_err(Error::ProbeClient)?;
     let token = CancellationToken::new();
     let node_queue = Arc::new(WorkQueue::new());
     let assignment_queue = Arc::new(WorkQueue::new());
@@ -174,7 +179,7 @@ pub async fn run(
         tasks.spawn(runtime::run(
             node_queue.clone(),
             options("Node"),
-            move |name| nodes::reconcile(ctx.clone(), name),
+            move |name| node_worker::reconcile(ctx.clone(), name),
             token.clone(),
         ));
     }
@@ -183,7 +188,7 @@ pub async fn run(
         tasks.spawn(runtime::run(
             assignment_queue.clone(),
             options("ModelAssignment"),
-            move |name| assignments::reconcile(ctx.clone(), name),
+            move |name| placement_worker::reconcile(ctx.clone(), name),
             token.clone(),
         ));
     }
@@ -195,7 +200,7 @@ pub async fn run(
                 concurrency: config.probe_concurrency,
                 ..options("probe")
             },
-            move |name| prober::probe_node(ctx.clone(), name),
+            move |name| probe_worker::probe_node(ctx.clone(), name),
             token.clone(),
         ));
     }

@@ -1,5 +1,6 @@
-//! The node reconciler's decision: every controller-owned part of a node's
-//! status in one pure function, so one reconcile makes at most one write.
+//! The node reconciler's decision (pure; its I/O is `node_worker`): every
+//! controller-owned part of a node's status in one function, so one
+//! reconcile makes at most one write.
 //!
 //! Owned here: the `Ready`, `Reachable` (from the probe) and `Drained`
 //! conditions and `status.routing`. Everything else in the status belongs

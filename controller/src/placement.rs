@@ -1,4 +1,5 @@
-//! Model placement: which nodes should hold a `ModelAssignment`'s model.
+//! Model placement: which nodes should hold a `ModelAssignment`'s model
+//! (pure decisions; the reconciler that writes them is `placement_worker`).
 //!
 //! **`replicas: N`** — N nodes that match `nodeSelector`:
 //! 1. Keep every node already placed that still exists, matches, is not

@@ -1,5 +1,7 @@
-//! The active probe: `GET {spec.ollamaUrl}/api/version` on every node, from
-//! the router's side of the network.
+//! The active probe's decisions (pure): what a probe's answer means, and
+//! what a run of results makes of the `Reachable` condition. The probe
+//! itself, `GET {spec.ollamaUrl}/api/version` on every node from the
+//! router's side of the network, is sent by `probe_worker`.
 //!
 //! It catches what heartbeats cannot: a nodelet that is alive while its
 //! Ollama is not, and a machine the router cannot reach though it can reach
@@ -12,8 +14,6 @@
 //! failure the next probe comes after a quarter of it, so with the defaults
 //! (5 s, 2 failures) a dead node is confirmed 1.25 s after the first failed
 //! probe, 1.25–6.25 s after it died.
-
-use std::time::Duration;
 
 use herd_api::{Condition, ConditionStatus, Timestamp, conditions, find_condition};
 
@@ -149,65 +149,11 @@ pub fn reachable_condition(
     }
 }
 
-/// The HTTP client for probes: bounded by `timeout`, connecting afresh
-/// each time (a probe checks that a new connection works, as the proxy's
-/// next request would need; and 1,000 nodes cost no idle sockets), and
-/// ignoring `HTTP_PROXY`: the router talks to its nodes directly.
-pub fn http_client(timeout: Duration) -> reqwest::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .pool_max_idle_per_host(0)
-        .user_agent(concat!("herd-controller/", env!("CARGO_PKG_VERSION")))
-        .build()
-}
-
-/// One probe: `GET {ollama_url}/api/version` must answer 2xx with
-/// `{"version": "..."}`, as Ollama does.
-pub async fn probe(http: &reqwest::Client, ollama_url: &str) -> Result<(), String> {
-    let url = format!("{}/api/version", ollama_url.trim_end_matches('/'));
-    let resp = http
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
-    let code = resp.status();
-    if !code.is_success() {
-        return Err(format!("GET {url} answered {code}"));
-    }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| format!("GET {url}: reading the answer: {}", error_chain(&e)))?;
-    if looks_like_version(&body) {
-        Ok(())
-    } else {
-        Err(format!(
-            "GET {url} answered {code} but not with Ollama's {{\"version\": ...}}"
-        ))
-    }
-}
-
 /// `{"version":"0.5.7"}` without pulling in a JSON parser for one field.
-fn looks_like_version(body: &[u8]) -> bool {
+pub(crate) fn looks_like_version(body: &[u8]) -> bool {
     let text = String::from_utf8_lossy(body);
     let t = text.trim();
     t.starts_with('{') && t.ends_with('}') && t.contains("\"version\"")
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Routing weights: `Node.status.routing {weight, reason}`, what share of
-//! traffic the proxy should give a node.
+//! Routing weights (pure decisions): `Node.status.routing {weight, reason}`,
+//! what share of traffic the proxy should give a node.
 //!
 //! ```text
 //! weight = 0                                      not Ready, cordoned, or spec.weight 0

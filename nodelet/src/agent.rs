@@ -141,10 +141,10 @@ where
         pull_config(&config, ollama.clone(), sampler.total_memory()),
         reflector::spawn(
             client.api::<ModelAssignment>(),
-            watcher::Config::default().backoff(
-                config.timings.watch_backoff.0,
-                config.timings.watch_backoff.1,
-            ),
+            watcher::Config {
+                backoff: config.timings.watch_backoff,
+                ..watcher::Config::default()
+            },
         ),
         present_rx,
         board.clone(),

@@ -12,11 +12,11 @@ use herd_api::validate;
 use reqwest::Url;
 
 use crate::advertise::{AdvertiseError, parse_ollama_host};
-use crate::backoff::Backoff;
 use crate::install::{
-    AssetError, DEFAULT_DOWNLOAD_BASE, OllamaVersion, ProgressDisplay, ProxyConfig, ProxyError,
-    default_install_dir, parse_base_url,
+    AssetError, DEFAULT_DOWNLOAD_BASE, HttpProxyError, HttpProxySettings, OllamaVersion,
+    ProgressDisplay, default_install_dir, parse_base_url,
 };
+use herd_client::backoff::Backoff;
 
 /// The flags of `herd nodelet` (and of the nodelet half of `herd up`). Every flag can
 /// also be set through the environment variable named in its help.
@@ -183,8 +183,8 @@ pub struct Timings {
     pub pull_status_interval: Duration,
     /// Bound on the last status write (`NodeletReady` False) at shutdown.
     pub final_status_timeout: Duration,
-    /// First and longest wait of the ModelAssignment watcher after a failure.
-    pub watch_backoff: (Duration, Duration),
+    /// Between failed lists and watches of the ModelAssignment watcher.
+    pub watch_backoff: Backoff,
     /// Plain progress log lines (no terminal) come this often.
     pub log_every: Duration,
     /// A pull whose stream stays silent this long has failed.
@@ -213,7 +213,7 @@ impl Default for Timings {
             stop_timeout: Duration::from_secs(10),
             pull_status_interval: Duration::from_secs(1),
             final_status_timeout: Duration::from_secs(5),
-            watch_backoff: (Duration::from_millis(500), Duration::from_secs(30)),
+            watch_backoff: Backoff::WATCH,
             log_every: Duration::from_secs(5),
             pull_stall_timeout: Duration::from_secs(300),
             drain_poll: Duration::from_millis(250),
@@ -240,7 +240,7 @@ impl Timings {
             stop_timeout: Duration::from_secs(5),
             pull_status_interval: ms(20),
             final_status_timeout: Duration::from_secs(5),
-            watch_backoff: (ms(20), ms(200)),
+            watch_backoff: Backoff::WATCH.between(ms(20), ms(200)),
             log_every: Duration::from_secs(1),
             pull_stall_timeout: Duration::from_secs(10),
             drain_poll: ms(20),
@@ -273,7 +273,7 @@ pub struct NodeletConfig {
     pub download_base_url: Url,
     pub verify_checksum: bool,
     /// Proxies for downloads (the process environment's, by default).
-    pub proxy: ProxyConfig,
+    pub proxy: HttpProxySettings,
     pub heartbeat_interval: Duration,
     pub default_model: DefaultModel,
     /// Progress bars or log lines for downloads and pulls.
@@ -306,7 +306,7 @@ pub enum ConfigError {
     #[error(transparent)]
     Asset(#[from] AssetError),
     #[error(transparent)]
-    Proxy(#[from] ProxyError),
+    Proxy(#[from] HttpProxyError),
     #[error("no install directory: the platform has no data directory; pass --install-dir")]
     NoInstallDir,
 }
@@ -328,7 +328,7 @@ impl NodeletConfig {
             download_base_url: Url::parse(DEFAULT_DOWNLOAD_BASE)
                 .expect("the default base URL is valid"),
             verify_checksum: true,
-            proxy: ProxyConfig::none(),
+            proxy: HttpProxySettings::none(),
             heartbeat_interval: Duration::from_secs(5),
             default_model: DefaultModel::BySize,
             display: ProgressDisplay::Auto,
@@ -368,7 +368,7 @@ impl NodeletConfig {
         config.ollama_version = args.ollama_version.clone();
         config.download_base_url = parse_base_url(&args.download_base_url)?;
         config.verify_checksum = !args.no_verify_checksum;
-        config.proxy = ProxyConfig::from_process_env()?;
+        config.proxy = HttpProxySettings::from_process_env()?;
         config.heartbeat_interval = args.heartbeat_interval;
         config.drain_timeout = args.drain_timeout;
         config.timings.drain_settle = args.drain_settle;

@@ -1,4 +1,5 @@
-//! The model a node pulls when nothing is assigned to it and the user did not opt out.
+//! The model a node pulls when nothing is assigned to it and the user did not opt out
+//! (a pure decision).
 //!
 //! The point of a default model is that a fresh `herd nodelet` answers its first
 //! request without anyone running `ollama pull`, so the model must fit the machine with

@@ -7,17 +7,16 @@
 //! [`agent`] shows how the tasks fit together.
 //!
 //! Each part is a set of pure decision functions with table tests and a thin I/O shell:
-//! [`install`] (find, download, verify, install Ollama), [`backoff`] (the retry schedule
-//! every loop shares), [`default_model`] (the model sized to the machine),
+//! [`install`] (find, download, verify, install Ollama), [`default_model`] (the model sized to the machine),
 //! [`advertise`] (the address the router uses to reach this Ollama), [`register`]
 //! (what the node's spec and labels become), [`status`] (conditions and the status a
 //! heartbeat writes), [`pulls`] (which models to pull), [`metrics`] (CPU, memory,
 //! GPUs), [`supervisor`] (the Ollama process) and [`drain`] (when, at shutdown, the
-//! requests in flight on the node have ended).
+//! requests in flight on the node have ended). Every retry loop sleeps by
+//! `herd_client::backoff`, the schedule the router's watchers share.
 
 pub mod advertise;
 pub mod agent;
-pub mod backoff;
 pub mod config;
 pub mod default_model;
 pub mod drain;

@@ -3,6 +3,9 @@
 //! A heartbeat refreshes only CPU usage and RAM — two small reads of `/proc` on Linux —
 //! so it stays cheap. GPUs are asked once, at start, from `nvidia-smi` when it exists;
 //! a machine without it reports none.
+//!
+//! Reading `nvidia-smi`'s output ([`parse_nvidia_smi`]) is pure; the rest reads the
+//! machine.
 
 use std::time::Duration;
 

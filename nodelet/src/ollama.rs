@@ -2,13 +2,17 @@
 //! it (`/api/version`), what does it hold (`/api/tags`), what is loaded (`/api/ps`),
 //! and pull a model (`POST /api/pull`, streamed).
 //!
-//! Every answer is checked: a status other than 200 or a body that is not what Ollama
+//! This is the I/O shell; the wire types it reads are `herd_client::ollama`'s, shared
+//! with the proxy. Every answer is checked: a status other than 200 or a body that is not what Ollama
 //! sends is an error that says which endpoint misbehaved and how, because that text
 //! ends up in the node's `OllamaRunning` condition for an operator to read.
 
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use herd_client::ndjson::LineSplitter;
+
+use herd_client::ollama::{ErrorBody, PullLine, VersionResponse};
 use reqwest::Url;
 use serde::Deserialize;
 
@@ -92,26 +96,6 @@ pub struct PsModel {
 #[derive(Deserialize)]
 struct ModelList<T> {
     models: Vec<T>,
-}
-
-#[derive(Deserialize)]
-struct VersionReply {
-    version: String,
-}
-
-/// One line of a pull stream.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-pub struct PullLine {
-    #[serde(default)]
-    pub status: String,
-    #[serde(default)]
-    pub digest: String,
-    #[serde(default)]
-    pub total: u64,
-    #[serde(default)]
-    pub completed: u64,
-    #[serde(default)]
-    pub error: Option<String>,
 }
 
 /// What one look at Ollama found.
@@ -230,7 +214,7 @@ impl OllamaClient {
     }
 
     pub async fn version(&self) -> Result<String, ProbeError> {
-        self.get_json::<VersionReply>("/api/version")
+        self.get_json::<VersionResponse>("/api/version")
             .await
             .map(|v| v.version)
     }
@@ -284,38 +268,33 @@ impl OllamaClient {
             error,
         };
         let mut stream = response.bytes_stream();
-        let mut pending: Vec<u8> = Vec::new();
+        let mut lines = LineSplitter::new(MAX_PULL_LINE);
         let mut succeeded = false;
-        let mut handle = |line: &[u8], succeeded: &mut bool| -> Result<(), ProbeError> {
-            let text = line.trim_ascii();
-            if text.is_empty() {
-                return Ok(());
-            }
-            let parsed: PullLine = serde_json::from_slice(text)
-                .map_err(|e| bad(format!("{e} in {:?}", lossy(text))))?;
-            if let Some(error) = &parsed.error {
+        let mut handle = |line: &[u8]| -> Result<(), ProbeError> {
+            let parsed: PullLine = serde_json::from_slice(line)
+                .map_err(|e| bad(format!("{e} in {:?}", lossy(line))))?;
+            if let Some(message) = parsed.error_message() {
                 return Err(ProbeError::Stream {
                     method: "POST",
                     path: PATH.to_owned(),
-                    message: error.clone(),
+                    message,
                 });
             }
-            *succeeded |= parsed.status == "success";
+            succeeded |= parsed.is_success();
             progress(&parsed);
             Ok(())
         };
+        let too_long = |e: herd_client::ndjson::LineTooLong| bad(format!("a {e}"));
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.send_error("POST", PATH, &e))?;
-            pending.extend_from_slice(&chunk);
-            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = pending.drain(..=end).collect();
-                handle(&line, &mut succeeded)?;
-            }
-            if pending.len() > MAX_PULL_LINE {
-                return Err(bad(format!("a line longer than {MAX_PULL_LINE} bytes")));
+            lines.push(&chunk);
+            while let Some(line) = lines.next_line().map_err(too_long)? {
+                handle(&line)?;
             }
         }
-        handle(&pending, &mut succeeded)?;
+        if let Some(last) = lines.finish().map_err(too_long)? {
+            handle(&last)?;
+        }
         if succeeded {
             Ok(())
         } else {
@@ -341,13 +320,9 @@ async fn read_limited(
 
 /// Ollama's `{"error": "..."}`, or the body itself (shortened) when it is not that.
 fn error_message(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct ErrorBody {
-        error: String,
-    }
-    match serde_json::from_slice::<ErrorBody>(body) {
-        Ok(e) => e.error,
-        Err(_) => {
+    match ErrorBody::parse_message(body) {
+        Some(message) => message,
+        None => {
             let text = lossy(body.trim_ascii());
             if text.chars().count() > 200 {
                 format!("{}…", text.chars().take(200).collect::<String>())

@@ -25,9 +25,10 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::install::ProgressDisplay;
-use crate::ollama::{OllamaClient, PullLine};
+use crate::ollama::OllamaClient;
+use herd_client::backoff::Backoff;
+use herd_client::ollama::PullLine;
 
 /// A model whose last pull failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -689,7 +690,7 @@ mod tests {
         let now = t(10_000);
         // 1 s doubling, capped at 8 s.
         let retry = Backoff::FOREVER
-            .with_jitter(crate::backoff::Jitter::None)
+            .with_jitter(herd_client::backoff::Jitter::None)
             .with_base(Duration::from_secs(1))
             .with_max_tries(None);
         let retry = Backoff {

@@ -6,6 +6,8 @@
 //! an operator set (`unschedulable`, `weight`, labels and annotations of their own) is
 //! kept. To drop a label that an earlier run added but this one no longer passes, the
 //! nodelet remembers its label keys in the [`MANAGED_LABELS_ANNOTATION`].
+//!
+//! [`registration_node`] is the decision, pure; [`register`] is the API call around it.
 
 use std::collections::{BTreeMap, BTreeSet};
 

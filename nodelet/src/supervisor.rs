@@ -8,6 +8,10 @@
 //! with backoff whenever it exits. It stops the process only when told to (SIGTERM,
 //! then SIGKILL after a grace period). Everything it learns is published as an
 //! [`OllamaState`] for the heartbeat to report.
+//!
+//! This module is the I/O shell (processes, signals, HTTP); its decisions are pure and
+//! live elsewhere: the install plan in [`crate::install`], the restart schedule in
+//! `herd_client::backoff`, and [`describe_exit`] here.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -20,13 +24,13 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::backoff::Backoff;
 use crate::config::Timings;
 use crate::install::{
     FoundOllama, InstallOptions, InstallPlan, InstallProgress, OllamaVersion, find_ollama,
     install_ollama, plan_install,
 };
 use crate::ollama::OllamaClient;
+use herd_client::backoff::Backoff;
 
 /// Where the managed binary came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

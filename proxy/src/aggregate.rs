@@ -9,6 +9,7 @@ use axum::body::Body;
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use herd_api::model_name;
+use herd_client::ollama::VersionResponse;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 
@@ -221,8 +222,8 @@ pub(crate) async fn version(shared: Arc<Shared>) -> Response<Body> {
         .into_iter()
         .flatten()
     {
-        if let Some(s) = v.get("version").and_then(Value::as_str) {
-            versions.push(s.to_owned());
+        if let Ok(answer) = serde_json::from_value::<VersionResponse>(v) {
+            versions.push(answer.version);
         }
     }
     let v = lowest(versions.iter().map(String::as_str))

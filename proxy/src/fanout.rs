@@ -1,6 +1,10 @@
 //! Requests that go to every ready, schedulable node at once: `/api/pull`
 //! (progress merged into one stream in Ollama's format), `/api/delete` and
 //! `/api/copy` (one answer for the whole fleet).
+//!
+//! The merge of the progress lines ([`Merge`]) and the final verdict are pure and
+//! table-tested; the rest is the I/O that sends to the nodes and streams the merge back.
+//! The lines are `herd_client::ollama::PullLine`, the type the nodelet reads too.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -11,8 +15,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, Request, Response, StatusCode, header};
 use bytes::Bytes;
 use futures_util::stream::{self, BoxStream, StreamExt};
+use herd_client::ollama::{ErrorBody, PULL_SUCCESS, PullLine};
 use http_body_util::BodyExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Dialect, ProxyError};
@@ -85,20 +90,8 @@ async fn send_all(
 
 /// The `error` of a node's JSON error body, or the body as text.
 fn error_text(body: &[u8]) -> String {
-    #[derive(Deserialize)]
-    struct E {
-        error: Value,
-    }
-    match serde_json::from_slice::<E>(body) {
-        Ok(E {
-            error: Value::String(s),
-        }) => s,
-        Ok(E { error }) => error
-            .get("message")
-            .and_then(Value::as_str)
-            .map_or_else(|| error.to_string(), str::to_owned),
-        Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
-    }
+    ErrorBody::parse_message(body)
+        .unwrap_or_else(|| String::from_utf8_lossy(body).trim().to_owned())
 }
 
 async fn read_small(body: UpstreamBody) -> Bytes {
@@ -292,38 +285,6 @@ pub(crate) async fn simple(
     resp
 }
 
-/// One line of a node's pull progress.
-#[derive(Deserialize, Default, Debug)]
-struct PullLine {
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    digest: String,
-    #[serde(default)]
-    total: u64,
-    #[serde(default)]
-    completed: u64,
-    #[serde(default)]
-    error: Option<Value>,
-}
-
-/// A line of the merged stream (Ollama's `ProgressResponse`).
-#[derive(Serialize, Debug, PartialEq)]
-struct Progress {
-    status: String,
-    #[serde(skip_serializing_if = "String::is_empty")]
-    digest: String,
-    #[serde(skip_serializing_if = "is_zero")]
-    total: u64,
-    #[serde(skip_serializing_if = "is_zero")]
-    completed: u64,
-}
-
-#[allow(clippy::trivially_copy_pass_by_ref)]
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
 /// What a node's pull stream says next.
 #[derive(Debug)]
 enum NodeEvent {
@@ -364,20 +325,16 @@ fn node_events(node: usize, body: UpstreamBody) -> BoxStream<'static, (usize, No
                     continue;
                 }
                 let ev = match serde_json::from_slice::<PullLine>(&line) {
-                    Ok(p) if p.error.is_some() => {
-                        st.over = true;
-                        let e = p.error.map_or_else(String::new, |v| match v {
-                            Value::String(s) => s,
-                            other => other.to_string(),
-                        });
-                        NodeEvent::End(Err(e))
-                    }
-                    Ok(p) => {
-                        if p.status == "success" {
-                            st.success = true;
+                    Ok(p) => match p.error_message() {
+                        Some(e) => {
+                            st.over = true;
+                            NodeEvent::End(Err(e))
                         }
-                        NodeEvent::Line(p)
-                    }
+                        None => {
+                            st.success |= p.is_success();
+                            NodeEvent::Line(p)
+                        }
+                    },
                     Err(e) => {
                         st.over = true;
                         NodeEvent::End(Err(format!("unreadable progress line: {e}")))
@@ -437,7 +394,7 @@ struct Merge {
 }
 
 impl Merge {
-    fn on(&mut self, node: usize, ev: NodeEvent) -> Option<Progress> {
+    fn on(&mut self, node: usize, ev: NodeEvent) -> Option<PullLine> {
         match ev {
             NodeEvent::Line(p) if !p.digest.is_empty() => {
                 let total = *self.layer_total.entry(p.digest.clone()).or_insert(p.total);
@@ -448,26 +405,22 @@ impl Merge {
                     .iter()
                     .map(|m| m.get(&p.digest).copied().unwrap_or(0))
                     .sum();
-                Some(Progress {
+                Some(PullLine {
                     status: p.status,
                     total: total * self.streams as u64,
                     completed,
                     digest: p.digest,
+                    error: None,
                 })
             }
             NodeEvent::Line(p) => {
-                if p.status == "success"
+                if p.status == PULL_SUCCESS
                     || p.status.is_empty()
                     || !self.said.insert(p.status.clone())
                 {
                     return None;
                 }
-                Some(Progress {
-                    status: p.status,
-                    digest: String::new(),
-                    total: 0,
-                    completed: 0,
-                })
+                Some(PullLine::with_status(p.status))
             }
             NodeEvent::End(r) => {
                 self.ended += 1;
@@ -734,15 +687,7 @@ fn merged_stream(
                 // Every node stream ends with an `End`; this is a safety net.
                 st.done = true;
                 st.record.finish(String::new());
-                return Some((
-                    line(&Progress {
-                        status: "success".into(),
-                        digest: String::new(),
-                        total: 0,
-                        completed: 0,
-                    }),
-                    st,
-                ));
+                return Some((line(&PullLine::with_status(PULL_SUCCESS)), st));
             };
             let ok_now = matches!(ev, NodeEvent::End(Ok(())));
             let out = st.merge.on(node, ev);
@@ -754,12 +699,7 @@ fn merged_stream(
                 let last = match st.merge.last() {
                     Ok(()) => {
                         st.record.finish(String::new());
-                        line(&Progress {
-                            status: "success".into(),
-                            digest: String::new(),
-                            total: 0,
-                            completed: 0,
-                        })
+                        line(&PullLine::with_status(PULL_SUCCESS))
                     }
                     Err(e) => {
                         let l = line(&ErrorLine { error: &e });

@@ -16,8 +16,6 @@ use crate::ctl::{block_on, errors, objects, output, patch};
 
 #[derive(Args, Debug)]
 pub struct ApplyArgs {
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// A manifest file, a directory (searched recursively for *.yaml, *.yml
     /// and *.json), or `-` for stdin. Repeat to apply several.
     #[arg(short = 'f', long = "filename", value_name = "PATH", required = true)]
@@ -64,16 +62,17 @@ impl Outcome {
     }
 }
 
-pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
+pub fn run(args: ApplyArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
     let sources = manifest::read_sources(&args.files)?;
     let parsed = manifest::parse_all(&sources);
     if parsed.documents.is_empty() && parsed.problems.is_empty() {
         anyhow::bail!("no objects to apply: the manifests are empty");
     }
     let files: Vec<String> = sources.into_iter().map(|s| s.name).collect();
-    let client = args.connect.client()?;
+    let client = connect.client()?;
     block_on(apply(
         &client,
+        &connect.server,
         &args,
         &files,
         parsed.documents,
@@ -83,12 +82,12 @@ pub fn run(args: ApplyArgs) -> anyhow::Result<()> {
 
 async fn apply(
     client: &Client,
+    server: &str,
     args: &ApplyArgs,
     files: &[String],
     documents: Vec<Document>,
     mut problems: Vec<Problem>,
 ) -> anyhow::Result<()> {
-    let server = &args.connect.server;
     let mut plans = Vec::new();
     for doc in &documents {
         match plan(client, doc).await {

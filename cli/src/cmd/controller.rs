@@ -4,19 +4,20 @@
 use anyhow::Context;
 use clap::Args;
 
+use crate::ctl::args::ConnectArgs;
+
+// The router whose resources the controller reconciles is the global
+// `--server` (`HERD_SERVER`).
 #[derive(Args, Debug, Clone)]
 pub struct ControllerCmdArgs {
-    /// The router whose resources the controller reconciles.
-    #[arg(long, env = "HERD_SERVER", default_value = "http://localhost:8080")]
-    pub server: String,
     #[command(flatten)]
     pub controller: herd_controller::ControllerArgs,
 }
 
-pub fn run(args: ControllerCmdArgs) -> anyhow::Result<()> {
+pub fn run(args: ControllerCmdArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
     crate::logging::init();
-    let client = herd_client::Client::new(&args.server)
-        .with_context(|| format!("--server {}", args.server))?;
+    let client = herd_client::Client::new(&connect.server)
+        .with_context(|| format!("--server {}", connect.server))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         herd_controller::run(args.controller.config(), client, super::shutdown_signal()).await

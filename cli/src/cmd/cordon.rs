@@ -16,8 +16,6 @@ use crate::ctl::{block_on, errors, output};
 
 #[derive(Args, Debug)]
 pub struct CordonArgs {
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// The nodes.
     #[arg(value_name = "NODE", required = true, num_args = 1..)]
     pub nodes: Vec<String>,
@@ -25,8 +23,6 @@ pub struct CordonArgs {
 
 #[derive(Args, Debug)]
 pub struct DrainArgs {
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// The node.
     #[arg(value_name = "NODE")]
     pub node: String,
@@ -35,21 +31,21 @@ pub struct DrainArgs {
     pub timeout: Duration,
 }
 
-pub fn cordon(args: CordonArgs) -> anyhow::Result<()> {
-    set_all(args, true)
+pub fn cordon(args: CordonArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
+    set_all(args, connect, true)
 }
 
-pub fn uncordon(args: CordonArgs) -> anyhow::Result<()> {
-    set_all(args, false)
+pub fn uncordon(args: CordonArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
+    set_all(args, connect, false)
 }
 
-fn set_all(args: CordonArgs, unschedulable: bool) -> anyhow::Result<()> {
-    let client = args.connect.client()?;
+fn set_all(args: CordonArgs, connect: &ConnectArgs, unschedulable: bool) -> anyhow::Result<()> {
+    let client = connect.client()?;
     block_on(async {
         for node in &args.nodes {
             let line = set_unschedulable(&client, node, unschedulable)
                 .await
-                .map_err(|e| errors::client_error(&e, &args.connect.server))?;
+                .map_err(|e| errors::client_error(&e, &connect.server))?;
             output::emit(&line)?;
         }
         Ok(())
@@ -78,16 +74,16 @@ async fn set_unschedulable(
     Ok(format!("node/{node} {done}\n"))
 }
 
-pub fn drain(args: DrainArgs) -> anyhow::Result<()> {
-    let client = args.connect.client()?;
-    let server = args.connect.server.clone();
+pub fn drain(args: DrainArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
+    let client = connect.client()?;
+    let server = connect.server.clone();
     block_on(async move {
         let line = set_unschedulable(&client, &args.node, true)
             .await
             .map_err(|e| errors::client_error(&e, &server))?;
         output::emit(&line)?;
         let deadline = (!args.timeout.is_zero()).then(|| Instant::now() + args.timeout);
-        wait_drained(&client, &args, deadline).await
+        wait_drained(&client, &server, &args, deadline).await
     })?
 }
 
@@ -99,6 +95,7 @@ fn in_flight(node: &Node) -> u32 {
 /// time the count changes.
 async fn wait_drained(
     client: &Client,
+    server: &str,
     args: &DrainArgs,
     deadline: Option<Instant>,
 ) -> anyhow::Result<()> {
@@ -128,7 +125,7 @@ async fn wait_drained(
                 if !warned {
                     eprintln!(
                         "watch interrupted: {}; resuming",
-                        errors::describe(&e, &args.connect.server)
+                        errors::describe(&e, server)
                     );
                     warned = true;
                 }

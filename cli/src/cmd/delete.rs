@@ -12,8 +12,6 @@ use crate::ctl::{block_on, errors, manifest, objects, output};
 
 #[derive(Args, Debug)]
 pub struct DeleteArgs {
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// `TYPE NAME…` or `TYPE/NAME…`.
     #[arg(value_name = "TYPE[/NAME]", num_args = 0..)]
     pub targets: Vec<String>,
@@ -31,10 +29,10 @@ pub struct DeleteArgs {
     pub ignore_not_found: bool,
 }
 
-pub fn run(args: DeleteArgs) -> anyhow::Result<()> {
+pub fn run(args: DeleteArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
     let targets = targets(&args)?;
-    let client = args.connect.client()?;
-    block_on(delete_all(&client, &args, targets))?
+    let client = connect.client()?;
+    block_on(delete_all(&client, &connect.server, &args, targets))?
 }
 
 /// What to delete: `(kind, Some(name))`, or `(kind, None)` for "all that
@@ -81,10 +79,10 @@ fn targets(args: &DeleteArgs) -> anyhow::Result<Vec<(Kind, Option<String>)>> {
 
 async fn delete_all(
     client: &Client,
+    server: &str,
     args: &DeleteArgs,
     targets: Vec<(Kind, Option<String>)>,
 ) -> anyhow::Result<()> {
-    let server = &args.connect.server;
     let mut failed = Vec::new();
     for (kind, name) in targets {
         let names = match name {

@@ -15,8 +15,6 @@ const RECENT_REQUESTS: u32 = 10;
 
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// `TYPE [NAME…]` or `TYPE/NAME…`; types: node (no), modelassignment (ma).
     /// Without names, every object of the type.
     #[arg(value_name = "TYPE[/NAME]", required = true, num_args = 1..)]
@@ -26,7 +24,7 @@ pub struct DescribeArgs {
     pub selector: Option<String>,
 }
 
-pub fn run(args: DescribeArgs) -> anyhow::Result<()> {
+pub fn run(args: DescribeArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
     let targets = kind::parse_targets(&args.targets).map_err(anyhow::Error::msg)?;
     for (kind, _) in &targets {
         anyhow::ensure!(
@@ -36,16 +34,16 @@ pub fn run(args: DescribeArgs) -> anyhow::Result<()> {
             kind.plural()
         );
     }
-    let client = args.connect.client()?;
-    block_on(describe_all(&client, &args, targets))?
+    let client = connect.client()?;
+    block_on(describe_all(&client, &connect.server, &args, targets))?
 }
 
 async fn describe_all(
     client: &Client,
+    server: &str,
     args: &DescribeArgs,
     targets: Vec<(Kind, Option<String>)>,
 ) -> anyhow::Result<()> {
-    let server = &args.connect.server;
     let events = client
         .api::<Event>()
         .list(&ListParams::default())

@@ -15,8 +15,6 @@ Examples:
   herd explain modelassignment.spec.nodeSelector
   herd explain no.status --recursive")]
 pub struct ExplainArgs {
-    #[command(flatten)]
-    pub connect: ConnectArgs,
     /// A kind (node, modelassignment, event, or their short names), then
     /// optionally a dotted field path.
     #[arg(value_name = "KIND[.FIELD…]")]
@@ -26,7 +24,7 @@ pub struct ExplainArgs {
     pub recursive: bool,
 }
 
-pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
+pub fn run(args: ExplainArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
     let mut parts = args.target.split('.');
     let kind = Kind::parse(parts.next().unwrap_or("")).map_err(anyhow::Error::msg)?;
     anyhow::ensure!(
@@ -39,9 +37,9 @@ pub fn run(args: ExplainArgs) -> anyhow::Result<()> {
         "{:?}: a field path is names separated by single dots, e.g. node.spec.weight",
         args.target
     );
-    let client = args.connect.client()?;
+    let client = connect.client()?;
     let schema = block_on(remote::schema(&client, kind.plural()))?
-        .map_err(|e| errors::client_error(&e, &args.connect.server))?;
+        .map_err(|e| errors::client_error(&e, &connect.server))?;
     let text = schema::explain(
         kind.kind_name(),
         API_VERSION,

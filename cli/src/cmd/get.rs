@@ -35,8 +35,6 @@ Examples:
   herd get requests --node gpu-1 --limit 20")]
 pub struct GetArgs {
     #[command(flatten)]
-    pub connect: ConnectArgs,
-    #[command(flatten)]
     pub output: OutputArgs,
     /// `TYPE [NAME…]` or `TYPE/NAME…`.
     #[arg(value_name = "TYPE[/NAME]", required = true, num_args = 1..)]
@@ -73,12 +71,12 @@ impl GetArgs {
     }
 }
 
-pub fn run(args: GetArgs) -> anyhow::Result<()> {
+pub fn run(args: GetArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
     let targets = kind::parse_targets(&args.targets).map_err(anyhow::Error::msg)?;
     let groups = group(&targets);
     check_flags(&args, &groups)?;
-    let client = args.connect.client()?;
-    block_on(get_all(&client, &args, groups))?
+    let client = connect.client()?;
+    block_on(get_all(&client, &connect.server, &args, groups))?
 }
 
 /// Targets by kind, in the order first named: `(kind, names)`.
@@ -125,6 +123,7 @@ fn check_flags(args: &GetArgs, groups: &[(Kind, Vec<String>)]) -> anyhow::Result
 
 async fn get_all(
     client: &Client,
+    server: &str,
     args: &GetArgs,
     groups: Vec<(Kind, Vec<String>)>,
 ) -> anyhow::Result<()> {
@@ -135,10 +134,12 @@ async fn get_all(
             output::emit("\n")?;
         }
         let result = match kind {
-            Kind::Node => get_kind::<Node>(client, args, &names).await,
-            Kind::ModelAssignment => get_kind::<ModelAssignment>(client, args, &names).await,
-            Kind::Event => get_kind::<Event>(client, args, &names).await,
-            Kind::Request => get_requests(client, args).await,
+            Kind::Node => get_kind::<Node>(client, server, args, &names).await,
+            Kind::ModelAssignment => {
+                get_kind::<ModelAssignment>(client, server, args, &names).await
+            }
+            Kind::Event => get_kind::<Event>(client, server, args, &names).await,
+            Kind::Request => get_requests(client, server, args).await,
         };
         match result {
             Ok(missing) => failed.extend(missing),
@@ -157,6 +158,7 @@ async fn get_all(
 /// others still print.
 async fn get_kind<K>(
     client: &Client,
+    server: &str,
     args: &GetArgs,
     names: &[String],
 ) -> anyhow::Result<Vec<String>>
@@ -164,7 +166,6 @@ where
     K: Resource + Tabular,
 {
     let api = client.api::<K>();
-    let server = &args.connect.server;
     let mut items: Vec<K> = Vec::new();
     let mut missing = Vec::new();
     if names.is_empty() {
@@ -196,7 +197,7 @@ where
         output::emit(&printer.header::<K>())?;
     }
     if args.watching() {
-        follow::<K>(client, args, names, &items, &mut printer).await?;
+        follow::<K>(client, server, args, names, &items, &mut printer).await?;
     }
     Ok(missing)
 }
@@ -204,6 +205,7 @@ where
 /// Streams changes from the watch API until interrupted.
 async fn follow<K>(
     client: &Client,
+    server: &str,
     args: &GetArgs,
     names: &[String],
     initial: &[K],
@@ -254,7 +256,7 @@ where
                 if !interrupted {
                     eprintln!(
                         "watch interrupted: {}; resuming",
-                        errors::describe(&e, &args.connect.server)
+                        errors::describe(&e, server)
                     );
                     interrupted = true;
                 }
@@ -279,8 +281,11 @@ where
     Ok(())
 }
 
-async fn get_requests(client: &Client, args: &GetArgs) -> anyhow::Result<Vec<String>> {
-    let server = &args.connect.server;
+async fn get_requests(
+    client: &Client,
+    server: &str,
+    args: &GetArgs,
+) -> anyhow::Result<Vec<String>> {
     let query = RequestQuery {
         node: args.node.clone(),
         model: args.model.clone(),

@@ -3,6 +3,7 @@
 mod apply;
 mod describe;
 mod get;
+mod global_flags;
 mod kill9;
 mod nodes;
 mod server_cmd;

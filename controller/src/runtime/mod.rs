@@ -20,7 +20,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use herd_client::watcher::Backoff;
+use herd_client::backoff::Backoff;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -136,7 +136,7 @@ pub async fn run<F, Fut, E>(
                     }
                     Err(error) => {
                         let n = failures.record(&key, false);
-                        let delay = backoff.delay(n, rand::random::<f64>());
+                        let delay = backoff.jittered(n, rand::random::<f64>());
                         tracing::warn!(kind, name = %key, failures = n, retry_in = ?delay, %error, "reconcile failed");
                         Some(Instant::now() + delay)
                     }
@@ -161,11 +161,9 @@ mod tests {
         RunOptions {
             name: "Test",
             concurrency,
-            backoff: Backoff {
-                base: Duration::from_millis(100),
-                cap: Duration::from_secs(1),
-                jitter: 0.0,
-            },
+            backoff: Backoff::WATCH
+                .between(Duration::from_millis(100), Duration::from_secs(1))
+                .with_jitter(herd_client::backoff::Jitter::None),
         }
     }
 

@@ -23,7 +23,7 @@ use herd_api::{
     Condition, ConditionStatus, Event, Node, NodeCapacity, NodeModel, NodeSpec, NodeUsage,
     Resource, Timestamp, conditions, find_condition, set_condition,
 };
-use herd_client::watcher::Backoff;
+use herd_client::backoff::Backoff;
 use herd_client::{Api, Client, ListParams};
 use herd_controller::Config;
 use tokio::sync::oneshot;
@@ -31,11 +31,7 @@ use tokio::task::JoinHandle;
 
 /// Settings at millisecond scale.
 pub fn fast_config() -> Config {
-    let quick = Backoff {
-        base: Duration::from_millis(20),
-        cap: Duration::from_millis(500),
-        jitter: 0.5,
-    };
+    let quick = Backoff::WATCH.between(Duration::from_millis(20), Duration::from_millis(500));
     Config {
         heartbeat_grace: Duration::from_millis(400),
         probe_interval: Duration::from_millis(100),

@@ -16,8 +16,8 @@ use reqwest::{StatusCode, Url};
 use tokio::io::AsyncWriteExt;
 
 use super::progress::Reporter;
-use super::proxy::ProxyConfig;
-use crate::backoff::Backoff;
+use super::proxy::HttpProxySettings;
+use herd_client::backoff::Backoff;
 
 /// Why a download failed.
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,7 @@ pub enum DownloadError {
 /// Settings shared by every request of an install.
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
-    pub proxy: ProxyConfig,
+    pub proxy: HttpProxySettings,
     pub connect_timeout: Duration,
     /// How long a response may stay silent before the try counts as failed.
     pub read_timeout: Duration,
@@ -64,7 +64,7 @@ pub struct HttpSettings {
 impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
-            proxy: ProxyConfig::none(),
+            proxy: HttpProxySettings::none(),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(60),
             retry: Backoff::DOWNLOAD,

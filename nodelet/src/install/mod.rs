@@ -3,7 +3,7 @@
 //!
 //! The decisions are pure and tested by tables: which asset fits this machine
 //! ([`release_asset`]), what `sha256sum.txt` says ([`parse_sha256sums`]), which proxy a
-//! URL goes through ([`ProxyConfig::proxy_for`]), what to do given what was found
+//! URL goes through ([`HttpProxySettings::proxy_for`]), what to do given what was found
 //! ([`plan_install`]). [`install_ollama`] is the I/O that carries out an install:
 //! download (streamed, retried, resumed), verify, unpack, put in place atomically. The
 //! directory layout is described in [`layout`].
@@ -33,9 +33,9 @@ pub use download::{DownloadError, HttpSettings, http_client};
 pub use extract::{ExtractError, extract_archive};
 pub use layout::{InstallLayout, OLLAMA_EXE};
 pub use progress::{InstallPhase, InstallProgress, ProgressDisplay, describe_progress};
-pub use proxy::{NoProxy, ProxyConfig, ProxyError};
+pub use proxy::{HttpProxyError, HttpProxySettings, NoProxy};
 
-use crate::backoff::Backoff;
+use herd_client::backoff::Backoff;
 use progress::Reporter;
 
 /// The largest `sha256sum.txt` accepted; a real one is a few kilobytes.
@@ -47,7 +47,7 @@ pub enum InstallError {
     #[error(transparent)]
     Asset(#[from] AssetError),
     #[error(transparent)]
-    Proxy(#[from] ProxyError),
+    Proxy(#[from] HttpProxyError),
     #[error(transparent)]
     Download(#[from] DownloadError),
     #[error(transparent)]
@@ -260,7 +260,7 @@ pub struct InstallOptions {
 
 impl InstallOptions {
     /// Defaults for this machine: latest release from GitHub, checksums verified, no
-    /// proxy (use [`ProxyConfig::from_process_env`] for the environment's), 1 s doubling
+    /// proxy (use [`HttpProxySettings::from_process_env`] for the environment's), 1 s doubling
     /// retries for 5 tries.
     pub fn new(install_dir: impl Into<PathBuf>) -> InstallOptions {
         InstallOptions {

@@ -22,7 +22,7 @@ use crate::advertise::{Host, url_host};
 
 /// A proxy variable that cannot be used.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum ProxyError {
+pub enum HttpProxyError {
     #[error("{var}={value:?} is not a usable proxy URL: {reason}")]
     InvalidProxy {
         var: String,
@@ -31,23 +31,23 @@ pub enum ProxyError {
     },
 }
 
-/// Which proxy to use for which URL.
+/// The HTTP proxy settings of the nodelet's downloads: which proxy to use for which URL.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProxyConfig {
+pub struct HttpProxySettings {
     pub http: Option<Url>,
     pub https: Option<Url>,
     pub all: Option<Url>,
     pub no_proxy: NoProxy,
 }
 
-impl ProxyConfig {
+impl HttpProxySettings {
     /// No proxy for anything.
-    pub fn none() -> ProxyConfig {
-        ProxyConfig::default()
+    pub fn none() -> HttpProxySettings {
+        HttpProxySettings::default()
     }
 
     /// Reads the proxy variables through `get` (a variable name → its value).
-    pub fn from_env<F>(get: F) -> Result<ProxyConfig, ProxyError>
+    pub fn from_env<F>(get: F) -> Result<HttpProxySettings, HttpProxyError>
     where
         F: Fn(&str) -> Option<String>,
     {
@@ -60,12 +60,12 @@ impl ProxyConfig {
                         .map(|v| (name, v))
                 })
         };
-        let proxy = |upper: &str| -> Result<Option<Url>, ProxyError> {
+        let proxy = |upper: &str| -> Result<Option<Url>, HttpProxyError> {
             lookup(upper)
                 .map(|(var, value)| parse_proxy_url(&var, &value))
                 .transpose()
         };
-        Ok(ProxyConfig {
+        Ok(HttpProxySettings {
             http: proxy("HTTP_PROXY")?,
             https: proxy("HTTPS_PROXY")?,
             all: proxy("ALL_PROXY")?,
@@ -78,13 +78,13 @@ impl ProxyConfig {
     /// Reads the proxy variables from a map, e.g. one built in a test.
     pub fn from_env_map<S: std::hash::BuildHasher>(
         env: &std::collections::HashMap<String, String, S>,
-    ) -> Result<ProxyConfig, ProxyError> {
-        ProxyConfig::from_env(|name| env.get(name).cloned())
+    ) -> Result<HttpProxySettings, HttpProxyError> {
+        HttpProxySettings::from_env(|name| env.get(name).cloned())
     }
 
     /// Reads the proxy variables of this process.
-    pub fn from_process_env() -> Result<ProxyConfig, ProxyError> {
-        ProxyConfig::from_env(|name| std::env::var(name).ok())
+    pub fn from_process_env() -> Result<HttpProxySettings, HttpProxyError> {
+        HttpProxySettings::from_env(|name| std::env::var(name).ok())
     }
 
     /// The proxy to use for `url`, or `None` to connect directly.
@@ -101,8 +101,8 @@ impl ProxyConfig {
     }
 }
 
-fn parse_proxy_url(var: &str, value: &str) -> Result<Url, ProxyError> {
-    let invalid = |reason: String| ProxyError::InvalidProxy {
+fn parse_proxy_url(var: &str, value: &str) -> Result<Url, HttpProxyError> {
+    let invalid = |reason: String| HttpProxyError::InvalidProxy {
         var: var.to_owned(),
         value: value.to_owned(),
         reason,
@@ -356,7 +356,7 @@ mod tests {
             ),
         ];
         for (vars, target, expected) in cases {
-            let config = ProxyConfig::from_env_map(&env(vars)).expect("valid config");
+            let config = HttpProxySettings::from_env_map(&env(vars)).expect("valid config");
             let got = config.proxy_for(&url(target)).map(Url::as_str);
             assert_eq!(got, *expected, "{vars:?} {target}");
         }
@@ -409,7 +409,7 @@ mod tests {
             ("http_proxy", "http://"),
             ("ALL_PROXY", "http://a b"),
         ] {
-            let err = ProxyConfig::from_env_map(&env(&[(var, value)])).expect_err(value);
+            let err = HttpProxySettings::from_env_map(&env(&[(var, value)])).expect_err(value);
             let msg = err.to_string();
             assert!(msg.contains(var) && msg.contains(value.trim()), "{msg}");
         }

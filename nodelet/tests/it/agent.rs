@@ -213,7 +213,7 @@ async fn restarts_the_ollama_it_started_when_it_dies() {
         c.max_parallel = Some(3);
         // A restart delay long enough for the report of the death to be seen.
         c.timings.restart_backoff =
-            herd_nodelet::backoff::Backoff::FOREVER.with_base(Duration::from_millis(400));
+            herd_client::backoff::Backoff::FOREVER.with_base(Duration::from_millis(400));
         let nodelet = Nodelet::spawn(c);
         let nodes = router.nodes();
         let node = node_where(&nodes, "phoenix", "running", healthy).await;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use herd_nodelet::install::{DownloadError, InstallError, ProxyConfig, install_ollama};
+use herd_nodelet::install::{DownloadError, HttpProxySettings, InstallError, install_ollama};
 
 use crate::support::{
     Behaviour, CountingProxy, ReleaseServer, bounded, release_files, release_tar, test_options,
@@ -31,7 +31,7 @@ async fn http_proxy_from_the_env_map_carries_every_request() {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut options = test_options(dir.path(), &server.base, "v0.33.0");
         options.http.proxy =
-            ProxyConfig::from_env_map(&env(&[("http_proxy", proxy.url.to_string())]))
+            HttpProxySettings::from_env_map(&env(&[("http_proxy", proxy.url.to_string())]))
                 .expect("proxy");
         install_ollama(&options)
             .await
@@ -63,7 +63,7 @@ async fn no_proxy_bypasses_the_proxy() {
             ("HTTPS_PROXY", proxy.url.to_string()),
             ("NO_PROXY", "example.com, 127.0.0.0/8".to_owned()),
         ]);
-        options.http.proxy = ProxyConfig::from_env_map(&vars).expect("proxy");
+        options.http.proxy = HttpProxySettings::from_env_map(&vars).expect("proxy");
         install_ollama(&options).await.expect("direct install");
         assert_eq!(proxy.connections(), 0);
         assert_eq!(server.seen().len(), 2);
@@ -82,7 +82,7 @@ async fn https_proxy_is_used_for_https_urls_through_connect() {
         let https_base = reqwest::Url::parse(&format!("https://{}", server.addr())).expect("url");
         let mut options = test_options(dir.path(), &https_base, "v0.33.0");
         options.http.proxy =
-            ProxyConfig::from_env_map(&env(&[("HTTPS_PROXY", proxy.url.to_string())]))
+            HttpProxySettings::from_env_map(&env(&[("HTTPS_PROXY", proxy.url.to_string())]))
                 .expect("proxy");
         let err = install_ollama(&options)
             .await

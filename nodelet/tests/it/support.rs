@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use herd_nodelet::backoff::Backoff;
+use herd_client::backoff::Backoff;
 use herd_nodelet::install::checksum::sha256_bytes;
 use herd_nodelet::install::{InstallOptions, OllamaVersion, ProgressDisplay};
 use reqwest::Url;

@@ -1,11 +1,12 @@
-//! Exponential backoff: the one retry schedule of the nodelet.
+//! Exponential backoff: the one retry schedule of herd's clients (pure, no I/O).
 //!
-//! Downloads, registration with the router and restarts of `ollama serve` all retry on
-//! the same shape of schedule: a base delay that doubles after every failure, up to a
-//! cap, for a bounded or unbounded number of tries, optionally jittered so a fleet that
-//! failed together does not retry together. The schedule is a pure function of the
-//! retry number (and, for jitter, of a random number the caller injects), so it is
-//! tested by tables and never by sleeping.
+//! Watches that reconnect, reconciles that failed, the nodelet's downloads, its
+//! registration with the router and its restarts of `ollama serve` all retry on the same
+//! shape of schedule: a base delay that grows after every failure, up to a cap, for a
+//! bounded or unbounded number of tries, optionally jittered so a fleet that failed
+//! together does not retry together. The schedule is a pure function of the retry number
+//! (and, for jitter, of a random number the caller injects), so it is tested by tables
+//! and never by sleeping; callers do the sleeping.
 
 use std::time::Duration;
 
@@ -22,6 +23,10 @@ pub enum Jitter {
     /// Uniform in `[delay·(1−f), delay·(1+f)]`, never above the cap. `f` is clamped
     /// to `[0, 1]`.
     Proportional(f64),
+    /// Uniform in `[delay·(1−f), delay]`: only ever shorter than scheduled, so the cap
+    /// stays a real upper bound (what a watch reconnecting after a server restart
+    /// wants). `f` is clamped to `[0, 1]`; `Down(1.0)` is [`Jitter::Full`].
+    Down(f64),
 }
 
 /// An exponential backoff schedule.
@@ -63,6 +68,23 @@ impl Backoff {
         jitter: Jitter::Proportional(0.2),
     };
 
+    /// For watches and reconciles: 500 ms doubling, capped at 30 s, forever, each delay
+    /// shortened by up to half so the watchers of many clients spread out after a
+    /// server restart.
+    pub const WATCH: Backoff = Backoff {
+        base: Duration::from_millis(500),
+        factor: 2,
+        cap: Duration::from_secs(30),
+        max_tries: None,
+        jitter: Jitter::Down(0.5),
+    };
+
+    /// This schedule between `base` and `cap`, keeping its growth, tries and jitter.
+    #[must_use]
+    pub fn between(self, base: Duration, cap: Duration) -> Backoff {
+        Backoff { base, cap, ..self }
+    }
+
     /// The same schedule with another base delay (tests use milliseconds). The cap
     /// scales with it so the shape of the schedule is kept.
     #[must_use]
@@ -102,11 +124,16 @@ impl Backoff {
 
     /// [`Backoff::delay`] with this schedule's jitter applied, drawing from `rng`.
     pub fn jittered_delay<R: Rng + ?Sized>(&self, failures: u32, rng: &mut R) -> Duration {
-        let delay = self.delay(failures);
         match self.jitter {
-            Jitter::None => delay,
-            jitter => apply_jitter(delay, self.cap, jitter, rng.random::<f64>()),
+            Jitter::None => self.delay(failures),
+            _ => self.jittered(failures, rng.random::<f64>()),
         }
+    }
+
+    /// [`Backoff::delay`] with this schedule's jitter applied for `unit`, a random
+    /// number in `[0, 1)` the caller drew.
+    pub fn jittered(&self, failures: u32, unit: f64) -> Duration {
+        apply_jitter(self.delay(failures), self.cap, self.jitter, unit)
     }
 
     /// The delays between tries without jitter: `max_tries − 1` of them, or an
@@ -133,12 +160,6 @@ impl Backoff {
     }
 }
 
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff::DOWNLOAD
-    }
-}
-
 /// Applies `jitter` to `delay` using `unit`, a random number in `[0, 1)`; the result
 /// never exceeds `cap` (unless `delay` already did).
 pub fn apply_jitter(delay: Duration, cap: Duration, jitter: Jitter, unit: f64) -> Duration {
@@ -147,18 +168,22 @@ pub fn apply_jitter(delay: Duration, cap: Duration, jitter: Jitter, unit: f64) -
     } else {
         0.0
     };
+    let fraction = |f: f64| {
+        if f.is_finite() {
+            f.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
     let secs = delay.as_secs_f64();
     let jittered = match jitter {
         Jitter::None => return delay,
         Jitter::Full => secs * unit,
         Jitter::Proportional(f) => {
-            let f = if f.is_finite() {
-                f.clamp(0.0, 1.0)
-            } else {
-                0.0
-            };
+            let f = fraction(f);
             secs * (1.0 - f + 2.0 * f * unit)
         }
+        Jitter::Down(f) => return delay.mul_f64(1.0 - fraction(f) * unit),
     };
     let out = Duration::try_from_secs_f64(jittered).unwrap_or(delay);
     out.min(cap.max(delay))
@@ -277,6 +302,13 @@ mod tests {
             (secs(60), Jitter::Proportional(0.2), 1.0, secs(60)),
             (secs(10), Jitter::Proportional(7.0), 0.0, secs(0)),
             (secs(10), Jitter::Proportional(-1.0), 0.9, secs(10)),
+            (secs(10), Jitter::Down(0.5), 0.0, secs(10)),
+            (secs(10), Jitter::Down(0.5), 0.5, ms(7500)),
+            (secs(10), Jitter::Down(0.5), 1.0, secs(5)),
+            (secs(10), Jitter::Down(1.0), 0.5, secs(5)),
+            (secs(10), Jitter::Down(3.0), 1.0, secs(0)),
+            (secs(10), Jitter::Down(f64::NAN), 1.0, secs(10)),
+            (secs(10), Jitter::Down(0.5), f64::NAN, secs(10)),
         ];
         for (delay, jitter, unit, expected) in cases {
             let got = apply_jitter(delay, cap, jitter, unit);
@@ -319,5 +351,29 @@ mod tests {
         // unit ≈ 0.5 → the proportional jitter lands on the schedule itself.
         let d = forever.jittered_delay(3, &mut rng);
         assert!(d.abs_diff(secs(4)) < ms(1), "{d:?}");
+    }
+
+    #[test]
+    fn watch_schedule_doubles_caps_and_jitters_down() {
+        let b = Backoff::WATCH.between(ms(100), secs(1));
+        let ms_of = |failures, r| b.jittered(failures, r).as_millis();
+        assert_eq!(ms_of(0, 0.0), 0);
+        assert_eq!(
+            [
+                ms_of(1, 0.0),
+                ms_of(2, 0.0),
+                ms_of(3, 0.0),
+                ms_of(4, 0.0),
+                ms_of(5, 0.0)
+            ],
+            [100, 200, 400, 800, 1000]
+        );
+        assert_eq!(ms_of(1000, 0.0), 1000);
+        assert_eq!(ms_of(2, 0.5), 150);
+        assert_eq!(ms_of(2, 0.999_999), 100);
+        let none = b.with_jitter(Jitter::None);
+        assert_eq!(none.jittered(2, 0.9).as_millis(), 200);
+        assert_eq!(Backoff::WATCH.delays().take(8).last(), Some(secs(30)));
+        assert!(Backoff::WATCH.allows_another(u32::MAX));
     }
 }

@@ -1,5 +1,5 @@
-//! The assignment reconciler's I/O: decide with [`reconcile_placement`]
-//! over the cached nodes, write the status if it changed (conditionally,
+//! The assignment reconciler's I/O shell around [`crate::placement`]'s pure
+//! decision: decide with [`reconcile_placement`] over the cached nodes, write the status if it changed (conditionally,
 //! deciding again from a fresh read on a conflict), record the events.
 
 use std::sync::Arc;

@@ -1,5 +1,6 @@
-//! The node reconciler's I/O: read the cached node, decide with
-//! [`reconcile_node`], write the status if it changed, record the events.
+//! The node reconciler's I/O shell around [`crate::node`]'s pure decision:
+//! read the cached node, decide with [`reconcile_node`], write the status if
+//! it changed, record the events.
 //!
 //! The write is a conditional `replace_status` on the revision the decision
 //! was made from. On a conflict (a heartbeat or the proxy wrote meanwhile)
