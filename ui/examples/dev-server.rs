@@ -26,8 +26,8 @@ struct Args {
     /// Run without the controller (nothing computes Ready from heartbeats).
     #[arg(long, env = "HERD_DEV_NO_CONTROLLER")]
     no_controller: bool,
-    /// Run without the proxy (no /api/*, no request history), like a
-    /// `herd server` before the proxy was wired in.
+    /// Run without the proxy (no /api/*, no request history), to work on
+    /// the resource views alone.
     #[arg(long, env = "HERD_DEV_NO_PROXY")]
     no_proxy: bool,
     #[command(flatten)]

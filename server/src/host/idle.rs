@@ -11,8 +11,8 @@
 //! client to read. A task per connection looks at the counts every quarter
 //! of the limit and decides with [`IdleWatch`]; nothing on the request path
 //! touches a timer. (hyper's own `header_read_timeout`, which covers only
-//! the first case, arms one per request: ~5 % of the proxy's instructions
-//! per request.)
+//! the first case, arms a timer per request, a cost on the proxy's hot path
+//! measured in docs/benchmarks.md.)
 
 use std::io;
 use std::pin::Pin;
