@@ -294,3 +294,36 @@ fn join_refused(e: JoinRefused) -> ApiError {
         }
     }
 }
+
+/// Stores a key the server makes for itself (the bootstrap keys of
+/// `herd server`), replacing any stored key of the same name with its hash.
+pub async fn replace_server_key(state: &AppState, issued: &Issued) -> Result<(), ApiError> {
+    let name = issued.response.metadata.name.clone();
+    match delete_key(state, &name, false).await {
+        Ok(_) | Err(ApiError::NotFound { .. }) => {}
+        Err(e) => return Err(e),
+    }
+    store_issued(state, issued, issued.stored()).await.map(drop)
+}
+
+/// Whether the store accepts `token` as the key `name`: the key exists, has
+/// the token's id, and its hash is stored. (Whether it is disabled or
+/// expired is the key ring's question.)
+pub fn holds_key(state: &AppState, name: &str, token: &herd_auth::Token) -> bool {
+    let Some(obj) = state.store.get(ApiKey::PLURAL, name) else {
+        return false;
+    };
+    let Ok(key) = serde_json::from_slice::<ApiKey>(&obj.body) else {
+        return false;
+    };
+    key.status.key_id == token.id.as_str()
+        && state
+            .store
+            .get(ApiKeyHash::PLURAL, token.id.as_str())
+            .and_then(|h| serde_json::from_slice::<ApiKeyHash>(&h.body).ok())
+            .is_some_and(|h| {
+                h.spec.key_name == name
+                    && herd_auth::SecretHash::from_hex(&h.spec.sha256)
+                        .is_some_and(|stored| stored.matches(&token.secret.hash()))
+            })
+}

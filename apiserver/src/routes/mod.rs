@@ -1,6 +1,6 @@
 //! The HTTP surface: resource REST + watch, discovery, health.
 
-mod apikeys;
+pub mod apikeys;
 mod discovery;
 pub mod events;
 pub mod resources;
