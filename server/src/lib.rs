@@ -28,6 +28,7 @@ pub mod host;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,7 +79,26 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// Replaces the join key at start (`herd server --rotate-join-key`).
     pub rotate_join_key: bool,
+    /// HTTPS on the listener; `None` serves plain HTTP.
+    pub tls: Option<Tls>,
 }
+
+/// Where the server's certificate comes from.
+#[derive(Clone, Debug)]
+pub enum Tls {
+    /// PEM files, reloaded when they change (`--tls-cert`, `--tls-key`).
+    /// The server's loopback clients trust the certificates in `cert` as
+    /// roots, so the file should hold the chain up to its CA, valid for the
+    /// listen address.
+    Files { cert: PathBuf, key: PathBuf },
+    /// A CA and a server certificate kept in `<data-dir>/tls`
+    /// (`--tls-self-signed`), for the machine's names and addresses plus
+    /// `sans` (`--tls-san`); renewed under the same CA before it expires.
+    SelfSigned { sans: Vec<String> },
+}
+
+/// How often the self-signed certificate is checked for renewal.
+const RENEWAL_CHECK: Duration = Duration::from_secs(6 * 3600);
 
 impl Config {
     /// Everything on, with default settings, served on the caller's runtime
@@ -99,6 +119,7 @@ impl Config {
             },
             allowed_hosts: Vec::new(),
             rotate_join_key: false,
+            tls: None,
         }
     }
 }
@@ -117,6 +138,8 @@ pub enum Error {
     Serve(#[source] std::io::Error),
     #[error("making the server's keys")]
     Bootstrap(#[from] bootstrap::BootstrapError),
+    #[error("setting up TLS")]
+    Tls(#[from] herd_tls::TlsError),
 }
 
 /// Builds everything `config` asks for and serves it on `listener` until
@@ -172,17 +195,40 @@ impl Server {
             extra,
             token.clone(),
         ));
+        let (tls, trust, ca_pin) = match &config.tls {
+            None => (None, None, None),
+            Some(Tls::Files { cert, key }) => (
+                Some(herd_tls::ServerTls::from_files(cert.clone(), key.clone())?),
+                Some(herd_tls::ClientTrust::CaFile(cert.clone())),
+                None,
+            ),
+            Some(Tls::SelfSigned { sans }) => {
+                let ensured = herd_tls::SelfSigned::ensure(&data_dir.join("tls"), sans)?;
+                tracing::info!(
+                    ca = %ensured.ca_cert_path().display(),
+                    ca_sha256 = %ensured.ca_sha256(),
+                    "serving HTTPS with a self-signed certificate"
+                );
+                ensured.spawn_renewal(RENEWAL_CHECK);
+                let fingerprint = ensured.ca_fingerprint();
+                (
+                    Some(ensured.server_tls()?),
+                    Some(herd_tls::ClientTrust::PinnedCa(fingerprint)),
+                    hex32(&ensured.ca_sha256()),
+                )
+            }
+        };
         bootstrap::block_on(async {
-            bootstrap::ensure(&state, &data_dir, None).await?;
+            bootstrap::ensure(&state, &data_dir, ca_pin).await?;
             if config.rotate_join_key {
-                bootstrap::rotate_join_key(&state, &data_dir, None).await?;
+                bootstrap::rotate_join_key(&state, &data_dir, ca_pin).await?;
             }
             Ok::<_, bootstrap::BootstrapError>(())
         })??;
 
         // The proxy and the controller read and write the store through the
         // API, over loopback: the same code runs in this process or on its own.
-        let client = loopback_client(addr, &internal.token)?;
+        let client = loopback_client(addr, &internal.token, trust.as_ref())?;
         let (mut proxy, mut nodes, mut shortcut) = (None, None, None);
         if let Some(proxy_config) = config.proxy {
             let watched = reflector::spawn(client.api::<Node>(), watcher::Config::default());
@@ -210,6 +256,9 @@ impl Server {
         let mut app = App::from(herd_apiserver::with_common_layers(router))
             .with_gate(gate)
             .with_idle_timeout(config.client_idle_timeout);
+        if let Some(tls) = tls {
+            app = app.with_tls(tls);
+        }
         if let Some(shortcut) = shortcut {
             app = app.with_shortcut(shortcut);
         }
@@ -295,7 +344,11 @@ fn spawn_controller(
 
 /// The API client of the server's own loopback clients, with their
 /// in-memory key on every request.
-fn loopback_client(addr: SocketAddr, token: &herd_auth::Token) -> Result<Client, Error> {
+fn loopback_client(
+    addr: SocketAddr,
+    token: &herd_auth::Token,
+    trust: Option<&herd_tls::ClientTrust>,
+) -> Result<Client, Error> {
     let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
         .map_err(|_| {
         herd_client::Error::InvalidRequest("a key is not a header value".into())
@@ -303,14 +356,30 @@ fn loopback_client(addr: SocketAddr, token: &herd_auth::Token) -> Result<Client,
     value.set_sensitive(true);
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(reqwest::header::AUTHORIZATION, value);
-    let http = reqwest::Client::builder()
+    let mut http = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .tcp_keepalive(Duration::from_secs(30))
         .user_agent(concat!("herd-server/", env!("CARGO_PKG_VERSION")))
-        .default_headers(headers)
-        .build()
-        .map_err(herd_client::Error::from)?;
-    Ok(Client::with_http_client(&loopback_url(addr), http)?)
+        .default_headers(headers);
+    let mut url = loopback_url(addr);
+    if let Some(trust) = trust {
+        http = trust.apply(http)?;
+        url = url.replacen("http://", "https://", 1);
+    }
+    let http = http.build().map_err(herd_client::Error::from)?;
+    Ok(Client::with_http_client(&url, http)?)
+}
+
+/// 64 hex digits as bytes.
+fn hex32(hex: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return None;
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// The URL a process uses to talk to its own API: the listen address, with

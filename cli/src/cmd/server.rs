@@ -69,6 +69,25 @@ pub struct ServerArgs {
     /// one; the old join key stops working, node keys already issued keep working.
     #[arg(long)]
     pub rotate_join_key: bool,
+    /// Serve HTTPS with this PEM certificate chain (reloaded when it changes); needs
+    /// --tls-key.
+    #[arg(
+        long,
+        env = "HERD_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "HERD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a CA and certificate kept in <data-dir>/tls for this machine's
+    /// names and addresses; the join key then carries the CA's fingerprint.
+    #[arg(long, env = "HERD_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
+    /// More names or addresses for the self-signed certificate (repeatable).
+    #[arg(long = "tls-san", env = "HERD_TLS_SANS", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
     #[command(flatten)]
     pub proxy: herd_proxy::ProxyArgs,
     #[command(flatten)]
@@ -118,6 +137,16 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
         },
         allowed_hosts: args.allowed_hosts.clone(),
         rotate_join_key: args.rotate_join_key,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(herd_server::Tls::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ if args.tls_self_signed => Some(herd_server::Tls::SelfSigned {
+                sans: args.tls_sans.clone(),
+            }),
+            _ => None,
+        },
     }
 }
 
@@ -133,7 +162,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let server = herd_server::Server::build(config(&args), listener)?;
+    let config = config(&args);
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let server = herd_server::Server::build(config, listener)?;
     let addr = server.local_addr();
     tracing::info!(
         %addr,
@@ -141,7 +176,7 @@ pub async fn serve(
         balancer = ?args.proxy.balancer,
         controller = !args.no_controller,
         http_workers = %args.http_workers,
-        "herd server listening on http://{addr}"
+        "herd server listening on {scheme}://{addr}"
     );
     server.serve(shutdown).await.context("herd server")
 }

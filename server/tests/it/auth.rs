@@ -863,3 +863,63 @@ async fn cross_site_and_untyped_api_writes_are_refused() {
     );
     h.stop().await;
 }
+
+#[tokio::test]
+async fn self_signed_tls_with_a_pinned_client() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut config = Config::new(herd_apiserver::Config::new(dir.path()));
+    config.controller = None;
+    config.tls = Some(herd_server::Tls::SelfSigned { sans: Vec::new() });
+    let server = Server::build(config, listener).expect("build");
+    let url = format!("https://{}/apis/herd/v1/nodes", server.local_addr());
+    let nodes = server.nodes().cloned().expect("the proxy's node cache");
+    let stop = server.shutdown_token();
+    let done = tokio::spawn(server.serve(std::future::pending()));
+    // The server's own clients trust its CA: the proxy lists nodes over TLS.
+    tokio::time::timeout(Duration::from_secs(10), nodes.wait_ready())
+        .await
+        .expect("the proxy lists nodes over TLS")
+        .expect("node cache");
+
+    let join =
+        herd_auth::Token::parse(&wait_key(&dir.path().join(herd_server::JOIN_KEY_FILE)).await)
+            .expect("join key");
+    let pin = join
+        .ca_sha256
+        .expect("the join key carries the CA's fingerprint");
+    let hex: String = pin.iter().map(|b| format!("{b:02x}")).collect();
+    let trust = herd_tls::ClientTrust::PinnedCa(hex.parse().expect("fingerprint"));
+    let admin = wait_key(&dir.path().join(herd_server::ADMIN_KEY_FILE)).await;
+    let pinned = trust
+        .apply(reqwest::Client::builder())
+        .expect("trust")
+        .build()
+        .expect("client");
+    let resp = pinned
+        .get(&url)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("a client pinning the CA gets through");
+    assert_eq!(resp.status(), 200);
+
+    let wrong = herd_tls::ClientTrust::PinnedCa("00".repeat(32).parse().expect("fingerprint"))
+        .apply(reqwest::Client::builder())
+        .expect("trust")
+        .build()
+        .expect("client");
+    assert!(
+        wrong.get(&url).bearer_auth(&admin).send().await.is_err(),
+        "another pin refuses the server"
+    );
+    let plain = reqwest::get(url.replacen("https://", "http://", 1)).await;
+    assert!(
+        plain.map_or(true, |r| !r.status().is_success()),
+        "plain HTTP is not served"
+    );
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+}
