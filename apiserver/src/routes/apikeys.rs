@@ -36,7 +36,7 @@ pub fn routes() -> Router<AppState> {
         .route(
             &format!("{base}/{{name}}"),
             get(get_one::<ApiKey>)
-                .put(replace::<ApiKey>)
+                .put(replace_existing)
                 .patch(patch_main::<ApiKey>)
                 .delete(delete)
                 .fallback(method_not_allowed),
@@ -47,6 +47,25 @@ pub fn routes() -> Router<AppState> {
             get(get_one::<ApiKey>).fallback(method_not_allowed),
         )
         .route(JOIN_PATH, post(join).fallback(method_not_allowed))
+}
+
+/// PUT of a key that exists; a key is made only by POST, where the server
+/// makes its secret (a PUT that created one would store a key without any).
+async fn replace_existing(
+    state: State<AppState>,
+    name: Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if state.store.get(ApiKey::PLURAL, &name).is_none() {
+        return Err(ApiError::NotFound {
+            kind: ApiKey::KIND,
+            name: name.0,
+        });
+    }
+    replace::<ApiKey>(state, name, uri, headers, principal, body).await
 }
 
 /// Who a new key's `status.createdBy` names.

@@ -19,6 +19,16 @@ pub fn routes() -> Router<AppState> {
             &format!("/apis/{API_VERSION}/schemas/{{plural}}"),
             get(schema),
         )
+        .layer(axum::middleware::map_response(nosniff))
+}
+
+/// Discovery answers are JSON like the rest of the API: never sniffed.
+async fn nosniff(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    resp
 }
 
 async fn groups() -> Json<serde_json::Value> {

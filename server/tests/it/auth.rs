@@ -387,6 +387,36 @@ async fn refusals_answer_in_each_api_s_shape() {
         .await
         .expect("request");
     assert_eq!(resp.status(), 200);
+
+    // API answers are never sniffed, discovery included.
+    for rest in [
+        "/apis",
+        "/apis/herd/v1",
+        "/apis/herd/v1/nodes",
+        "/apis/herd/v1/schemas/nodes",
+    ] {
+        let resp = h
+            .admin
+            .get(format!("{}{rest}", h.url))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "{rest}");
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{rest}"
+        );
+    }
+    // A key is made only by POST, where the server makes its secret.
+    let (s, b) = send(
+        &h.admin,
+        Method::PUT,
+        &h.api("apikeys/by-put"),
+        Some(json!({"metadata": {"name": "by-put"}, "spec": {"role": "admin"}})),
+    )
+    .await;
+    assert_eq!(s, 404, "{b}");
     h.stop().await;
 }
 
