@@ -61,7 +61,10 @@ pub(crate) fn authorize_create<K: Resource>(
 fn check(openness: &Openness, principal: &Principal, action: &Action<'_>) -> Result<(), ApiError> {
     openness
         .authorize(principal, action)
-        .map_err(|d| ApiError::Forbidden(d.to_string()))
+        .map_err(|d| match principal {
+            Principal::Anonymous => ApiError::Unauthorized(format!("{d}; send a key")),
+            Principal::Key(_) => ApiError::Forbidden(d.to_string()),
+        })
 }
 
 /// The node an Event is about, when it is about one.
@@ -222,4 +225,99 @@ pub(crate) async fn store_event(state: &AppState, event: Event) -> Result<(), Ap
         )
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use herd_api::NodeSpec;
+
+    use super::*;
+
+    fn event_about(kind: &str, name: &str) -> Event {
+        Event::new(
+            "e",
+            EventSpec {
+                involved_object: ObjectReference {
+                    kind: kind.into(),
+                    name: name.into(),
+                },
+                reason: "Hello".into(),
+                source: "controller".into(),
+                ..EventSpec::default()
+            },
+        )
+    }
+
+    #[test]
+    fn the_node_an_event_is_about() {
+        assert_eq!(
+            involved_node(&event_about("Node", "gpu-1")).as_deref(),
+            Some("gpu-1")
+        );
+        assert_eq!(involved_node(&event_about("ModelAssignment", "m")), None);
+        assert_eq!(
+            involved_node(&Node::new("gpu-1", NodeSpec::default())),
+            None
+        );
+    }
+
+    #[test]
+    fn the_node_restriction_applies_to_nodelets_only() {
+        let node_key = Some(Principal::key("n", Role::Node, Some("gpu-1")));
+        let admin = Some(Principal::key("a", Role::Admin, None));
+        let old = Node::new("gpu-1", NodeSpec::default());
+        let mut cordoned = old.clone();
+        cordoned.spec.unschedulable = true;
+        let cases = [
+            (&node_key, true),
+            (&Some(Principal::Anonymous), true),
+            (&admin, false),
+            (&None, false),
+        ];
+        for (caller, refused) in cases {
+            let got = restrict(caller, Some(&old), &cordoned);
+            assert_eq!(got.is_err(), refused, "{caller:?}: {got:?}");
+        }
+        // Other kinds are not restricted.
+        let e = event_about("Node", "gpu-1");
+        assert!(restrict(&node_key, None, &e).is_ok());
+    }
+
+    #[test]
+    fn an_event_s_source_is_its_writer() {
+        let mut e = event_about("Node", "gpu-1");
+        stamp_source(
+            &Some(Principal::key("n", Role::Node, Some("gpu-1"))),
+            &mut e,
+        )
+        .expect("stamp");
+        assert_eq!(e.spec.source, "apikey/n");
+        let mut e = event_about("Node", "gpu-1");
+        stamp_source(&Some(Principal::Anonymous), &mut e).expect("stamp");
+        assert_eq!(e.spec.source, "anonymous");
+        let mut e = event_about("Node", "gpu-1");
+        stamp_source(&None, &mut e).expect("bare API");
+        assert_eq!(
+            e.spec.source, "controller",
+            "served bare, nothing is stamped"
+        );
+    }
+
+    #[test]
+    fn an_audit_event_names_the_key_and_is_valid() {
+        let who = Principal::key("ci", Role::Admin, None);
+        let e = audit_event(&who, Write::Delete, "Node", "gpu-1");
+        assert!(
+            Resource::validate(&e).is_empty(),
+            "{:?}",
+            Resource::validate(&e)
+        );
+        assert_eq!(e.spec.reason, "Deleted");
+        assert_eq!(e.spec.source, "apikey/ci");
+        assert!(e.spec.message.contains("ci"), "{}", e.spec.message);
+        assert_eq!(
+            e.metadata.labels.get(AUDIT_LABEL).map(String::as_str),
+            Some("true")
+        );
+    }
 }
