@@ -953,3 +953,50 @@ async fn self_signed_tls_with_a_pinned_client() {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
 }
+
+#[tokio::test]
+async fn tls_from_files_serves_and_its_loopback_clients_trust_the_chain() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A chain file as an operator would have it: leaf, then its CA.
+    let made = herd_tls::SelfSigned::ensure(&dir.path().join("made"), &[]).expect("certificate");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let mut config = Config::new(herd_apiserver::Config::new(dir.path()));
+    config.controller = None;
+    config.tls = Some(herd_server::Tls::Files {
+        cert: made.cert_path(),
+        key: made.key_path(),
+    });
+    let server = Server::build(config, listener).expect("build");
+    let url = format!("https://{}/apis/herd/v1/nodes", server.local_addr());
+    let nodes = server.nodes().cloned().expect("the proxy's node cache");
+    let stop = server.shutdown_token();
+    let done = tokio::spawn(server.serve(std::future::pending()));
+    tokio::time::timeout(Duration::from_secs(10), nodes.wait_ready())
+        .await
+        .expect("the proxy lists nodes over TLS")
+        .expect("node cache");
+    let join =
+        herd_auth::Token::parse(&wait_key(&dir.path().join(herd_server::JOIN_KEY_FILE)).await)
+            .expect("join key");
+    assert_eq!(
+        join.ca_sha256, None,
+        "only a self-signed server's join key pins a CA"
+    );
+    let client = herd_tls::ClientTrust::CaFile(made.ca_cert_path())
+        .apply(reqwest::Client::builder())
+        .expect("trust")
+        .build()
+        .expect("client");
+    let admin = wait_key(&dir.path().join(herd_server::ADMIN_KEY_FILE)).await;
+    let resp = client
+        .get(&url)
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status(), 200);
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+}
