@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use herd_api::{API_VERSION, Event, ModelAssignment, Node, Resource, api_resources};
+use herd_api::{API_VERSION, ApiKey, Event, ModelAssignment, Node, Resource, api_resources};
 use serde_json::json;
 
 use super::AppState;
@@ -19,6 +19,16 @@ pub fn routes() -> Router<AppState> {
             &format!("/apis/{API_VERSION}/schemas/{{plural}}"),
             get(schema),
         )
+        .layer(axum::middleware::map_response(nosniff))
+}
+
+/// Discovery answers are JSON like the rest of the API: never sniffed.
+async fn nosniff(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    resp
 }
 
 async fn groups() -> Json<serde_json::Value> {
@@ -41,6 +51,7 @@ async fn schema(Path(plural): Path<String>) -> Result<Json<serde_json::Value>, A
             ModelAssignment::kind_schema()
         }
         p if p == Event::PLURAL || p == "event" => Event::kind_schema(),
+        p if p == ApiKey::PLURAL || p == ApiKey::SINGULAR => ApiKey::kind_schema(),
         _ => {
             return Err(ApiError::NoRoute(format!(
                 "/apis/{API_VERSION}/schemas/{plural}"

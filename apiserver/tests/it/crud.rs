@@ -289,12 +289,15 @@ async fn discovery_schemas_and_health() {
         .iter()
         .filter_map(|r| r["kind"].as_str())
         .collect();
-    assert_eq!(kinds, ["Node", "ModelAssignment", "Event"]);
-    for plural in ["nodes", "modelassignments", "events"] {
+    assert_eq!(kinds, ["Node", "ModelAssignment", "Event", "ApiKey"]);
+    for plural in ["nodes", "modelassignments", "events", "apikeys"] {
         let (code, schema) = s.get(&format!("/schemas/{plural}")).await;
         assert_eq!(code, 200);
         assert!(schema["properties"]["spec"].is_object(), "{schema}");
     }
+    // Key hashes are never served, not even their schema.
+    let (code, _) = s.get("/schemas/apikeyhashes").await;
+    assert_eq!(code, 404);
     for p in ["/healthz", "/readyz"] {
         let r = s
             .http

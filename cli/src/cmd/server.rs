@@ -50,10 +50,55 @@ pub struct ServerArgs {
     /// Ollama does.
     #[arg(long, env = "HERD_CLIENT_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub client_idle_timeout: Duration,
+    /// Who may use the Ollama/OpenAI endpoints: `open` (anyone, as Ollama; a herd key
+    /// that is sent must still be valid) or `key` (an `inference` or `admin` key).
+    #[arg(long, env = "HERD_INFERENCE_AUTH", value_enum, default_value_t = Access::Open)]
+    pub inference_auth: Access,
+    /// Who may read /metrics: `key` (a `viewer` or `admin` key) or `open`.
+    #[arg(long, env = "HERD_METRICS_AUTH", value_enum, default_value_t = Access::Key)]
+    pub metrics_auth: Access,
+    /// Let any nodelet register and update its node without a key (the original,
+    /// unauthenticated behaviour); logged as a warning at every start.
+    #[arg(long, env = "HERD_OPEN_REGISTRATION")]
+    pub open_registration: bool,
+    /// Host names the server answers to besides the loopback ones, when it listens on
+    /// loopback (a guard against DNS rebinding), comma-separated.
+    #[arg(long, env = "HERD_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// At start, replace the join key (and join.key in the data directory) with a new
+    /// one; the old join key stops working, node keys already issued keep working.
+    #[arg(long)]
+    pub rotate_join_key: bool,
+    /// Serve HTTPS with this PEM certificate chain (reloaded when it changes); needs
+    /// --tls-key.
+    #[arg(
+        long,
+        env = "HERD_TLS_CERT",
+        requires = "tls_key",
+        conflicts_with = "tls_self_signed"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "HERD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve HTTPS with a CA and certificate kept in <data-dir>/tls for this machine's
+    /// names and addresses; the join key then carries the CA's fingerprint.
+    #[arg(long, env = "HERD_TLS_SELF_SIGNED")]
+    pub tls_self_signed: bool,
+    /// More names or addresses for the self-signed certificate (repeatable).
+    #[arg(long = "tls-san", env = "HERD_TLS_SANS", value_delimiter = ',')]
+    pub tls_sans: Vec<String>,
     #[command(flatten)]
     pub proxy: herd_proxy::ProxyArgs,
     #[command(flatten)]
     pub controller: herd_controller::ControllerArgs,
+}
+
+/// Whether an endpoint needs a key.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Open,
+    Key,
 }
 
 fn parse_workers(s: &str) -> Result<herd_server::Workers, String> {
@@ -85,6 +130,23 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
         dashboard: true,
         http_workers: args.http_workers,
         client_idle_timeout: Some(args.client_idle_timeout),
+        openness: herd_server::Openness {
+            inference: args.inference_auth == Access::Open,
+            metrics: args.metrics_auth == Access::Open,
+            registration: args.open_registration,
+        },
+        allowed_hosts: args.allowed_hosts.clone(),
+        rotate_join_key: args.rotate_join_key,
+        tls: match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some(herd_server::Tls::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ if args.tls_self_signed => Some(herd_server::Tls::SelfSigned {
+                sans: args.tls_sans.clone(),
+            }),
+            _ => None,
+        },
     }
 }
 
@@ -100,7 +162,13 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let server = herd_server::Server::build(config(&args), listener)?;
+    let config = config(&args);
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let server = herd_server::Server::build(config, listener)?;
     let addr = server.local_addr();
     tracing::info!(
         %addr,
@@ -108,7 +176,7 @@ pub async fn serve(
         balancer = ?args.proxy.balancer,
         controller = !args.no_controller,
         http_workers = %args.http_workers,
-        "herd server listening on http://{addr}"
+        "herd server listening on {scheme}://{addr}"
     );
     server.serve(shutdown).await.context("herd server")
 }

@@ -3,6 +3,7 @@
 //! `herd_client`, and several fake Ollamas from `herd_testkit`. Every test
 //! is bounded in time and talks only to 127.0.0.1.
 
+mod credentials;
 mod errors;
 mod failover;
 mod fleet;
@@ -127,6 +128,9 @@ impl Herd {
                 controller: None,
                 dashboard: false,
                 client_idle_timeout: idle,
+                // The server listens on loopback, so it answers only loopback
+                // names unless told more; these are the names tests send.
+                allowed_hosts: vec!["router.example.com".into(), "x".into()],
                 ..herd_server::Config::new(herd_apiserver::Config::new(dir.path()))
             },
             listener,
@@ -137,12 +141,29 @@ impl Herd {
         let task = tokio::spawn(async move {
             server.serve(std::future::pending()).await.expect("serve");
         });
-        let client = Client::new(&url).expect("client");
+        // The API always needs a key: the tests act as the administrator,
+        // with the key the server wrote at its first start.
+        let admin = std::fs::read_to_string(dir.path().join(herd_server::ADMIN_KEY_FILE))
+            .expect("the server wrote admin.key");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", admin.trim())
+                .parse()
+                .expect("header value"),
+        );
+        let api_http = reqwest::Client::builder()
+            .no_proxy()
+            .default_headers(headers.clone())
+            .build()
+            .expect("http");
+        let client = Client::with_http_client(&url, api_http).expect("client");
         store.wait_ready().await.expect("node store");
         Herd {
             url,
             http: reqwest::Client::builder()
                 .no_proxy()
+                .default_headers(headers)
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("http"),

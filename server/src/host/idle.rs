@@ -242,12 +242,12 @@ impl HttpBody for Upload {
 }
 
 /// A client's socket that counts what is written to it.
-pub(crate) struct Watched {
-    pub tcp: TcpStream,
+pub(crate) struct Watched<S = TcpStream> {
+    pub tcp: S,
     pub activity: Option<Arc<Activity>>,
 }
 
-impl Watched {
+impl<S> Watched<S> {
     fn note(&self, written: &Poll<io::Result<usize>>) {
         let Some(a) = &self.activity else { return };
         match written {
@@ -261,7 +261,7 @@ impl Watched {
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -271,7 +271,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -31,6 +31,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service as _;
 
+use crate::gate::Gate;
+use herd_tls::ServerTls;
+
 use super::idle::{Activity, Counted, Tracked, Upload, Watched, quiet_for};
 
 /// Where [`serve_with`] runs connections.
@@ -92,11 +95,26 @@ impl FromStr for Workers {
 #[derive(Clone)]
 pub struct App {
     router: Router,
+    tls: Option<Arc<ServerTls>>,
+    gate: Option<Gate>,
     shortcut: Option<Shortcut>,
     idle_timeout: Option<Duration>,
 }
 
 impl App {
+    /// Serves TLS on the listener: every connection's handshake first.
+    pub fn with_tls(mut self, tls: ServerTls) -> App {
+        self.tls = Some(Arc::new(tls));
+        self
+    }
+
+    /// Authenticates and authorizes every request before the shortcut and
+    /// the router.
+    pub fn with_gate(mut self, gate: Gate) -> App {
+        self.gate = Some(gate);
+        self
+    }
+
     /// Tries `shortcut` on every request before the router.
     pub fn with_shortcut(mut self, shortcut: Shortcut) -> App {
         self.shortcut = Some(shortcut);
@@ -122,6 +140,8 @@ impl From<Router> for App {
     fn from(router: Router) -> App {
         App {
             router,
+            tls: None,
+            gate: None,
             shortcut: None,
             idle_timeout: None,
         }
@@ -216,41 +236,31 @@ async fn serve_here(app: App, listener: TcpListener, token: CancellationToken) -
                 }
             });
         }
-        let io = TokioIo::new(Watched {
-            tcp,
-            activity: activity.clone(),
-        });
         let service = AppService {
             app: app.clone(),
-            activity,
+            activity: activity.clone(),
         };
+        let tls = app.tls.clone();
         connections.spawn(async move {
             let _gone = gone.drop_guard();
-            let given_up = service.activity.clone();
-            let conn = http1::Builder::new().serve_connection(io, service);
-            let mut conn = std::pin::pin!(conn);
-            let ended = tokio::select! {
-                biased;
-                r = conn.as_mut() => r,
-                () = stop.cancelled() => {
-                    if given_up.as_deref().is_some_and(Activity::given_up) {
-                        // Nothing in flight (perhaps half a head), or a
-                        // client not reading: dropping the connection closes
-                        // it and cancels what it was waiting on.
-                        tracing::trace!("closing a quiet client connection");
-                        Ok(())
-                    } else {
-                        // Finish the request in flight, then close.
-                        conn.as_mut().graceful_shutdown();
-                        tokio::select! {
-                            r = conn.as_mut() => r,
-                            () = hard.cancelled() => Ok(()),
+            match tls {
+                None => drive(Watched { tcp, activity }, service, stop, hard).await,
+                Some(tls) => {
+                    let accepted = tokio::select! {
+                        r = tls.accept(tcp) => r,
+                        () = stop.cancelled() => return,
+                    };
+                    match accepted {
+                        Ok(stream) => {
+                            let io = Watched {
+                                tcp: stream,
+                                activity,
+                            };
+                            drive(io, service, stop, hard).await;
                         }
+                        Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
                     }
                 }
-            };
-            if let Err(e) = ended {
-                tracing::trace!(error = %e, "connection ended with an error");
             }
         });
     }
@@ -258,6 +268,45 @@ async fn serve_here(app: App, listener: TcpListener, token: CancellationToken) -
     connections.close();
     connections.wait().await;
     Ok(())
+}
+
+/// Serves one client connection until it ends, or `stop` (finish what is in
+/// flight, then close) or `hard` (close now).
+async fn drive<S>(
+    io: Watched<S>,
+    service: AppService,
+    stop: CancellationToken,
+    hard: CancellationToken,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
+    let given_up = service.activity.clone();
+    let conn = http1::Builder::new().serve_connection(io, service);
+    let mut conn = std::pin::pin!(conn);
+    let ended = tokio::select! {
+        biased;
+        r = conn.as_mut() => r,
+        () = stop.cancelled() => {
+            if given_up.as_deref().is_some_and(Activity::given_up) {
+                // Nothing in flight (perhaps half a head), or a
+                // client not reading: dropping the connection closes
+                // it and cancels what it was waiting on.
+                tracing::trace!("closing a quiet client connection");
+                Ok(())
+            } else {
+                // Finish the request in flight, then close.
+                conn.as_mut().graceful_shutdown();
+                tokio::select! {
+                    r = conn.as_mut() => r,
+                    () = hard.cancelled() => Ok(()),
+                }
+            }
+        }
+    };
+    if let Err(e) = ended {
+        tracing::trace!(error = %e, "connection ended with an error");
+    }
 }
 
 fn is_connection_error(e: &std::io::Error) -> bool {
@@ -299,6 +348,14 @@ impl AppService {
                 Some(a) => req.map(|body| Body::new(Upload::new(body, a.clone()))),
                 None => req.map(Body::new),
             };
+            if let Some(gate) = &app.gate {
+                match gate.admit(req) {
+                    Ok(admitted) => req = admitted,
+                    Err(refused) => {
+                        return Answer::Short(Box::pin(std::future::ready(refused)));
+                    }
+                }
+            }
             if let Some(shortcut) = &app.shortcut {
                 match shortcut(req) {
                     Ok(answer) => return Answer::Short(answer),
