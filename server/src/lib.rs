@@ -23,6 +23,7 @@
 //! ```
 
 pub mod host;
+pub mod sessions;
 
 use std::future::Future;
 use std::net::SocketAddr;
