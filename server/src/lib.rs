@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod dashboard;
 pub mod host;
 pub mod sessions;
 

@@ -397,4 +397,4 @@ pub fn request_origin(headers: &HeaderMap) -> Option<&str> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

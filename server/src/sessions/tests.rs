@@ -10,7 +10,7 @@ fn at(secs: i64) -> Timestamp {
 }
 
 /// A stored key and its hash, as the server writes them, and its token.
-fn stored(name: &str, role: Role) -> (ApiKey, ApiKeyHash, Token) {
+pub(crate) fn stored(name: &str, role: Role) -> (ApiKey, ApiKeyHash, Token) {
     let new = generate().expect("random source");
     let mut key = ApiKey::new(
         name,
