@@ -45,25 +45,20 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// Who a request carrying the session cookie `credential` is, after the
-    /// Host and Origin checks: what the server's authentication calls for
-    /// [`Credential::Session`]. `Ok(None)` when the session is unknown or has
-    /// ended.
+    /// Who a request carrying the session cookie `id` is, after the Host
+    /// and Origin checks: what the server's authentication calls for
+    /// [`Credential::Session`]. `host` is the `Host` header (or the URI's
+    /// authority), `origin` the `Origin` header. `Ok(None)` when the session
+    /// is unknown or has ended.
     pub fn resolve_cookie(
         &self,
         id: &herd_auth::SessionId,
         method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
+        host: Option<&str>,
+        origin: Option<&str>,
         now: Timestamp,
     ) -> Result<Option<Principal>, CookieRefusal> {
-        check_cookie_request(
-            method,
-            request_host(uri, headers),
-            request_origin(headers),
-            self.tls,
-            &self.hosts,
-        )?;
+        check_cookie_request(method, host, origin, self.tls, &self.hosts)?;
         Ok(self.sessions.resolve(id, &self.ring, now))
     }
 
@@ -86,7 +81,13 @@ impl Dashboard {
             Credential::Malformed(e) => Err(Refusal::Unauthorized(e.to_string())),
             Credential::Session(id) => {
                 let principal = self
-                    .resolve_cookie(&id, method, uri, headers, now)
+                    .resolve_cookie(
+                        &id,
+                        method,
+                        request_host(uri, headers),
+                        request_origin(headers),
+                        now,
+                    )
                     .map_err(Refusal::Forbidden)?
                     .ok_or_else(signed_out)?;
                 let token = self.sessions.token_of(&id).ok_or_else(signed_out)?;

@@ -287,6 +287,12 @@ impl HostNames {
         HostNames::new([name.trim()])
     }
 
+    /// These names and `more`.
+    pub fn with(mut self, more: impl IntoIterator<Item = impl AsRef<str>>) -> HostNames {
+        self.0.extend(HostNames::new(more).0);
+        self
+    }
+
     fn contains(&self, name: &str) -> bool {
         self.0.iter().any(|n| n == name)
     }

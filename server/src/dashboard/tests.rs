@@ -154,7 +154,8 @@ async fn sign_in_table() {
     let d = &f.dashboard;
     let json = |k: &str| format!(r#"{{"key": "{k}"}}"#);
     let bearer_admin = format!("Bearer {}", f.admin);
-    let cases: Vec<(Vec<(&str, &str)>, String, StatusCode)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, String, StatusCode);
+    let cases: Vec<Case<'_>> = vec![
         (vec![ORIGIN], json(&f.admin), StatusCode::OK),
         (vec![], json(&f.admin), StatusCode::OK),
         (
