@@ -347,6 +347,19 @@ pub enum LinkError {
     Refused(StatusCode),
 }
 
+/// What `herd up` does once its server is listening: prints a one-time
+/// sign-in link for the dashboard to standard output (a secret, so never
+/// to the log stream). A failure is logged, without the key.
+pub async fn print_signin_link(server_url: String, admin_key_file: std::path::PathBuf) {
+    match signin_link(&server_url, &admin_key_file).await {
+        Ok(url) => println!(
+            "Dashboard: {url}\n  (a one-time sign-in link, valid for {} minutes)",
+            LINK_TTL.as_secs() / 60
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not make a dashboard sign-in link"),
+    }
+}
+
 /// A one-time sign-in link from the server at `server_url`, asked for with
 /// the admin key in `admin_key_file` the way an admin would
 /// (`POST /dashboard/links`). Waits a little for the file, which the
