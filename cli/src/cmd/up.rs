@@ -32,7 +32,7 @@ pub fn run(mut args: UpArgs) -> anyhow::Result<()> {
         let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
         let admin_key = (args.server.data_dir.clone())
             .unwrap_or_else(server::default_data_dir)
-            .join("admin.key");
+            .join(herd_server::ADMIN_KEY_FILE);
         let server = tokio::spawn(server::serve(args.server, listener, async move {
             let _ = server_stopped.await;
         }));
