@@ -586,6 +586,25 @@ test('every view passes axe-core WCAG 2.1 A and AA checks, light and dark', asyn
     await p.keyboard.press('Escape');
   }
   await context.close();
+
+  // The sign-in page, with a refused key's error showing.
+  const out = await browser.newContext({ viewport: { width: 1280, height: 860 }, bypassCSP: true });
+  const signin = await out.newPage();
+  await signin.goto(`${server.url}/dashboard`);
+  await signin.addScriptTag({ path: AXE });
+  for (const scheme of ['light', 'dark']) {
+    await signin.emulateMedia({ colorScheme: scheme });
+    await signin.getByTestId('signin-key').fill('herd_wrong');
+    await signin.getByTestId('signin-submit').click();
+    await signin.getByTestId('signin-error').waitFor();
+    const violations = await signin.evaluate(async () => {
+      const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+      return r.violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
+    });
+    for (const v of violations) found.push(`${scheme} sign-in page: ${v}`);
+    await signin.screenshot({ path: path.join(artifactsDir(), `signin-${scheme}-desktop.png`) });
+  }
+  await out.close();
   assert.deepEqual(found, []);
 });
 

@@ -39,8 +39,8 @@ export function SignInView() {
         <input id="signin-key" type="password" autocomplete="current-password" spellcheck="false"
           value=${key} onInput=${(e) => setKey(e.currentTarget.value)} data-testid="signin-key"
           aria-invalid=${error ? 'true' : 'false'} aria-describedby="signin-help${error ? ' signin-err' : ''}" />
-        <p class="help" id="signin-help">An admin or viewer key (<code>herd_…</code>). On the server's machine the admin key is in
-          <code>admin.key</code> in herd's data directory; <code>herd up</code> prints a one-time sign-in link instead.</p>
+        <p class="help" id="signin-help">An admin or viewer key (<code>herd_…</code>). On the server's machine the admin key is in <code>admin.key</code>
+          in herd's data directory; <code>herd up</code> prints a one-time sign-in link instead.</p>
         ${error ? html`<p class="field-error" id="signin-err" role="alert" data-testid="signin-error">${error}</p>` : null}
       </div>
       <button type="submit" class="btn btn-primary" disabled=${busy} data-testid="signin-submit">Sign in</button>
