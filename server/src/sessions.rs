@@ -257,7 +257,9 @@ fn random_id() -> Result<String, SignInError> {
 /// Why a request carrying the session cookie was refused (403).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CookieRefusal {
-    #[error("the Host header names no address this server answers as")]
+    #[error(
+        "the Host header names no address this server answers as; add the name with --allowed-hosts"
+    )]
     Host,
     #[error("a change made with the dashboard's cookie must come from the dashboard's own origin")]
     Origin,
