@@ -14,6 +14,8 @@ use herd_apiserver::ApiError;
 use herd_auth::{Action, Classified, Credential, KeyRing, Openness, Principal};
 use herd_proxy::{Dialect, ProxyError};
 
+use crate::dashboard::Dashboard;
+
 /// What the gate knows: the keys, what is open, and which `Host` names
 /// this server answers as.
 #[derive(Clone)]
@@ -21,6 +23,8 @@ pub struct Gate {
     ring: Arc<KeyRing>,
     openness: Openness,
     hosts: Hosts,
+    /// The dashboard's sessions, when it is served.
+    dashboard: Option<Dashboard>,
 }
 
 /// The `Host` names accepted. A server listening on loopback only answers
@@ -105,6 +109,39 @@ impl Gate {
             ring,
             openness,
             hosts,
+            dashboard: None,
+        }
+    }
+
+    /// Accepts the dashboard's session cookie as a credential.
+    pub fn with_sessions(mut self, dashboard: Dashboard) -> Gate {
+        self.dashboard = Some(dashboard);
+        self
+    }
+
+    /// Who a session cookie stands for. It is checked for forgery first
+    /// (the `Host` must name this server, a write must carry its `Origin`);
+    /// an unknown or ended session is no credential, so the management API
+    /// answers 401 and the page shows its sign-in form.
+    fn session(
+        &self,
+        id: &herd_auth::SessionId,
+        method: &Method,
+        headers: &HeaderMap,
+    ) -> Result<Principal, Refusal> {
+        let Some(dashboard) = &self.dashboard else {
+            return Ok(Principal::Anonymous);
+        };
+        let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+        match dashboard.resolve_cookie(
+            id,
+            method,
+            host,
+            crate::sessions::request_origin(headers),
+            jiff::Timestamp::now(),
+        ) {
+            Ok(found) => Ok(found.unwrap_or(Principal::Anonymous)),
+            Err(refused) => Err(Refusal::Forbidden(refused.to_string())),
         }
     }
 
@@ -126,13 +163,11 @@ impl Gate {
             return Ok(Admitted::Plain);
         }
         let credential = herd_auth::credential(headers);
-        let credential = match credential {
-            // The dashboard's sessions are not resolved here yet: a session
-            // cookie alone is no credential.
-            Credential::Session(_) => Credential::None,
-            other => other,
-        };
         let principal = match &credential {
+            // The dashboard's own paths check their cookie themselves, and
+            // its page must load for a browser to sign in at all.
+            Credential::Session(_) if classified == Classified::Dashboard => Principal::Anonymous,
+            Credential::Session(id) => self.session(id, method, headers)?,
             Credential::None | Credential::Placeholder => Principal::Anonymous,
             _ => match self.ring.resolve(&credential, jiff::Timestamp::now()) {
                 Ok(Some(p)) => p,
@@ -473,5 +508,108 @@ mod tests {
         let r = refused("/apis/herd/v1/nodes", Refusal::Forbidden("no".into()));
         assert_eq!(r.status(), 403);
         assert_eq!(r.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+    }
+
+    #[test]
+    fn session_cookies() {
+        use crate::sessions::{HostNames, Sessions};
+        let open = Openness {
+            inference: true,
+            ..Openness::default()
+        };
+        let (g, tokens) = gate(open);
+        let ring = Arc::clone(&g.ring);
+        let dashboard = Dashboard {
+            sessions: Arc::new(Sessions::new()),
+            ring: Arc::clone(&ring),
+            hosts: Arc::new(HostNames::new(["herd.example"])),
+            tls: false,
+        };
+        let g = g.with_sessions(dashboard.clone());
+        let cookie = |role: Role| {
+            let (_, token) = tokens.iter().find(|(r, _)| *r == role).expect("token");
+            let token = herd_auth::Token::parse(token).expect("token");
+            let issued = dashboard
+                .sessions
+                .sign_in(&token, &ring, jiff::Timestamp::now())
+                .expect("sign in");
+            format!("herd_session={}", issued.secret)
+        };
+        let (admin, viewer) = (cookie(Role::Admin), cookie(Role::Viewer));
+        let (get, patch, post) = (Method::GET, Method::PATCH, Method::POST);
+        let local = ("host", "127.0.0.1:8080");
+        let same = ("origin", "http://127.0.0.1:8080");
+        let merge = ("content-type", "application/merge-patch+json");
+        let node = "/apis/herd/v1/nodes/gpu-1";
+        type Case<'a> = (&'a Method, &'a str, Vec<(&'static str, &'a str)>, &'a str);
+        let cases: Vec<Case<'_>> = vec![
+            (&get, node, vec![local, ("cookie", &admin)], "admin"),
+            (&get, node, vec![local, ("cookie", &viewer)], "viewer"),
+            (
+                &patch,
+                node,
+                vec![local, same, merge, ("cookie", &admin)],
+                "admin",
+            ),
+            // A write without its Origin: a forged request.
+            (&patch, node, vec![local, merge, ("cookie", &admin)], "403"),
+            (
+                &patch,
+                node,
+                vec![
+                    local,
+                    ("origin", "http://evil.example"),
+                    merge,
+                    ("cookie", &admin),
+                ],
+                "403",
+            ),
+            // The viewer's session reads but does not write.
+            (
+                &patch,
+                node,
+                vec![local, same, merge, ("cookie", &viewer)],
+                "403",
+            ),
+            // An unknown or ended session is no credential.
+            (
+                &get,
+                node,
+                vec![local, ("cookie", "herd_session=made-up")],
+                "401",
+            ),
+            (
+                &post,
+                "/api/chat",
+                vec![local, same, ("cookie", "herd_session=made-up")],
+                "plain",
+            ),
+            // Any write with the cookie must say where it came from.
+            (
+                &post,
+                "/api/chat",
+                vec![local, ("cookie", "herd_session=made-up")],
+                "403",
+            ),
+            // The dashboard's own paths check their cookie themselves.
+            (
+                &get,
+                "/dashboard/nodes",
+                vec![local, ("cookie", "herd_session=x")],
+                "anonymous",
+            ),
+        ];
+        for (method, path, pairs, want) in cases {
+            let got = g.decide(method, path, None, &headers(&pairs));
+            let got = match got {
+                Ok(Admitted::Plain) => "plain".to_owned(),
+                Ok(Admitted::With(Principal::Anonymous)) => "anonymous".to_owned(),
+                Ok(Admitted::With(p)) => p.role().map(|r| r.to_string()).unwrap_or_default(),
+                Err(Refusal::Unauthorized(_)) => "401".to_owned(),
+                Err(Refusal::Forbidden(_)) => "403".to_owned(),
+                Err(Refusal::MediaType(_)) => "415".to_owned(),
+            };
+            assert_eq!(got, want, "{method} {path} {pairs:?}");
+        }
     }
 }

@@ -23,8 +23,10 @@
 //! ```
 
 pub mod bootstrap;
+pub mod dashboard;
 pub mod gate;
 pub mod host;
+pub mod sessions;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -44,6 +46,9 @@ pub use bootstrap::{ADMIN_KEY_FILE, JOIN_KEY_FILE};
 pub use gate::{Gate, Hosts};
 pub use herd_auth::Openness;
 pub use host::{App, Workers};
+
+use dashboard::Dashboard;
+use sessions::{HostNames, Sessions};
 
 /// How long [`Server::serve`] waits for the controller to finish after the
 /// listener has closed.
@@ -240,8 +245,16 @@ impl Server {
             }
             (proxy, nodes) = (Some(p), Some(watched));
         }
+        let dashboard = Dashboard {
+            sessions: Arc::new(Sessions::new()),
+            ring: Arc::clone(&state.keys),
+            hosts: Arc::new(HostNames::of_this_machine().with(&config.allowed_hosts)),
+            tls: false,
+        };
         if config.dashboard {
-            router = router.merge(herd_ui::router());
+            router = router
+                .merge(herd_ui::router())
+                .merge(dashboard::router(dashboard.clone()));
         }
 
         let hosts = Hosts {
@@ -252,7 +265,10 @@ impl Server {
                 .map(|h| h.to_ascii_lowercase())
                 .collect(),
         };
-        let gate = Gate::new(Arc::clone(&state.keys), config.openness, hosts);
+        let mut gate = Gate::new(Arc::clone(&state.keys), config.openness, hosts);
+        if config.dashboard {
+            gate = gate.with_sessions(dashboard);
+        }
         let mut app = App::from(herd_apiserver::with_common_layers(router))
             .with_gate(gate)
             .with_idle_timeout(config.client_idle_timeout);

@@ -30,6 +30,8 @@ pub(crate) const FILES: &[(&str, &[u8])] = embed![
     "js/nodes.js",
     "js/overview.js",
     "js/requests.js",
+    "js/session.js",
+    "js/signin.js",
     "js/router.js",
     "js/store.js",
     "js/ui.js",

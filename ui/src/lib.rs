@@ -50,6 +50,30 @@ pub fn router() -> Router {
         .route(BASE, get(page))
         .route(&format!("{BASE}/"), get(page))
         .route(&format!("{BASE}/{{*path}}"), get(under_base))
+        .layer(axum::middleware::map_response(guard_response))
+}
+
+/// What every dashboard response carries, whatever route made it: no
+/// content sniffing and no framing (clickjacking). A response with a
+/// Content-Security-Policy of its own keeps it (the page's also forbids
+/// framing).
+pub async fn guard_response<B>(mut resp: Response<B>) -> Response<B> {
+    let h = resp.headers_mut();
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    resp
 }
 
 /// The directory this build's assets are served from, e.g.

@@ -1,6 +1,8 @@
 // Browser tests of the dashboard: Debian's headless Chromium, driven by
 // playwright-core, against a real `herd server` whose nodes are simulated
 // through its REST API, with real `fake-ollama` processes as their Ollamas.
+// The server enforces keys: every page signs in first (the main one through
+// the sign-in form, others with a session cookie made over HTTP).
 //
 // Run by scripts/ui-test.sh (and so by scripts/test.sh and CI). Screenshots
 // and measurements go to test-artifacts/ui/ (not committed).
@@ -84,8 +86,21 @@ async function notReloaded() {
   return page.evaluate(() => window.__marker === 'still here');
 }
 
-async function newPage(viewport = { width: 1280, height: 860 }) {
+/** Signs `p` in through the page's own form. */
+async function signInWithForm(p, key) {
+  await p.getByTestId('signin-key').fill(key);
+  await p.getByTestId('signin-submit').click();
+  await p.getByTestId('whoami').waitFor();
+}
+
+/** A page in a fresh browser context (its own cookies), signed in with
+ * `key` unless it is null. */
+async function newPage(viewport = { width: 1280, height: 860 }, { key = server.adminKey } = {}) {
   const context = await browser.newContext({ viewport, colorScheme: 'light' });
+  if (key) {
+    const value = await server.sessionCookie(key);
+    await context.addCookies([{ name: 'herd_session', value, url: server.url, httpOnly: true, sameSite: 'Strict' }]);
+  }
   const p = await context.newPage();
   p.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
   p.on('console', (m) => {
@@ -137,7 +152,9 @@ before(async () => {
   fakes.c = await startFakeOllama({ models: [MODEL] });
   fakes.d = await startFakeOllama({ models: [MODEL] });
   browser = await launchBrowser();
-  page = await newPage();
+  page = await newPage(undefined, { key: null });
+  await page.goto(`${server.url}/dashboard/`);
+  await signInWithForm(page, server.adminKey);
   console.log(`# herd server ${server.url}; controller in server: ${controller}; proxy in server: ${proxy}`);
 });
 
@@ -162,6 +179,50 @@ test('the dashboard is served at /dashboard with its assets', async () => {
   assert.equal(js.status, 200);
   assert.match(js.headers.get('cache-control'), /immutable/);
   assert.match(js.headers.get('content-type'), /^text\/javascript/);
+});
+
+test('sign-in with a key: the page asks for one, refuses a wrong one, and signs an admin in', async () => {
+  const p = await newPage(undefined, { key: null });
+  await p.goto(`${server.url}/dashboard/nodes`);
+  await p.getByTestId('signin').waitFor();
+  assert.equal(await p.getByTestId('conn').count(), 0, 'nothing of the fleet is shown before sign-in');
+  // A key in herd's format that the server does not know.
+  const wrong = `${server.adminKey.slice(0, 18)}${'A'.repeat(server.adminKey.length - 18)}`;
+  await p.getByTestId('signin-key').fill(wrong);
+  await p.getByTestId('signin-submit').click();
+  await eventually('the wrong key is refused', async () => (await text(p.getByTestId('signin-error'))).includes('invalid API key'));
+  await signInWithForm(p, server.adminKey);
+  assert.equal(await p.getByTestId('whoami').getAttribute('data-role'), 'admin');
+  await p.locator('[data-testid="conn"][data-state="live"]').waitFor();
+  // The cookie is HttpOnly, SameSite=Strict: no script reads it.
+  assert.equal(await p.evaluate(() => document.cookie), '');
+  const [cookie] = await p.context().cookies();
+  assert.equal(cookie.name, 'herd_session');
+  assert.equal(cookie.httpOnly, true);
+  assert.equal(cookie.sameSite, 'Strict');
+  // Sign out: the form again, and the old cookie no longer opens the API.
+  await p.getByTestId('signout').click();
+  await p.getByTestId('signin').waitFor();
+  const res = await fetch(`${server.url}/apis/herd/v1/nodes`, { headers: { Cookie: `herd_session=${cookie.value}` } });
+  assert.equal(res.status, 401);
+  await p.context().close();
+});
+
+test('sign-in by a one-time link, which works once', async () => {
+  const link = await server.signinLink();
+  assert.match(link, /^http:\/\/127\.0\.0\.1:\d+\/dashboard\/signin\?code=[\w-]{43}$/);
+  const p = await newPage(undefined, { key: null });
+  await p.goto(link);
+  await p.getByTestId('whoami').waitFor();
+  assert.equal(await p.getByTestId('whoami').getAttribute('data-role'), 'admin');
+  assert.equal(new URL(p.url()).pathname, '/dashboard/');
+  await p.context().close();
+
+  const again = await newPage(undefined, { key: null });
+  await again.goto(link);
+  await again.getByTestId('signin').waitFor();
+  assert.match(await text(again.getByTestId('signin-note')), /already used or has expired/);
+  await again.context().close();
 });
 
 test('the node list shows name, IP, Ollama version, uptime and status', async () => {
@@ -352,6 +413,36 @@ test('cordon, drain and uncordon from the node page reach the store', async () =
   await eventually('gpu-2 uncordoned in the store', async () => (await getNode('gpu-2')).spec.unschedulable === false);
 });
 
+test('a viewer sees the fleet but no actions, and the server refuses its writes', async () => {
+  const viewerKey = await server.createKey('ui-viewer', 'viewer');
+  const p = await newPage(undefined, { key: null });
+  await p.goto(`${server.url}/dashboard/nodes/gpu-1`);
+  await signInWithForm(p, viewerKey);
+  assert.equal(await p.getByTestId('whoami').getAttribute('data-role'), 'viewer');
+  await eventually('the node page shows gpu-1', async () => (await text(p.locator('h1'))).includes('gpu-1'));
+  for (const id of ['cordon', 'uncordon', 'drain', 'delete']) {
+    assert.equal(await p.getByTestId(id).count(), 0, `a viewer sees no ${id} button`);
+  }
+  await p.evaluate(() => {
+    window.history.pushState(null, '', '/dashboard/models');
+    window.dispatchEvent(new PopStateEvent('popstate'));
+  });
+  await p.locator('h1', { hasText: 'Models' }).waitFor();
+  assert.equal(await p.getByTestId('new-assignment').count(), 0, 'a viewer cannot add assignments');
+  // Hidden is not the protection: the same write through the viewer's cookie is refused.
+  const status = await p.evaluate(async () => {
+    const res = await fetch('/apis/herd/v1/nodes/gpu-1', {
+      method: 'PATCH',
+      headers: { 'Content-Type': 'application/merge-patch+json' },
+      body: JSON.stringify({ spec: { unschedulable: true } }),
+    });
+    return res.status;
+  });
+  assert.equal(status, 403);
+  assert.equal((await getNode('gpu-1')).spec.unschedulable, false);
+  await p.context().close();
+});
+
 test('delete a node from its page, after confirming', async () => {
   await go('/dashboard/nodes/gpu-3');
   await page.getByTestId('delete').click();
@@ -459,6 +550,8 @@ test('screenshots of every view, light and dark, laptop and phone', async () => 
 
 test('every view passes axe-core WCAG 2.1 A and AA checks, light and dark', async () => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, bypassCSP: true });
+  const session = await server.sessionCookie();
+  await context.addCookies([{ name: 'herd_session', value: session, url: server.url, httpOnly: true, sameSite: 'Strict' }]);
   const p = await context.newPage();
   await p.goto(`${server.url}/dashboard`);
   await p.addScriptTag({ path: AXE });
@@ -493,6 +586,25 @@ test('every view passes axe-core WCAG 2.1 A and AA checks, light and dark', asyn
     await p.keyboard.press('Escape');
   }
   await context.close();
+
+  // The sign-in page, with a refused key's error showing.
+  const out = await browser.newContext({ viewport: { width: 1280, height: 860 }, bypassCSP: true });
+  const signin = await out.newPage();
+  await signin.goto(`${server.url}/dashboard`);
+  await signin.addScriptTag({ path: AXE });
+  for (const scheme of ['light', 'dark']) {
+    await signin.emulateMedia({ colorScheme: scheme });
+    await signin.getByTestId('signin-key').fill('herd_wrong');
+    await signin.getByTestId('signin-submit').click();
+    await signin.getByTestId('signin-error').waitFor();
+    const violations = await signin.evaluate(async () => {
+      const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+      return r.violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(' | ')}`);
+    });
+    for (const v of violations) found.push(`${scheme} sign-in page: ${v}`);
+    await signin.screenshot({ path: path.join(artifactsDir(), `signin-${scheme}-desktop.png`) });
+  }
+  await out.close();
   assert.deepEqual(found, []);
 });
 
@@ -564,6 +676,11 @@ test('the page reconnects by itself after the server restarts', async () => {
   await sleep(1500);
   await server.start();
   const up = Date.now();
+  // Sessions live in the server's memory: after a restart the page asks to
+  // sign in again, in place, and then carries on without a reload.
+  await page.getByTestId('signin').waitFor({ timeout: 15_000 });
+  assert.match(await text(page.getByTestId('signin-note')), /session ended/);
+  await signInWithForm(page, server.adminKey);
   await eventually('live again', async () => (await conn.getAttribute('data-state')) === 'live', { timeout: 15_000 });
   console.log(`# restart: live again ${Date.now() - up} ms after the server was back`);
   nodes.gpu5 = await simNode('gpu-5', fakes.c, { ip: '192.168.1.25' }).register();

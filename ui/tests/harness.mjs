@@ -2,9 +2,11 @@
 // `fake-ollama` processes as the nodes' Ollamas, nodes simulated through the
 // REST API the way a nodelet writes them (register, then heartbeat the
 // status with a conditional PUT), and Debian's Chromium via playwright-core.
+// The server enforces keys: the harness calls the API with the admin key the
+// server wrote to its data directory on first start.
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -108,7 +110,35 @@ export class Server {
     );
     this.proc = proc;
     this.url = match[1];
+    this.adminKey = await readKeyFile(path.join(this.dataDir, 'admin.key'));
     return this;
+  }
+
+  /** A one-time sign-in link, asked for the way an admin (or `herd up`) does. */
+  async signinLink(key = this.adminKey) {
+    const res = await fetch(`${this.url}/dashboard/links`, { method: 'POST', headers: { Authorization: `Bearer ${key}` } });
+    const body = await res.json();
+    if (res.status !== 201) throw new Error(`POST /dashboard/links: ${res.status} ${JSON.stringify(body)}`);
+    return body.url;
+  }
+
+  /** A new session cookie's value for `key`, signed in over HTTP. */
+  async sessionCookie(key = this.adminKey) {
+    const res = await fetch(`${this.url}/dashboard/session`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ key }),
+    });
+    const cookie = /herd_session=([^;]+)/.exec(res.headers.get('set-cookie') || '');
+    if (!res.ok || !cookie) throw new Error(`POST /dashboard/session: ${res.status} ${await res.text()}`);
+    return cookie[1];
+  }
+
+  /** Makes an ApiKey with `role` and returns its token (shown once, on create). */
+  async createKey(name, role) {
+    const { body } = await this.api('POST', '/apikeys', { apiVersion: 'herd/v1', kind: 'ApiKey', metadata: { name }, spec: { role } });
+    if (!body?.status?.secret) throw new Error(`creating key ${name}: no secret in the answer`);
+    return body.status.secret;
   }
 
   async stop() {
@@ -116,9 +146,10 @@ export class Server {
   }
 
   async api(method, p, body, { contentType = 'application/json', ok = true } = {}) {
+    const auth = { Authorization: `Bearer ${this.adminKey}` };
     const res = await fetch(`${this.url}/apis/herd/v1${p}`, {
       method,
-      headers: body === undefined ? {} : { 'Content-Type': contentType },
+      headers: body === undefined ? auth : { ...auth, 'Content-Type': contentType },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await res.text();
@@ -128,10 +159,20 @@ export class Server {
   }
 
   async has(p) {
-    const res = await fetch(`${this.url}${p}`);
+    const res = await fetch(`${this.url}${p}`, { headers: { Authorization: `Bearer ${this.adminKey}` } });
     await res.arrayBuffer();
     return res.status !== 404;
   }
+}
+
+/** The key in a file the server wrote (it appears right after the server starts). */
+async function readKeyFile(file, timeoutMs = 10_000) {
+  const end = Date.now() + timeoutMs;
+  while (!existsSync(file)) {
+    if (Date.now() > end) throw new Error(`${file} did not appear within ${timeoutMs} ms`);
+    await sleep(50);
+  }
+  return readFileSync(file, 'utf8').trim();
 }
 
 // --- fake Ollama -----------------------------------------------------------------

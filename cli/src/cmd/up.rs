@@ -30,9 +30,16 @@ pub fn run(mut args: UpArgs) -> anyhow::Result<()> {
         // and stops the Ollama it started once the requests in flight on it
         // have ended; a second Ctrl-C skips that wait), then the server.
         let (stop_server, server_stopped) = tokio::sync::oneshot::channel::<()>();
+        let admin_key = (args.server.data_dir.clone())
+            .unwrap_or_else(server::default_data_dir)
+            .join(herd_server::ADMIN_KEY_FILE);
         let server = tokio::spawn(server::serve(args.server, listener, async move {
             let _ = server_stopped.await;
         }));
+        tokio::spawn(herd_server::dashboard::print_signin_link(
+            args.nodelet.server.clone(),
+            admin_key,
+        ));
         let result = herd_nodelet::run_with_skip_drain(
             nodelet_config,
             super::shutdown_signal(),

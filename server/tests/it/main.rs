@@ -1,9 +1,11 @@
 //! Integration tests: the host serving any router (`host`), the whole
 //! assembly on 127.0.0.1:0 over a temporary SQLite store (`assembly`), and
-//! keys, roles and their enforcement through real HTTP (`auth`).
+//! keys, roles and their enforcement through real HTTP (`auth`), and the
+//! dashboard's sessions (`dashboard`).
 
 mod assembly;
 mod auth;
+mod dashboard;
 mod host;
 
 use std::path::Path;

@@ -1,5 +1,8 @@
-// Talking to herd's API (same origin): JSON calls whose failures carry the
-// server's `Status`, and NDJSON streams read line by line.
+// Talking to herd's API (same origin, with the session cookie): JSON calls
+// whose failures carry the server's `Status`, and NDJSON streams read line by
+// line. A 401 means the session ended: the page goes back to sign-in.
+
+import { signedOut } from './session.js';
 
 export const API = '/apis/herd/v1';
 
@@ -45,6 +48,7 @@ export async function call(method, path, body, { contentType = 'application/json
   } catch {
     json = null;
   }
+  if (res.status === 401) signedOut();
   if (!res.ok) throw new ApiError(res.status, json ?? { message: text || res.statusText });
   return json;
 }

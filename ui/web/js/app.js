@@ -1,5 +1,5 @@
-// The dashboard's shell: top bar, navigation, connection state, and the view
-// for the current path.
+// The dashboard's shell: top bar, navigation, connection state, who is
+// signed in, and the view for the current path (or the sign-in page).
 
 import { html, render, useEffect, useRef, useState } from './lib.js';
 import { store } from './store.js';
@@ -11,6 +11,8 @@ import { NodeView, NodesView, nodeStatus } from './nodes.js';
 import { ModelsView } from './models.js';
 import { RequestsView } from './requests.js';
 import { EventsView } from './events.js';
+import { loadSession, session, signOut, subscribeSession } from './session.js';
+import { SignInView } from './signin.js';
 
 const NAV = [
   ['overview', '', 'Overview'],
@@ -23,6 +25,25 @@ const NAV = [
 function useStore() {
   const [, setV] = useState(0);
   useEffect(() => store.subscribe(setV), []);
+  useEffect(() => subscribeSession(setV), []);
+}
+
+let started = false;
+
+/** Watches start once someone is signed in; they keep running (retrying)
+ * while the sign-in form is shown again, and pick up once it is done. */
+function startOnce() {
+  if (started) return;
+  started = true;
+  store.start();
+}
+
+function Who() {
+  const me = session.me;
+  return html`<span class="who" data-testid="whoami" data-role=${me.role}>
+    <span class="who-name">${me.name}</span> <span class="tag">${me.role}</span>
+    <button type="button" class="btn btn-small" onClick=${signOut} data-testid="signout">Sign out</button>
+  </span>`;
 }
 
 function Connection() {
@@ -50,8 +71,14 @@ function App() {
   const main = useRef(null);
   const first = useRef(true);
   const conn = store.connection;
+  const signedIn = !!session.me;
+  if (signedIn) startOnce();
 
   useEffect(() => {
+    if (!signedIn) {
+      document.title = 'Sign in · herd';
+      return;
+    }
     const nav = NAV.find(([v]) => v === route.view || (route.view === 'node' && v === 'nodes'));
     document.title = `${route.view === 'node' ? route.name : nav ? nav[2] : 'Not found'} · herd`;
     if (first.current) {
@@ -60,7 +87,7 @@ function App() {
     }
     // Tell screen readers and keyboard users that the page changed.
     main.current?.querySelector('h1')?.focus({ preventScroll: true });
-  }, [route.view, route.name]);
+  }, [route.view, route.name, signedIn]);
 
   useEffect(() => {
     if (store.nodes?.synced && !performance.getEntriesByName('herd:nodes-rendered').length) {
@@ -94,6 +121,14 @@ function App() {
       view = html`<div class="view"><h1 tabindex="-1">Not found</h1><p>There is no such page. <a href=${href()}>Go to the overview</a>.</p></div>`;
   }
   const active = route.view === 'node' ? 'nodes' : route.view;
+  if (!signedIn) {
+    return html`
+      <header class="topbar">
+        <span class="brand"><${Logo} /><span>herd</span></span>
+      </header>
+      <main id="main" ref=${main}><${SignInView} /></main>
+    `;
+  }
   return html`
     <a class="skip" href="#main">Skip to content</a>
     <header class="topbar">
@@ -107,6 +142,7 @@ function App() {
         )}
       </nav>
       <${Connection} />
+      <${Who} />
     </header>
     ${conn.state === 'retrying'
       ? html`<div class="banner" role="status" data-testid="conn-banner">
@@ -123,5 +159,6 @@ function App() {
   `;
 }
 
-store.start();
-render(html`<${App} />`, document.getElementById('app'));
+loadSession()
+  .catch(() => null)
+  .then(() => render(html`<${App} />`, document.getElementById('app')));

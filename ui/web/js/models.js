@@ -3,6 +3,7 @@
 
 import { html, useEffect, useLayoutEffect, useRef, useState } from './lib.js';
 import { API, ApiError, call } from './api.js';
+import { isAdmin } from './session.js';
 import { store } from './store.js';
 import { href } from './router.js';
 import { Badge, Card, Empty, confirmAction } from './ui.js';
@@ -51,10 +52,12 @@ function AssignmentRow({ ma, onEdit }) {
           )}</span>`
         : html`<span class="muted">${st.observedGeneration == null ? 'not placed yet' : 'no matching node'}</span>`}
     </td>
-    <td class="nowrap">
-      <button type="button" class="btn btn-small" onClick=${() => onEdit(ma)} aria-label=${`Edit ${name}`}>Edit</button>
-      <button type="button" class="btn btn-small btn-danger-outline" onClick=${remove} aria-label=${`Delete ${name}`}>Delete</button>
-    </td>
+    ${isAdmin()
+      ? html`<td class="nowrap">
+          <button type="button" class="btn btn-small" onClick=${() => onEdit(ma)} aria-label=${`Edit ${name}`}>Edit</button>
+          <button type="button" class="btn btn-small btn-danger-outline" onClick=${remove} aria-label=${`Delete ${name}`}>Delete</button>
+        </td>`
+      : null}
   </tr>`;
 }
 
@@ -94,14 +97,16 @@ export function ModelsView() {
         <h1 tabindex="-1">Models</h1>
         <p class="view-sub">${plural(list.length, 'assignment')} · ${plural(modelCount, 'model')} on nodes</p>
       </div>
-      <button type="button" class="btn btn-primary" onClick=${() => setEditing({})} data-testid="new-assignment">New assignment</button>
+      ${isAdmin()
+        ? html`<button type="button" class="btn btn-primary" onClick=${() => setEditing({})} data-testid="new-assignment">New assignment</button>`
+        : null}
     </header>
     <${Card} title="Assignments" id="assignments">
       ${!store.assignments.synced
         ? html`<${Empty}>Loading…<//>`
         : list.length
           ? html`<div class="table-wrap"><table class="table" data-testid="assignments-table">
-              <thead><tr><th scope="col">Name</th><th scope="col">Model</th><th scope="col">Placement</th><th scope="col" class="num">Ready</th><th scope="col">Phase per node</th><th scope="col"><span class="sr-only">Actions</span></th></tr></thead>
+              <thead><tr><th scope="col">Name</th><th scope="col">Model</th><th scope="col">Placement</th><th scope="col" class="num">Ready</th><th scope="col">Phase per node</th>${isAdmin() ? html`<th scope="col"><span class="sr-only">Actions</span></th>` : null}</tr></thead>
               <tbody>${list.map((ma) => html`<${AssignmentRow} key=${ma.metadata.name} ma=${ma} onEdit=${setEditing} />`)}</tbody>
             </table></div>`
           : html`<${Empty}>No assignments. An assignment asks the nodes to pull a model and keep it: on a number of nodes, or on every node with some labels.<//>`}

@@ -2,6 +2,7 @@
 
 import { html, useState } from './lib.js';
 import { API, call } from './api.js';
+import { isAdmin } from './session.js';
 import { store, WINDOW_MS } from './store.js';
 import { href, navigate } from './router.js';
 import {
@@ -255,7 +256,14 @@ async function act(label, fn) {
   }
 }
 
+/** Cordon, drain and delete: shown to admins only (a viewer's key could not
+ * do them anyway; the server refuses). */
 function NodeActions({ node }) {
+  if (!isAdmin()) return null;
+  return html`<${AdminNodeActions} node=${node} />`;
+}
+
+function AdminNodeActions({ node }) {
   const name = node.metadata.name;
   const cordoned = !!node.spec?.unschedulable;
   const [busy, setBusy] = useState(false);

@@ -4,6 +4,7 @@
 // from all of them for the charts.
 
 import { API, ApiError, backoff, get, readNdjson, sleep } from './api.js';
+import { signedOut } from './session.js';
 import { Informer } from './watch.js';
 import { toMillis } from './format.js';
 
@@ -170,6 +171,7 @@ class Store {
           throw new Error(`The server could not be reached (${e.message}).`);
         }
         if (res.status === 404) throw new ApiError(404, await res.json().catch(() => null));
+        if (res.status === 401) signedOut();
         if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
         const list = await get(`${API}/requests?limit=${HISTORY_LIMIT}`);
         for (const r of list.items || []) this.addRecord(r);

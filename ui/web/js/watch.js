@@ -3,6 +3,7 @@
 // dropped stream or a server restart; relist when the server answers 410.
 
 import { API, ApiError, backoff, get, readNdjson, sleep } from './api.js';
+import { signedOut } from './session.js';
 
 class Gone extends Error {}
 
@@ -106,6 +107,7 @@ export class Informer {
       if (!res.ok) {
         const body = await res.json().catch(() => null);
         if (res.status === 410) throw new Gone();
+        if (res.status === 401) signedOut();
         throw new ApiError(res.status, body);
       }
       this.setState('live');
