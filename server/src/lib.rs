@@ -249,7 +249,7 @@ impl Server {
             sessions: Arc::new(Sessions::new()),
             ring: Arc::clone(&state.keys),
             hosts: Arc::new(HostNames::of_this_machine().with(&config.allowed_hosts)),
-            tls: false,
+            tls: tls.is_some(),
         };
         if config.dashboard {
             router = router
