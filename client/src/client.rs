@@ -1,7 +1,10 @@
+use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
 use herd_api::{GROUP, Resource, Status, VERSION};
+use herd_tls::ClientTrust;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, Response, Url};
 use serde::de::DeserializeOwned;
 
@@ -16,6 +19,69 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Error bodies are read up to this size; the rest is dropped.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// How to reach a herd server: its URL, the key sent with every request and
+/// the certificates trusted for `https://`.
+pub struct ClientBuilder {
+    url: String,
+    token: Option<String>,
+    trust: Option<ClientTrust>,
+}
+
+impl ClientBuilder {
+    /// Sends `token` as `Authorization: Bearer` on every request, including
+    /// those made through [`Client::http`]. The header is marked sensitive, so
+    /// no `Debug` of the client or of a request shows it.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Which certificates to accept from an `https://` server (a CA file, a
+    /// pinned CA fingerprint, the public roots).
+    pub fn trust(mut self, trust: ClientTrust) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
+    pub fn build(self) -> Result<Client, Error> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+            // Finds dead peers of long idle watches at the TCP level too.
+            .tcp_keepalive(Duration::from_secs(30))
+            .user_agent(concat!("herd-client/", env!("CARGO_PKG_VERSION")));
+        if let Some(token) = &self.token {
+            builder = builder.default_headers(auth_headers(token)?);
+        }
+        if let Some(trust) = &self.trust {
+            builder = trust
+                .apply(builder)
+                .map_err(|e| Error::InvalidRequest(format!("TLS trust: {e}")))?;
+        }
+        Client::with_http_client(&self.url, builder.build()?)
+    }
+}
+
+// Hand-written so that neither the token nor a part of it is ever printed.
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("trust", &self.trust)
+            .finish()
+    }
+}
+
+fn auth_headers(token: &str) -> Result<HeaderMap, Error> {
+    let mut value = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+        Error::InvalidRequest("the key contains characters a header cannot carry".to_owned())
+    })?;
+    value.set_sensitive(true);
+    let mut headers = HeaderMap::new();
+    headers.insert(AUTHORIZATION, value);
+    Ok(headers)
+}
+
 /// A connection to one herd server. Cheap to clone: clones share the
 /// connection pool.
 #[derive(Clone, Debug)]
@@ -27,15 +93,18 @@ pub struct Client {
 
 impl Client {
     /// A client for the server at `url` (`http://host:8080`, optionally with
-    /// a path prefix), with the default timeouts.
+    /// a path prefix), with the default timeouts, no key and the public roots.
     pub fn new(url: &str) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
-            // Finds dead peers of long idle watches at the TCP level too.
-            .tcp_keepalive(Duration::from_secs(30))
-            .user_agent(concat!("herd-client/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Self::with_http_client(url, http)
+        Self::builder(url).build()
+    }
+
+    /// A client with a key and the CA to trust; see [`ClientBuilder`].
+    pub fn builder(url: &str) -> ClientBuilder {
+        ClientBuilder {
+            url: url.to_owned(),
+            token: None,
+            trust: None,
+        }
     }
 
     /// A client using a `reqwest::Client` configured by the caller (proxies,
@@ -194,6 +263,65 @@ mod tests {
             got.as_str(),
             "https://example.com/herd/apis/herd/v1/modelassignments/m"
         );
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug() {
+        let secret = "herd_abcdefgh1234_SECRETSECRETSECRETSECRETSECRETSECRETSECRE";
+        let builder = Client::builder("http://127.0.0.1:1").token(secret);
+        assert!(!format!("{builder:?}").contains("SECRET"), "{builder:?}");
+        let client = builder.build().expect("client");
+        let debug = format!("{client:?}");
+        assert!(!debug.contains("SECRET"), "{debug}");
+        let req = client
+            .request(reqwest::Method::GET, client.base_url().clone())
+            .build()
+            .expect("request");
+        assert!(!format!("{req:?}").contains("SECRET"));
+        let err = Client::builder("http://x")
+            .token("a\nb")
+            .build()
+            .expect_err("newline");
+        assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_token() {
+        use axum::http::HeaderMap as Headers;
+        let app = axum::Router::new().route(
+            "/healthz",
+            axum::routing::get(|headers: Headers| async move {
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned()
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("http://{addr}");
+        let get = |client: Client| async move {
+            let url = client.base_url().join("healthz").expect("url");
+            client
+                .http()
+                .get(url)
+                .send()
+                .await
+                .expect("send")
+                .text()
+                .await
+                .expect("body")
+        };
+        assert_eq!(get(Client::new(&url).expect("client")).await, "none");
+        let with = Client::builder(&url)
+            .token("herd_k")
+            .build()
+            .expect("client");
+        assert_eq!(get(with).await, "Bearer herd_k");
     }
 
     #[test]
