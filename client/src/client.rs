@@ -2,7 +2,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use herd_api::{GROUP, Resource, Status, VERSION};
+use herd_api::{GROUP, JOIN_PATH, JoinRequest, JoinResponse, Resource, Status, VERSION};
 use herd_tls::ClientTrust;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, Response, Url};
@@ -177,6 +177,22 @@ impl Client {
             }
         }
         Ok(url)
+    }
+
+    /// The join exchange: trades the key this client sends (a join key) for
+    /// a node key bound to `node`.
+    pub async fn join(&self, node: &str) -> Result<JoinResponse, Error> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| {
+                Error::InvalidRequest(format!("server URL {} cannot be a base", self.base))
+            })?
+            .pop_if_empty()
+            .extend(JOIN_PATH.split('/').filter(|s| !s.is_empty()));
+        let req = self.request(reqwest::Method::POST, url).json(&JoinRequest {
+            node: node.to_owned(),
+        });
+        self.send_json(req, || "the join answer".to_owned()).await
     }
 
     /// A request that is bounded by the request timeout.
