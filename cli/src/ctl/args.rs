@@ -435,14 +435,15 @@ mod tests {
         let data = PathBuf::from("/d");
         let admin_path = data.join(ADMIN_KEY_FILE);
         // (--server, --token, HERD_TOKEN, login, key wanted, CA wanted)
-        let cases: Vec<(
-            &str,
-            Option<&Token>,
-            Option<&Token>,
-            Option<&(PathBuf, Login)>,
-            Option<(&Token, KeySource)>,
-            Option<&str>,
-        )> = vec![
+        type Case<'a> = (
+            &'a str,
+            Option<&'a Token>,
+            Option<&'a Token>,
+            Option<&'a (PathBuf, Login)>,
+            Option<(&'a Token, KeySource)>,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "http://127.0.0.1:8080",
                 Some(&flag),
