@@ -4,6 +4,7 @@ mod apply;
 mod describe;
 mod get;
 mod global_flags;
+mod keys;
 mod kill9;
 mod nodes;
 mod server_cmd;
