@@ -87,6 +87,7 @@ impl HerdProcess {
                 break rest.split_whitespace().next().unwrap_or(rest).to_owned();
             }
         };
+        verbs::remember_data_dir(&url, data_dir);
         Self {
             child,
             url,
