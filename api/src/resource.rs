@@ -133,6 +133,7 @@ pub fn api_resources() -> Vec<ResourceInfo> {
         crate::Node::info(),
         crate::ModelAssignment::info(),
         crate::Event::info(),
+        crate::ApiKey::info(),
     ]
 }
 

@@ -9,6 +9,10 @@ use crate::validate::FieldError;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum StatusReason {
     BadRequest,
+    /// No key, or a key that is malformed, unknown, expired or disabled.
+    Unauthorized,
+    /// A key that may not do this.
+    Forbidden,
     NotFound,
     AlreadyExists,
     Conflict,
@@ -31,6 +35,8 @@ impl StatusReason {
     pub fn code(self) -> u16 {
         match self {
             Self::BadRequest => 400,
+            Self::Unauthorized => 401,
+            Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::MethodNotAllowed => 405,
             Self::NotAcceptable => 406,
@@ -162,6 +168,14 @@ impl Status {
             d.causes = errors.iter().map(FieldError::to_cause).collect();
         }
         status
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusReason::Unauthorized, message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusReason::Forbidden, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

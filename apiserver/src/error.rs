@@ -28,6 +28,12 @@ pub enum ApiError {
     },
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// No key, or one that is not accepted: 401.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// A key that may not do this: 403.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("unsupported media type: {0}")]
     UnsupportedMediaType(String),
     #[error("request body larger than {limit} bytes")]
@@ -56,6 +62,8 @@ impl ApiError {
             } => Status::conflict(kind, name, message),
             Self::Invalid { kind, name, errors } => Status::invalid(kind, name, errors),
             Self::BadRequest(m) => Status::bad_request(m.clone()),
+            Self::Unauthorized(m) => Status::unauthorized(m.clone()),
+            Self::Forbidden(m) => Status::forbidden(m.clone()),
             Self::UnsupportedMediaType(m) => {
                 Status::new(StatusReason::UnsupportedMediaType, m.clone())
             }
@@ -87,6 +95,10 @@ pub fn status_response(status: &Status) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     resp
 }
 
@@ -95,7 +107,12 @@ impl IntoResponse for ApiError {
         if let Self::Internal(detail) = &self {
             tracing::error!(error = %detail, "internal error");
         }
-        status_response(&self.to_status())
+        let mut resp = status_response(&self.to_status());
+        if let Self::Unauthorized(_) = self {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
     }
 }
 

@@ -6,8 +6,10 @@
 //! with the proxy and the dashboard and to serve; [`run`] serves the API
 //! alone, for tests and tools that need nothing else.
 
+mod auth;
 pub mod error;
 mod extract;
+pub mod keyring;
 pub mod mutate;
 pub mod routes;
 pub mod store;
@@ -23,10 +25,11 @@ use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
 use futures_util::FutureExt as _;
-use herd_api::{Event, ModelAssignment, Node, Resource};
+use herd_api::{ApiKey, ApiKeyHash, Event, ModelAssignment, Node, Resource};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::AUDIT_LABEL;
 pub use error::ApiError;
 pub use routes::AppState;
 pub use store::{SqliteStore, Store, StoreError, StoreOptions, SyncMode};
@@ -45,6 +48,12 @@ pub struct Config {
     pub sync: SyncMode,
     /// Events kept; older ones are deleted (oldest first).
     pub max_events: usize,
+    /// Whether routes enforce keys, and what is open to requests without
+    /// one. `None` serves the API bare (tests and tools that run [`run`]);
+    /// `herd server` always sets it, and its host authenticates every
+    /// request before routing. With it set, a request that reaches a route
+    /// without a `herd_auth::Principal` in its extensions is refused.
+    pub auth: Option<herd_auth::Openness>,
 }
 
 impl Config {
@@ -56,6 +65,7 @@ impl Config {
             watch_window: 20_000,
             sync: SyncMode::Normal,
             max_events: 1000,
+            auth: None,
         }
     }
 }
@@ -69,7 +79,13 @@ pub enum Error {
 }
 
 /// The kinds the store holds.
-pub const KINDS: &[&str] = &[Node::PLURAL, ModelAssignment::PLURAL, Event::PLURAL];
+pub const KINDS: &[&str] = &[
+    Node::PLURAL,
+    ModelAssignment::PLURAL,
+    Event::PLURAL,
+    ApiKey::PLURAL,
+    ApiKeyHash::PLURAL,
+];
 
 /// Opens the store and builds the API routes.
 pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, AppState), Error> {
@@ -86,6 +102,7 @@ pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, App
         store: Arc::new(store),
         config: Arc::new(config),
         shutdown,
+        keys: Arc::new(herd_auth::KeyRing::new()),
     };
     tokio::spawn(routes::events::prune_loop(state.clone()));
     Ok((routes::api_router(state.clone()), state))

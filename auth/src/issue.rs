@@ -40,7 +40,9 @@ pub fn issue(name: &str, spec: ApiKeySpec, created_by: &str) -> Result<Issued, G
     Ok(issue_with(name, spec, created_by, new.token))
 }
 
-fn issue_with(name: &str, spec: ApiKeySpec, created_by: &str, token: Token) -> Issued {
+/// [`issue`] with a token already made: the join exchange makes it first, as
+/// [`plan_join`] names the key after its id when it must.
+pub fn issue_with(name: &str, spec: ApiKeySpec, created_by: &str, token: Token) -> Issued {
     let mut key = ApiKey::new(name, spec);
     key.status.key_id = token.id.to_string();
     key.status.secret = Some(KeySecret::new(token.expose()));

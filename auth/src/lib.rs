@@ -27,7 +27,7 @@ pub use credential::{
     API_KEY_HEADER, Credential, SESSION_COOKIE, SessionId, credential, is_credential_header,
 };
 pub use herd_api::Role;
-pub use issue::{Issued, JoinPlan, JoinRefused, issue, plan_join};
+pub use issue::{Issued, JoinPlan, JoinRefused, issue, issue_with, plan_join};
 pub use keyfile::{KeyFileError, read_key_file, write_key_file};
 pub use keyring::{AuthError, KeyEntry, KeyRing, check, entries};
 pub use node_restriction::{NODELET_SPEC_FIELDS, node_may_change};

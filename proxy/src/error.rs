@@ -26,6 +26,12 @@ pub enum ProxyError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// No key where one is needed, or a herd key that is not accepted.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A key that may not use this endpoint.
+    #[error("{0}")]
+    Forbidden(String),
     /// Nothing can take the request now: no nodes, none ready, every node
     /// holding the model down, or all of them busy.
     #[error("{0}")]
@@ -68,6 +74,8 @@ impl ProxyError {
             ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::NotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ProxyError::GatewayTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -79,6 +87,8 @@ impl ProxyError {
     fn openai_type(&self) -> &'static str {
         match self.status() {
             StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
             s if s.is_client_error() => "invalid_request_error",
             _ => "api_error",
         }

@@ -74,6 +74,7 @@ pub(crate) fn forwarded(headers: &HeaderMap) -> impl Iterator<Item = (&HeaderNam
     };
     headers.iter().filter(move |(name, _)| {
         !(hop_by_hop(name)
+            || herd_auth::is_credential_header(name)
             || *name == header::HOST
             || *name == header::CONTENT_LENGTH
             || *name == header::EXPECT
@@ -208,21 +209,21 @@ mod tests {
             header::TRANSFER_ENCODING,
             HeaderValue::from_static("chunked"),
         );
+        // Credentials are herd's, never a node's.
         h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        h.insert(header::COOKIE, HeaderValue::from_static("herd_session=s"));
+        h.insert("x-api-key", HeaderValue::from_static("herd_k"));
+        h.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic eA=="),
+        );
         h.insert(header::EXPECT, HeaderValue::from_static("100-continue"));
         h.append("x-custom", HeaderValue::from_static("1"));
         h.append("x-custom", HeaderValue::from_static("2"));
         let got: Vec<(&str, &str)> = forwarded(&h)
             .map(|(n, v)| (n.as_str(), v.to_str().expect("ascii")))
             .collect();
-        assert_eq!(
-            got,
-            [
-                ("authorization", "Bearer x"),
-                ("x-custom", "1"),
-                ("x-custom", "2")
-            ]
-        );
+        assert_eq!(got, [("x-custom", "1"), ("x-custom", "2")]);
     }
 
     #[test]

@@ -22,10 +22,13 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bootstrap;
+pub mod gate;
 pub mod host;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use herd_api::Node;
@@ -36,6 +39,9 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use bootstrap::{ADMIN_KEY_FILE, JOIN_KEY_FILE};
+pub use gate::{Gate, Hosts};
+pub use herd_auth::Openness;
 pub use host::{App, Workers};
 
 /// How long [`Server::serve`] waits for the controller to finish after the
@@ -64,6 +70,14 @@ pub struct Config {
     /// Closes client connections quiet for this long (see
     /// [`App::with_idle_timeout`]); `None` keeps them as long as clients do.
     pub client_idle_timeout: Option<Duration>,
+    /// What requests without a key may do. The management API always needs
+    /// one.
+    pub openness: Openness,
+    /// `Host` names accepted besides the loopback ones when listening on
+    /// loopback (`--allowed-hosts`).
+    pub allowed_hosts: Vec<String>,
+    /// Replaces the join key at start (`herd server --rotate-join-key`).
+    pub rotate_join_key: bool,
 }
 
 impl Config {
@@ -78,6 +92,13 @@ impl Config {
             dashboard: true,
             http_workers: Workers::Shared,
             client_idle_timeout: None,
+            openness: Openness {
+                inference: true,
+                metrics: false,
+                registration: false,
+            },
+            allowed_hosts: Vec::new(),
+            rotate_join_key: false,
         }
     }
 }
@@ -94,6 +115,8 @@ pub enum Error {
     Client(#[from] herd_client::Error),
     #[error("serving HTTP")]
     Serve(#[source] std::io::Error),
+    #[error("making the server's keys")]
+    Bootstrap(#[from] bootstrap::BootstrapError),
 }
 
 /// Builds everything `config` asks for and serves it on `listener` until
@@ -125,14 +148,41 @@ impl Server {
     /// Opens the store and composes the routes; starts the proxy's watch
     /// of nodes. Nothing is served until [`Server::serve`]. Needs a tokio
     /// runtime.
-    pub fn build(config: Config, listener: TcpListener) -> Result<Server, Error> {
+    pub fn build(mut config: Config, listener: TcpListener) -> Result<Server, Error> {
         let addr = listener.local_addr().map_err(Error::Listener)?;
         let token = CancellationToken::new();
+        config.api.auth = Some(config.openness);
+        let data_dir = config.api.data_dir.clone();
         let (mut router, state) = herd_apiserver::build(config.api, token.clone())?;
+        if config.openness.registration {
+            tracing::warn!(
+                "open registration: any nodelet may register and update a node without a key (--open-registration)"
+            );
+        }
+
+        // The key ring: the stored keys, plus the loopback clients' key,
+        // which exists only in this process.
+        let (internal, extra) =
+            bootstrap::internal_key().map_err(bootstrap::BootstrapError::Generate)?;
+        let extra = vec![extra];
+        herd_apiserver::keyring::load(&*state.store, &state.keys, &extra);
+        tokio::spawn(herd_apiserver::keyring::follow(
+            state.store.clone(),
+            state.keys.clone(),
+            extra,
+            token.clone(),
+        ));
+        bootstrap::block_on(async {
+            bootstrap::ensure(&state, &data_dir, None).await?;
+            if config.rotate_join_key {
+                bootstrap::rotate_join_key(&state, &data_dir, None).await?;
+            }
+            Ok::<_, bootstrap::BootstrapError>(())
+        })??;
 
         // The proxy and the controller read and write the store through the
         // API, over loopback: the same code runs in this process or on its own.
-        let client = Client::new(&loopback_url(addr))?;
+        let client = loopback_client(addr, &internal.token)?;
         let (mut proxy, mut nodes, mut shortcut) = (None, None, None);
         if let Some(proxy_config) = config.proxy {
             let watched = reflector::spawn(client.api::<Node>(), watcher::Config::default());
@@ -148,7 +198,17 @@ impl Server {
             router = router.merge(herd_ui::router());
         }
 
+        let hosts = Hosts {
+            loopback_only: addr.ip().is_loopback(),
+            allowed: config
+                .allowed_hosts
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+        };
+        let gate = Gate::new(Arc::clone(&state.keys), config.openness, hosts);
         let mut app = App::from(herd_apiserver::with_common_layers(router))
+            .with_gate(gate)
             .with_idle_timeout(config.client_idle_timeout);
         if let Some(shortcut) = shortcut {
             app = app.with_shortcut(shortcut);
@@ -231,6 +291,26 @@ fn spawn_controller(
             tracing::error!(error = %e, "controller stopped");
         }
     })
+}
+
+/// The API client of the server's own loopback clients, with their
+/// in-memory key on every request.
+fn loopback_client(addr: SocketAddr, token: &herd_auth::Token) -> Result<Client, Error> {
+    let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map_err(|_| {
+        herd_client::Error::InvalidRequest("a key is not a header value".into())
+    })?;
+    value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    let http = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_keepalive(Duration::from_secs(30))
+        .user_agent(concat!("herd-server/", env!("CARGO_PKG_VERSION")))
+        .default_headers(headers)
+        .build()
+        .map_err(herd_client::Error::from)?;
+    Ok(Client::with_http_client(&loopback_url(addr), http)?)
 }
 
 /// The URL a process uses to talk to its own API: the listen address, with

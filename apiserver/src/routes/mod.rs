@@ -1,5 +1,6 @@
 //! The HTTP surface: resource REST + watch, discovery, health.
 
+pub mod apikeys;
 mod discovery;
 pub mod events;
 pub mod resources;
@@ -10,6 +11,7 @@ use axum::Router;
 use axum::http::Uri;
 use axum::routing::get;
 use herd_api::{Event, ModelAssignment, Node};
+use herd_auth::KeyRing;
 use tokio_util::sync::CancellationToken;
 
 use crate::Config;
@@ -23,6 +25,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Cancelled when the server shuts down, so long-lived watches end.
     pub shutdown: CancellationToken,
+    /// The accepted keys, kept current from the store (see
+    /// [`crate::keyring::follow`]); the host authenticates with it.
+    pub keys: Arc<KeyRing>,
 }
 
 /// The answer for paths no route claims; added last, by whoever composes the
@@ -38,6 +43,7 @@ pub fn api_router(state: AppState) -> Router {
         .merge(resources::routes::<Node>())
         .merge(resources::routes::<ModelAssignment>())
         .merge(resources::routes::<Event>())
+        .merge(apikeys::routes())
         .merge(discovery::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(discovery::readyz))

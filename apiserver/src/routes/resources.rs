@@ -4,16 +4,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use bytes::{Bytes, BytesMut};
 use herd_api::{API_VERSION, LabelSelector, Resource};
+use herd_auth::Principal;
 
 use super::AppState;
+use crate::auth::{self, Write};
 use crate::error::ApiError;
 use crate::extract::{self, BodyKind};
 use crate::mutate::{self, Decision, PatchTarget, ServerFields};
@@ -52,11 +54,15 @@ pub async fn method_not_allowed(method: Method) -> ApiError {
     ApiError::MethodNotAllowed(method.to_string())
 }
 
-fn json_response(code: StatusCode, body: Bytes) -> Response {
+pub(crate) fn json_response(code: StatusCode, body: Bytes) -> Response {
     let mut resp = (code, body).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
     );
     resp
 }
@@ -73,7 +79,9 @@ fn encode<K: Resource>(obj: &K) -> Result<Bytes, ApiError> {
 }
 
 /// Serializes a proposed object with the revision placeholder in place.
-fn template<K: Resource>(mut obj: K) -> Result<(Template, BTreeMap<String, String>), ApiError> {
+pub(crate) fn template<K: Resource>(
+    mut obj: K,
+) -> Result<(Template, BTreeMap<String, String>), ApiError> {
     obj.meta_mut().resource_version = Some(REVISION_PLACEHOLDER.to_owned());
     let labels = obj.meta().labels.clone();
     Ok((Template::new(encode(&obj)?)?, labels))
@@ -86,7 +94,7 @@ const MAX_ATTEMPTS: usize = 64;
 /// Decides a write against the current object on this task, then commits it
 /// if the object has not changed meanwhile (recomputing if it has). With
 /// `dry_run` it only decides.
-async fn write<K, F>(
+pub(crate) async fn write<K, F>(
     state: &AppState,
     name: String,
     dry_run: bool,
@@ -163,17 +171,19 @@ where
     })
 }
 
-fn server_fields() -> ServerFields {
+pub(crate) fn server_fields() -> ServerFields {
     ServerFields {
         uid: uuid::Uuid::new_v4().to_string(),
         now: jiff::Timestamp::now(),
     }
 }
 
-async fn list_or_watch<K: Resource>(
+pub(crate) async fn list_or_watch<K: Resource>(
     State(state): State<AppState>,
     uri: Uri,
+    principal: Option<Extension<Principal>>,
 ) -> Result<Response, ApiError> {
+    auth::caller(&state, principal)?;
     let q = extract::query(&uri)?;
     let selector = match q.get("labelSelector") {
         Some(s) => LabelSelector::parse(s).map_err(ApiError::BadRequest)?,
@@ -236,10 +246,12 @@ async fn list_or_watch<K: Resource>(
     Ok(json_response(StatusCode::OK, body.freeze()))
 }
 
-async fn get_one<K: Resource>(
+pub(crate) async fn get_one<K: Resource>(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    principal: Option<Extension<Principal>>,
 ) -> Result<Response, ApiError> {
+    auth::caller(&state, principal)?;
     let obj = state
         .store
         .get(K::PLURAL, &name)
@@ -250,7 +262,7 @@ async fn get_one<K: Resource>(
     Ok(json_response(StatusCode::OK, obj.body.clone()))
 }
 
-async fn read_object<K: Resource>(
+pub(crate) async fn read_object<K: Resource>(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
@@ -260,7 +272,7 @@ async fn read_object<K: Resource>(
     extract::decode::<K>(&bytes)
 }
 
-fn name_from_url<K: Resource>(obj: &mut K, name: &str) -> Result<(), ApiError> {
+pub(crate) fn name_from_url<K: Resource>(obj: &mut K, name: &str) -> Result<(), ApiError> {
     let meta = obj.meta_mut();
     if meta.name.is_empty() {
         meta.name = name.to_owned();
@@ -277,10 +289,12 @@ async fn create<K: Resource>(
     State(state): State<AppState>,
     uri: Uri,
     headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let caller = auth::caller(&state, principal)?;
     let dry_run = extract::dry_run(&extract::query(&uri)?)?;
-    let obj: K = read_object(&state, &headers, body).await?;
+    let mut obj: K = read_object(&state, &headers, body).await?;
     let name = obj.meta().name.clone();
     if name.is_empty() {
         return Err(ApiError::Invalid {
@@ -289,32 +303,50 @@ async fn create<K: Resource>(
             errors: vec![herd_api::FieldError::required("metadata.name")],
         });
     }
+    auth::authorize_create(&state, &caller, &obj)?;
+    auth::restrict(&caller, None, &obj)?;
+    auth::stamp_source(&caller, &mut obj)?;
     let server = server_fields();
-    let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
+    let written = write::<K, _>(&state, name.clone(), dry_run, move |cur, rv| {
         mutate::create(cur, obj.clone(), rv, server.clone())
     })
     .await?;
+    if !dry_run {
+        auth::audit::<K>(&state, &caller, Write::Create, &name).await;
+    }
     Ok(json_response(
         StatusCode::CREATED,
         written.object.body.clone(),
     ))
 }
 
-async fn replace<K: Resource>(
+pub(crate) async fn replace<K: Resource>(
     State(state): State<AppState>,
     Path(name): Path<String>,
     uri: Uri,
     headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let caller = auth::caller(&state, principal)?;
     let dry_run = extract::dry_run(&extract::query(&uri)?)?;
     let mut obj: K = read_object(&state, &headers, body).await?;
     name_from_url(&mut obj, &name)?;
+    auth::stamp_source(&caller, &mut obj)?;
     let server = server_fields();
-    let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
-        mutate::replace(cur, obj.clone(), rv, server.clone())
+    let restricted_to = caller.clone();
+    let written = write::<K, _>(&state, name.clone(), dry_run, move |cur, rv| {
+        let old = cur.clone();
+        let decision = mutate::replace(cur, obj.clone(), rv, server.clone())?;
+        if let Decision::Put(next) = &decision {
+            auth::restrict(&restricted_to, old.as_ref(), next)?;
+        }
+        Ok(decision)
     })
     .await?;
+    if !dry_run && !written.unchanged {
+        auth::audit::<K>(&state, &caller, Write::Update, &name).await;
+    }
     let code = if written.created {
         StatusCode::CREATED
     } else {
@@ -328,8 +360,10 @@ async fn replace_status<K: Resource>(
     Path(name): Path<String>,
     uri: Uri,
     headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
     body: Body,
 ) -> Result<Response, ApiError> {
+    auth::caller(&state, principal)?;
     let dry_run = extract::dry_run(&extract::query(&uri)?)?;
     let mut obj: K = read_object(&state, &headers, body).await?;
     name_from_url(&mut obj, &name)?;
@@ -345,6 +379,7 @@ async fn patch_any<K: Resource>(
     name: String,
     uri: Uri,
     headers: HeaderMap,
+    caller: auth::Caller,
     body: Body,
     target: PatchTarget,
 ) -> Result<Response, ApiError> {
@@ -358,21 +393,32 @@ async fn patch_any<K: Resource>(
     .await?;
     let patch: serde_json::Value = extract::decode(&bytes)?;
     let n = name.clone();
-    let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
-        mutate::patch(cur, &n, &patch, target, rv)
+    let restricted_to = caller.clone();
+    let written = write::<K, _>(&state, name.clone(), dry_run, move |cur, rv| {
+        let old = cur.clone();
+        let decision = mutate::patch(cur, &n, &patch, target, rv)?;
+        if let (Decision::Put(next), PatchTarget::Main) = (&decision, target) {
+            auth::restrict(&restricted_to, old.as_ref(), next)?;
+        }
+        Ok(decision)
     })
     .await?;
+    if !dry_run && !written.unchanged && target == PatchTarget::Main {
+        auth::audit::<K>(&state, &caller, Write::Patch, &name).await;
+    }
     Ok(json_response(StatusCode::OK, written.object.body.clone()))
 }
 
-async fn patch_main<K: Resource>(
+pub(crate) async fn patch_main<K: Resource>(
     State(state): State<AppState>,
     Path(name): Path<String>,
     uri: Uri,
     headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    patch_any::<K>(state, name, uri, headers, body, PatchTarget::Main).await
+    let caller = auth::caller(&state, principal)?;
+    patch_any::<K>(state, name, uri, headers, caller, body, PatchTarget::Main).await
 }
 
 async fn patch_status<K: Resource>(
@@ -380,21 +426,28 @@ async fn patch_status<K: Resource>(
     Path(name): Path<String>,
     uri: Uri,
     headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    patch_any::<K>(state, name, uri, headers, body, PatchTarget::Status).await
+    let caller = auth::caller(&state, principal)?;
+    patch_any::<K>(state, name, uri, headers, caller, body, PatchTarget::Status).await
 }
 
-async fn delete<K: Resource>(
+pub(crate) async fn delete<K: Resource>(
     State(state): State<AppState>,
     Path(name): Path<String>,
     uri: Uri,
+    principal: Option<Extension<Principal>>,
 ) -> Result<Response, ApiError> {
+    let caller = auth::caller(&state, principal)?;
     let dry_run = extract::dry_run(&extract::query(&uri)?)?;
     let n = name.clone();
-    let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
+    let written = write::<K, _>(&state, name.clone(), dry_run, move |cur, rv| {
         mutate::delete(cur, &n, rv)
     })
     .await?;
+    if !dry_run {
+        auth::audit::<K>(&state, &caller, Write::Delete, &name).await;
+    }
     Ok(json_response(StatusCode::OK, written.object.body.clone()))
 }

@@ -50,10 +50,36 @@ pub struct ServerArgs {
     /// Ollama does.
     #[arg(long, env = "HERD_CLIENT_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub client_idle_timeout: Duration,
+    /// Who may use the Ollama/OpenAI endpoints: `open` (anyone, as Ollama; a herd key
+    /// that is sent must still be valid) or `key` (an `inference` or `admin` key).
+    #[arg(long, env = "HERD_INFERENCE_AUTH", value_enum, default_value_t = Access::Open)]
+    pub inference_auth: Access,
+    /// Who may read /metrics: `key` (a `viewer` or `admin` key) or `open`.
+    #[arg(long, env = "HERD_METRICS_AUTH", value_enum, default_value_t = Access::Key)]
+    pub metrics_auth: Access,
+    /// Let any nodelet register and update its node without a key (the original,
+    /// unauthenticated behaviour); logged as a warning at every start.
+    #[arg(long, env = "HERD_OPEN_REGISTRATION")]
+    pub open_registration: bool,
+    /// Host names the server answers to besides the loopback ones, when it listens on
+    /// loopback (a guard against DNS rebinding), comma-separated.
+    #[arg(long, env = "HERD_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// At start, replace the join key (and join.key in the data directory) with a new
+    /// one; the old join key stops working, node keys already issued keep working.
+    #[arg(long)]
+    pub rotate_join_key: bool,
     #[command(flatten)]
     pub proxy: herd_proxy::ProxyArgs,
     #[command(flatten)]
     pub controller: herd_controller::ControllerArgs,
+}
+
+/// Whether an endpoint needs a key.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Open,
+    Key,
 }
 
 fn parse_workers(s: &str) -> Result<herd_server::Workers, String> {
@@ -85,6 +111,13 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
         dashboard: true,
         http_workers: args.http_workers,
         client_idle_timeout: Some(args.client_idle_timeout),
+        openness: herd_server::Openness {
+            inference: args.inference_auth == Access::Open,
+            metrics: args.metrics_auth == Access::Open,
+            registration: args.open_registration,
+        },
+        allowed_hosts: args.allowed_hosts.clone(),
+        rotate_join_key: args.rotate_join_key,
     }
 }
 

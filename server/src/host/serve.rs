@@ -31,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tower::Service as _;
 
+use crate::gate::Gate;
+
 use super::idle::{Activity, Counted, Tracked, Upload, Watched, quiet_for};
 
 /// Where [`serve_with`] runs connections.
@@ -92,11 +94,19 @@ impl FromStr for Workers {
 #[derive(Clone)]
 pub struct App {
     router: Router,
+    gate: Option<Gate>,
     shortcut: Option<Shortcut>,
     idle_timeout: Option<Duration>,
 }
 
 impl App {
+    /// Authenticates and authorizes every request before the shortcut and
+    /// the router.
+    pub fn with_gate(mut self, gate: Gate) -> App {
+        self.gate = Some(gate);
+        self
+    }
+
     /// Tries `shortcut` on every request before the router.
     pub fn with_shortcut(mut self, shortcut: Shortcut) -> App {
         self.shortcut = Some(shortcut);
@@ -122,6 +132,7 @@ impl From<Router> for App {
     fn from(router: Router) -> App {
         App {
             router,
+            gate: None,
             shortcut: None,
             idle_timeout: None,
         }
@@ -299,6 +310,14 @@ impl AppService {
                 Some(a) => req.map(|body| Body::new(Upload::new(body, a.clone()))),
                 None => req.map(Body::new),
             };
+            if let Some(gate) = &app.gate {
+                match gate.admit(req) {
+                    Ok(admitted) => req = admitted,
+                    Err(refused) => {
+                        return Answer::Short(Box::pin(std::future::ready(refused)));
+                    }
+                }
+            }
             if let Some(shortcut) = &app.shortcut {
                 match shortcut(req) {
                     Ok(answer) => return Answer::Short(answer),

@@ -9,6 +9,8 @@ use tokio::sync::oneshot;
 
 struct Running {
     url: String,
+    /// A client with the bootstrap admin key.
+    http: reqwest::Client,
     stop: oneshot::Sender<()>,
     done: tokio::task::JoinHandle<Result<(), herd_server::Error>>,
     _dir: tempfile::TempDir,
@@ -26,8 +28,10 @@ async fn start(edit: impl FnOnce(&mut Config)) -> Running {
     let done = tokio::spawn(herd_server::run(config, listener, async move {
         let _ = stopped.await;
     }));
+    let http = crate::admin_client(dir.path()).await;
     Running {
         url,
+        http,
         stop,
         done,
         _dir: dir,
@@ -58,7 +62,7 @@ async fn stop(s: Running) {
 async fn every_part_is_served_on_one_listener() {
     for workers in [Workers::Shared, Workers::per_core()] {
         let s = start(|c| c.http_workers = workers).await;
-        let http = reqwest::Client::new();
+        let http = s.http.clone();
         let get = reqwest::Method::GET;
         let cases = [
             // The API, the proxy (through the router, then through the
@@ -87,7 +91,7 @@ async fn the_parts_left_out_are_not_served() {
         c.controller = None;
     })
     .await;
-    let http = reqwest::Client::new();
+    let http = s.http.clone();
     for path in ["/", "/api/chat", "/metrics", "/dashboard"] {
         let method = if path == "/api/chat" {
             reqwest::Method::POST
@@ -110,7 +114,10 @@ async fn the_parts_left_out_are_not_served() {
 #[tokio::test]
 async fn shutdown_ends_watches_and_returns() {
     let s = start(|_| {}).await;
-    let watch = reqwest::get(format!("{}/apis/herd/v1/nodes?watch=true", s.url))
+    let watch = s
+        .http
+        .get(format!("{}/apis/herd/v1/nodes?watch=true", s.url))
+        .send()
         .await
         .expect("watch");
     assert_eq!(watch.status(), 200);
