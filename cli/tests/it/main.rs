@@ -1,5 +1,6 @@
 //! Tests of the `herd` binary as a process.
 
+mod apikeys;
 mod apply;
 mod describe;
 mod get;
