@@ -147,6 +147,12 @@ impl Node {
         node
     }
 
+    /// Where the nodelet keeps its node key (`--state-dir`): the node's own
+    /// directory, so no two test nodes of one name share a key.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("nodelet-state")
+    }
+
     fn install_dir(&self) -> PathBuf {
         self.dir.path().join("herd-ollama")
     }
@@ -169,7 +175,9 @@ impl Node {
             .arg("--install-dir")
             .arg(&install_dir)
             .arg("--heartbeat-interval")
-            .arg(&self.options.heartbeat);
+            .arg(&self.options.heartbeat)
+            .arg("--state-dir")
+            .arg(self.state_dir());
         match &self.options.source {
             OllamaSource::Install { base_url } => {
                 cmd.args([
