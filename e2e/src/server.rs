@@ -168,6 +168,24 @@ impl Server {
         herd_auth::read_key_file(&self.data_dir.path().join(JOIN_KEY_FILE)).ok()
     }
 
+    /// An HTTP client sending the admin key on every request, for the
+    /// management API; bounded by `timeout` when given.
+    pub fn authed_client(&self, timeout: Option<Duration>) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = self.admin_key() {
+            let mut value =
+                reqwest::header::HeaderValue::try_from(format!("Bearer {}", key.expose()))
+                    .expect("a key is a header value");
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let mut builder = reqwest::Client::builder().default_headers(headers);
+        if let Some(t) = timeout {
+            builder = builder.timeout(t);
+        }
+        builder.build().expect("http client")
+    }
+
     /// `req` with the admin key, for the management API.
     pub fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self.admin_key() {
