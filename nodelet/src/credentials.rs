@@ -88,14 +88,26 @@ pub fn client(config: &NodeletConfig, key: Option<&Token>) -> Result<Client, Cre
     let mut builder =
         Client::builder(config.server.as_str()).trust(trust(config.ca_cert.as_deref(), key));
     if let Some(key) = key {
-        builder = builder.token(key.expose());
+        builder = builder.token(bearer(key));
     }
     builder.build().map_err(CredentialError::Client)
+}
+
+/// The key as sent: without the CA fingerprint, which is for this side only.
+pub fn bearer(key: &Token) -> String {
+    let mut bare = key.clone();
+    bare.ca_sha256 = None;
+    bare.expose()
 }
 
 /// Whether `e` is the router's certificate being refused, which no retry mends.
 pub fn is_untrusted(e: &Error) -> bool {
     let Error::Http(http) = e else { return false };
+    // rustls' error may sit behind boxes a downcast cannot see through; its
+    // message is the fallback.
+    if e.to_string().contains("invalid peer certificate") {
+        return true;
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(http);
     while let Some(s) = source {
         // io::Error's `source` skips the error it wraps, so look inside it too.
@@ -309,6 +321,13 @@ mod tests {
             trust(Some(file), Some(&pinned)),
             ClientTrust::CaFile(file.to_owned())
         );
+    }
+
+    #[test]
+    fn the_bearer_leaves_the_ca_fingerprint_out() {
+        let key = herd_auth::generate().expect("random").token;
+        assert_eq!(bearer(&key.clone().with_ca_sha256([1; 32])), key.expose());
+        assert_eq!(bearer(&key), key.expose());
     }
 
     #[test]

@@ -194,14 +194,29 @@ impl ConnectArgs {
     }
 
     fn build(&self) -> Result<Client, herd_client::Error> {
-        let mut builder = Client::builder(&self.server);
+        let mut builder = Client::builder(&self.server).trust(self.trust());
         if let Some((token, _)) = &self.token {
-            builder = builder.token(token.expose());
-        }
-        if let Some(path) = &self.ca_cert {
-            builder = builder.trust(ClientTrust::CaFile(path.clone()));
+            // The CA fingerprint a key may carry is for this side only.
+            let mut bare = token.clone();
+            bare.ca_sha256 = None;
+            builder = builder.token(bare.expose());
         }
         builder.build()
+    }
+
+    /// `--ca-cert`, else the CA fingerprint the key carries (a key of a
+    /// `--tls-self-signed` server), else the public roots.
+    pub fn trust(&self) -> ClientTrust {
+        let pin = self
+            .token
+            .as_ref()
+            .and_then(|(t, _)| t.ca_sha256)
+            .map(|sha| {
+                let hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+                hex.parse::<herd_client::Fingerprint>()
+                    .expect("64 hex digits are a fingerprint")
+            });
+        ClientTrust::choose(self.ca_cert.clone(), pin)
     }
 }
 
@@ -527,6 +542,31 @@ mod tests {
             assert_eq!(got.ca_cert.as_deref(), want_ca.map(Path::new), "{server}");
             assert_eq!(got.problem, None);
         }
+    }
+
+    #[test]
+    fn trust_is_the_ca_file_then_the_keys_pin() {
+        let args = |token: Option<Token>, ca: Option<&str>| ConnectArgs {
+            server: "https://herd.lan".into(),
+            token: token.map(|t| (t, KeySource::Flag)),
+            ca_cert: ca.map(PathBuf::from),
+            problem: None,
+        };
+        let pinned = key(Some(0xab));
+        let pin: herd_client::Fingerprint = "ab".repeat(32).parse().expect("hex");
+        assert_eq!(args(None, None).trust(), ClientTrust::SystemRoots);
+        assert_eq!(
+            args(Some(key(None)), None).trust(),
+            ClientTrust::SystemRoots
+        );
+        assert_eq!(
+            args(Some(pinned.clone()), None).trust(),
+            ClientTrust::PinnedCa(pin)
+        );
+        assert_eq!(
+            args(Some(pinned), Some("/ca.pem")).trust(),
+            ClientTrust::CaFile("/ca.pem".into())
+        );
     }
 
     #[test]

@@ -94,11 +94,32 @@ struct KeyedRouter {
     url: Url,
     keys: Arc<Keys>,
     stop: CancellationToken,
+    /// With [`KeyedRouter::start_tls`]: the CA the server's certificate is signed by.
+    ca: Option<herd_tls::SelfSigned>,
     _dir: tempfile::TempDir,
 }
 
 impl KeyedRouter {
     async fn start() -> KeyedRouter {
+        Self::start_with(false).await
+    }
+
+    /// Over https, with a certificate from a `--tls-self-signed` CA.
+    async fn start_tls() -> KeyedRouter {
+        Self::start_with(true).await
+    }
+
+    /// The CA's SHA-256 as a join key carries it.
+    fn ca_sha256(&self) -> [u8; 32] {
+        let hex = self.ca.as_ref().expect("a TLS router").ca_sha256();
+        let mut out = [0u8; 32];
+        for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks_exact(2)) {
+            *byte = u8::from_str_radix(std::str::from_utf8(pair).expect("hex"), 16).expect("hex");
+        }
+        out
+    }
+
+    async fn start_with(tls: bool) -> KeyedRouter {
         let dir = tempfile::tempdir().expect("tempdir");
         let stop = CancellationToken::new();
         let (api, _state) =
@@ -109,27 +130,33 @@ impl KeyedRouter {
             nodes: Mutex::default(),
             joins: AtomicUsize::new(0),
         });
-        let app = api
-            .route(
-                herd_api::JOIN_PATH,
-                axum::routing::post(|| async { StatusCode::NOT_FOUND }),
-            )
-            .layer(axum::middleware::from_fn_with_state(keys.clone(), check));
+        // The stand-in answers the join exchange itself, before any route.
+        let app = api.layer(axum::middleware::from_fn_with_state(keys.clone(), check));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let url =
-            Url::parse(&format!("http://{}", listener.local_addr().expect("addr"))).expect("url");
+        let addr = listener.local_addr().expect("addr");
         let until = stop.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move { until.cancelled().await })
-                .await
-        });
+        let ca = if tls {
+            let ca = herd_tls::SelfSigned::ensure(&dir.path().join("tls"), &[]).expect("CA");
+            let server_tls = ca.server_tls().expect("server TLS");
+            tokio::spawn(serve_tls(listener, server_tls, app, until));
+            Some(ca)
+        } else {
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { until.cancelled().await })
+                    .await
+            });
+            None
+        };
+        let scheme = if tls { "https" } else { "http" };
+        let url = Url::parse(&format!("{scheme}://{addr}")).expect("url");
         KeyedRouter {
             url,
             keys,
             stop,
+            ca,
             _dir: dir,
         }
     }
@@ -141,6 +168,35 @@ impl KeyedRouter {
             .build()
             .expect("client");
         client.api::<herd_api::Node>().get(name).await.is_ok()
+    }
+}
+
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    server_tls: herd_tls::ServerTls,
+    app: axum::Router,
+    stop: CancellationToken,
+) {
+    use tower::ServiceExt as _;
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(_) => continue,
+            },
+            () = stop.cancelled() => return,
+        };
+        let (server_tls, app) = (server_tls.clone(), app.clone());
+        tokio::spawn(async move {
+            // A client that refuses the certificate ends the handshake: nothing to serve.
+            let Ok(stream) = server_tls.accept(tcp).await else {
+                return;
+            };
+            let service = hyper::service::service_fn(move |req| app.clone().oneshot(req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 
@@ -275,6 +331,103 @@ async fn a_disabled_node_key_stops_the_nodelet_with_a_clear_message() {
         let text = err.to_string();
         assert!(text.contains("disabled"), "{text}");
         assert_eq!(router.keys.joins.load(Ordering::SeqCst), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_join_key_with_the_ca_fingerprint_verifies_an_https_router() {
+    init_logs();
+    bounded(async {
+        let router = KeyedRouter::start_tls().await;
+        let (install, state) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let port = free_port().await;
+        let mut cfg = keyed_config(&router, "tls-1", install.path(), state.path(), port);
+        let pin = router.ca_sha256();
+        cfg.token = Some(router.keys.join.clone().with_ca_sha256(pin));
+        let nodelet = Nodelet::spawn(cfg);
+        let key_path = state.path().join(NODE_KEY_FILE);
+        let node_key = eventually(
+            "node.key is written",
+            LIMIT,
+            || async { read_key_file(&key_path).ok() },
+            |_| true,
+        )
+        .await;
+        // The kept node key pins the same CA, so a restart verifies the router too.
+        assert_eq!(node_key.ca_sha256, Some(pin));
+        let mut plain = node_key.clone();
+        plain.ca_sha256 = None;
+        let client = herd_client::Client::builder(router.url.as_str())
+            .token(plain.expose())
+            .trust(herd_client::ClientTrust::CaFile(
+                router.ca.as_ref().expect("CA").ca_cert_path(),
+            ))
+            .build()
+            .expect("client");
+        eventually(
+            "registered over https",
+            LIMIT,
+            || async { Some(client.api::<herd_api::Node>().get("tls-1").await.is_ok()) },
+            |ok| *ok,
+        )
+        .await;
+        nodelet.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_ca_file_also_verifies_an_https_router() {
+    init_logs();
+    bounded(async {
+        let router = KeyedRouter::start_tls().await;
+        let (install, state) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let port = free_port().await;
+        let mut cfg = keyed_config(&router, "tls-2", install.path(), state.path(), port);
+        cfg.ca_cert = Some(router.ca.as_ref().expect("CA").ca_cert_path());
+        let nodelet = Nodelet::spawn(cfg);
+        eventually(
+            "node.key is written",
+            LIMIT,
+            || async { read_key_file(&state.path().join(NODE_KEY_FILE)).ok() },
+            |_| true,
+        )
+        .await;
+        nodelet.shutdown().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_join_key_with_another_fingerprint_refuses_the_router() {
+    init_logs();
+    bounded(async {
+        let router = KeyedRouter::start_tls().await;
+        let (install, state) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let port = free_port().await;
+        let mut cfg = keyed_config(&router, "tls-3", install.path(), state.path(), port);
+        cfg.token = Some(router.keys.join.clone().with_ca_sha256([0x11; 32]));
+        let err = Nodelet::spawn(cfg).failure().await;
+        let text = err.to_string();
+        assert!(text.contains("not trusted"), "{text}");
+        assert!(text.contains("fingerprint mismatch"), "{text}");
+        assert!(!text.contains(router.keys.join.secret.expose()), "{text}");
+        assert_eq!(
+            router.keys.joins.load(Ordering::SeqCst),
+            0,
+            "nothing was sent"
+        );
+        assert!(!state.path().join(NODE_KEY_FILE).exists());
     })
     .await;
 }
