@@ -17,6 +17,8 @@ use crate::verbs::Run;
 struct KeyedApi {
     url: String,
     key: Token,
+    /// With [`KeyedApi::start_tls`]: the self-signed CA of its certificate.
+    ca: Option<herd_tls::SelfSigned>,
     runtime: Option<tokio::runtime::Runtime>,
     stop: tokio_util::sync::CancellationToken,
     _dir: tempfile::TempDir,
@@ -40,6 +42,15 @@ async fn check(State(key): State<String>, req: Request, next: Next) -> Response 
 
 impl KeyedApi {
     fn start() -> KeyedApi {
+        Self::start_with(false)
+    }
+
+    /// Over https, with a certificate of a `--tls-self-signed` CA.
+    fn start_tls() -> KeyedApi {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> KeyedApi {
         let dir = tempfile::tempdir().expect("tmp");
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -48,6 +59,9 @@ impl KeyedApi {
             .expect("runtime");
         let stop = tokio_util::sync::CancellationToken::new();
         let key = herd_auth::generate().expect("random").token;
+        let ca =
+            tls.then(|| herd_tls::SelfSigned::ensure(&dir.path().join("tls"), &[]).expect("CA"));
+        let server_tls = ca.as_ref().map(|ca| ca.server_tls().expect("server TLS"));
         let url = runtime.block_on(async {
             let (api, _state) =
                 herd_apiserver::build(herd_apiserver::Config::new(dir.path()), stop.clone())
@@ -56,18 +70,28 @@ impl KeyedApi {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
                 .await
                 .expect("bind");
-            let url = format!("http://{}", listener.local_addr().expect("addr"));
+            let addr = listener.local_addr().expect("addr");
             let until = stop.clone();
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { until.cancelled().await })
-                    .await
-            });
-            url
+            match server_tls {
+                Some(server_tls) => {
+                    tokio::spawn(serve_tls(listener, server_tls, app, until));
+                    format!("https://{addr}")
+                }
+                None => {
+                    tokio::spawn(async move {
+                        axum::serve(listener, app)
+                            .with_graceful_shutdown(async move { until.cancelled().await })
+                            .await
+                    });
+                    format!("http://{addr}")
+                }
+            }
         });
+        let ca_cert = ca.as_ref().map(|ca| ca.ca_cert_path());
         let keyed = KeyedApi {
             url,
             key,
+            ca,
             runtime: Some(runtime),
             stop,
             _dir: dir,
@@ -75,14 +99,43 @@ impl KeyedApi {
         let node = json!({"apiVersion": herd_api::API_VERSION, "kind": "Node",
             "metadata": {"name": "gpu-1"}});
         let key = keyed.key.expose();
-        Isolated::new()
-            .run(
-                &["--server", &keyed.url, "--token", &key, "apply", "-f", "-"],
-                &node.to_string(),
-                &[],
-            )
-            .success();
+        let mut args = vec!["--server", &keyed.url, "--token", &key];
+        let ca_cert = ca_cert.map(|p| p.display().to_string());
+        if let Some(ca) = &ca_cert {
+            args.extend(["--ca-cert", ca]);
+        }
+        args.extend(["apply", "-f", "-"]);
+        Isolated::new().run(&args, &node.to_string(), &[]).success();
         keyed
+    }
+}
+
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    server_tls: herd_tls::ServerTls,
+    app: axum::Router,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    use tower::ServiceExt as _;
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(_) => continue,
+            },
+            () = stop.cancelled() => return,
+        };
+        let (server_tls, app) = (server_tls.clone(), app.clone());
+        tokio::spawn(async move {
+            // A client that refuses the certificate ends the handshake.
+            let Ok(stream) = server_tls.accept(tcp).await else {
+                return;
+            };
+            let service = hyper::service::service_fn(move |req| app.clone().oneshot(req));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 
@@ -308,4 +361,86 @@ fn on_the_servers_machine_the_local_admin_key_is_found() {
     std::fs::remove_file(home.data_dir().join("admin.key")).expect("rm");
     home.run(&["get", "nodes", "--server", &api.url], "", &[])
         .failure();
+}
+
+#[test]
+fn over_https_with_a_ca_file_or_the_keys_pin() {
+    let api = KeyedApi::start_tls();
+    let home = Isolated::new();
+    let ca = api.ca.as_ref().expect("CA");
+    let ca_cert = ca.ca_cert_path().display().to_string();
+    let (url, key) = (api.url.as_str(), api.key.expose());
+
+    let run = home
+        .run(
+            &[
+                "get",
+                "nodes",
+                "-o",
+                "name",
+                "--server",
+                url,
+                "--token",
+                &key,
+                "--ca-cert",
+                &ca_cert,
+            ],
+            "",
+            &[],
+        )
+        .success();
+    assert_eq!(run.stdout, "node/gpu-1\n");
+    home.run(
+        &["get", "nodes", "--server", url, "--token", &key],
+        "",
+        &[("HERD_CA_CERT", &ca_cert)],
+    )
+    .success();
+
+    // The public roots do not know a self-signed CA.
+    let untrusted = home
+        .run(&["get", "nodes", "--server", url, "--token", &key], "", &[])
+        .failure();
+    assert!(
+        untrusted.stderr.contains("certificate"),
+        "{}",
+        untrusted.stderr
+    );
+
+    // A key that carries the CA's fingerprint needs no CA file.
+    let sha = ca.ca_sha256();
+    let pinned = format!("{key}.{sha}");
+    let run = home
+        .run(
+            &[
+                "get", "nodes", "-o", "name", "--server", url, "--token", &pinned,
+            ],
+            "",
+            &[],
+        )
+        .success();
+    assert_eq!(run.stdout, "node/gpu-1\n");
+    let wrong = format!("{key}.{}", "0".repeat(64));
+    let refused = home
+        .run(
+            &["get", "nodes", "--server", url, "--token", &wrong],
+            "",
+            &[],
+        )
+        .failure();
+    assert!(
+        refused.stderr.contains("fingerprint mismatch"),
+        "{}",
+        refused.stderr
+    );
+
+    // `herd login` keeps the CA with the key.
+    home.run(
+        &["login", "--server", url, "--ca-cert", &ca_cert],
+        &format!("{key}\n"),
+        &[],
+    )
+    .success();
+    let run = home.run(&["get", "nodes", "-o", "name"], "", &[]).success();
+    assert_eq!(run.stdout, "node/gpu-1\n");
 }
