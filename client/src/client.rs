@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -49,15 +50,20 @@ impl ClientBuilder {
             // Finds dead peers of long idle watches at the TCP level too.
             .tcp_keepalive(Duration::from_secs(30))
             .user_agent(concat!("herd-client/", env!("CARGO_PKG_VERSION")));
-        if let Some(token) = &self.token {
-            builder = builder.default_headers(auth_headers(token)?);
+        let auth = self.token.as_deref().map(auth_value).transpose()?;
+        if let Some(value) = &auth {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, value.clone());
+            builder = builder.default_headers(headers);
         }
         if let Some(trust) = &self.trust {
             builder = trust
                 .apply(builder)
                 .map_err(|e| Error::InvalidRequest(format!("TLS trust: {e}")))?;
         }
-        Client::with_http_client(&self.url, builder.build()?)
+        let client = Client::with_http_client(&self.url, builder.build()?)?;
+        *client.auth.write().unwrap_or_else(PoisonError::into_inner) = auth;
+        Ok(client)
     }
 }
 
@@ -72,14 +78,12 @@ impl fmt::Debug for ClientBuilder {
     }
 }
 
-fn auth_headers(token: &str) -> Result<HeaderMap, Error> {
+fn auth_value(token: &str) -> Result<HeaderValue, Error> {
     let mut value = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
         Error::InvalidRequest("the key contains characters a header cannot carry".to_owned())
     })?;
     value.set_sensitive(true);
-    let mut headers = HeaderMap::new();
-    headers.insert(AUTHORIZATION, value);
-    Ok(headers)
+    Ok(value)
 }
 
 /// A connection to one herd server. Cheap to clone: clones share the
@@ -89,6 +93,9 @@ pub struct Client {
     base: Url,
     http: reqwest::Client,
     request_timeout: Option<Duration>,
+    /// The key the API calls send now, shared by every clone, so that
+    /// [`Client::set_token`] reaches watchers and reflectors already running.
+    auth: Arc<RwLock<Option<HeaderValue>>>,
 }
 
 impl Client {
@@ -126,7 +133,30 @@ impl Client {
             base,
             http,
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            auth: Arc::default(),
         })
+    }
+
+    /// Replaces the key the API calls of this client and of all its clones
+    /// send (a nodelet's new node key). Requests made through
+    /// [`Client::http`] keep the key the client was built with.
+    pub fn set_token(&self, token: &str) -> Result<(), Error> {
+        let value = auth_value(token)?;
+        *self.auth.write().unwrap_or_else(PoisonError::into_inner) = Some(value);
+        Ok(())
+    }
+
+    /// `req` with the current key, when there is one.
+    pub(crate) fn with_auth(&self, req: RequestBuilder) -> RequestBuilder {
+        let value = self
+            .auth
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match value {
+            Some(value) => req.header(AUTHORIZATION, value),
+            None => req,
+        }
     }
 
     /// Changes the bound on non-watch requests; `None` waits forever.
@@ -197,7 +227,7 @@ impl Client {
 
     /// A request that is bounded by the request timeout.
     pub(crate) fn request(&self, method: reqwest::Method, url: Url) -> RequestBuilder {
-        let req = self.http.request(method, url);
+        let req = self.with_auth(self.http.request(method, url));
         match self.request_timeout {
             Some(t) => req.timeout(t),
             None => req,
@@ -337,7 +367,20 @@ mod tests {
             .token("herd_k")
             .build()
             .expect("client");
-        assert_eq!(get(with).await, "Bearer herd_k");
+        assert_eq!(get(with.clone()).await, "Bearer herd_k");
+
+        // API calls of every clone send a replaced key.
+        let clone = with.clone();
+        with.set_token("herd_new").expect("a header value");
+        let req = clone
+            .request(
+                reqwest::Method::GET,
+                clone.base_url().join("healthz").expect("url"),
+            )
+            .build()
+            .expect("request");
+        assert_eq!(req.headers()["authorization"], "Bearer herd_new");
+        assert!(!format!("{:?}", req.headers()).contains("herd_new"));
     }
 
     #[test]

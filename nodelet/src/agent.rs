@@ -197,9 +197,23 @@ where
         router_failing: false,
         refused: None,
     };
-    let refused = tokio::select! {
-        () = shutdown => None,
-        refused = reporter.run() => Some(refused),
+    // A node key the router forgot (deleted) is replaced once with the join key, when
+    // there is one; any other refusal stops the nodelet.
+    let mut rejoined = false;
+    let refused = loop {
+        let message = tokio::select! {
+            () = &mut shutdown => break None,
+            message = reporter.run() => message,
+        };
+        let decision = credentials::on_unauthorized(&message, config.token.is_some(), rejoined);
+        if decision == credentials::OnUnauthorized::Stop {
+            break Some(message);
+        }
+        rejoined = true;
+        tracing::warn!(reason = %message, "the router does not know this nodelet's key; joining again");
+        if let Err(e) = credentials::rejoin(&config, &client).await {
+            break Some(format!("{message}; joining again failed: {e}"));
+        }
     };
     // Listening from now on, so a signal during the last status write counts too.
     let hurry = CancellationToken::new();

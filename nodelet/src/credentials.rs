@@ -187,38 +187,94 @@ pub async fn establish(config: &NodeletConfig) -> Result<Keyed, CredentialError>
         });
     };
     let joining = client(config, Some(given))?;
-    match retrying(config, || joining.join(&config.name)).await {
-        Ok(answer) => {
-            let path = kept_path.ok_or(CredentialError::NoStateDir)?;
-            let mut node_key =
-                Token::parse(answer.token.expose()).map_err(CredentialError::BadNodeKey)?;
-            if let (None, Some(ca)) = (node_key.ca_sha256, given.ca_sha256) {
-                node_key = node_key.with_ca_sha256(ca);
-            }
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| KeyFileError::Io {
-                    path: dir.to_owned(),
-                    source,
-                })?;
-            }
-            write_key_file(&path, &node_key)?;
-            tracing::info!(node = %config.name, key = %answer.key_name, path = %path.display(),
-                rejoined = rejoin, "joined the router; the node key is kept for later starts");
-            Ok(Keyed {
-                client: client(config, Some(&node_key))?,
-                source: KeySource::Kept(path),
-            })
-        }
+    match join(config, given, &joining, rejoin).await {
+        Ok((node_key, path)) => Ok(Keyed {
+            client: client(config, Some(&node_key))?,
+            source: KeySource::Kept(path),
+        }),
         // A key that may not join is taken to be this node's own key.
-        Err(e) if e.code() == Some(403) => Ok(Keyed {
+        Err(JoinError::NotAJoinKey) => Ok(Keyed {
             client: joining,
             source: KeySource::Given,
         }),
-        Err(e) if matches!(e.code(), Some(401 | 409 | 422)) => Err(CredentialError::JoinRefused {
+        Err(JoinError::Failed(e)) => Err(e),
+    }
+}
+
+enum JoinError {
+    /// 403: the key given may not join.
+    NotAJoinKey,
+    Failed(CredentialError),
+}
+
+impl From<CredentialError> for JoinError {
+    fn from(e: CredentialError) -> Self {
+        JoinError::Failed(e)
+    }
+}
+
+impl From<KeyFileError> for JoinError {
+    fn from(e: KeyFileError) -> Self {
+        JoinError::Failed(e.into())
+    }
+}
+
+/// The join exchange with `joining` (a client sending the join key `given`); the
+/// node key is written to the state directory and returned with its path.
+async fn join(
+    config: &NodeletConfig,
+    given: &Token,
+    joining: &Client,
+    rejoin: bool,
+) -> Result<(Token, PathBuf), JoinError> {
+    let path = config
+        .state_dir
+        .as_ref()
+        .map(|d| d.join(NODE_KEY_FILE))
+        .ok_or(CredentialError::NoStateDir)?;
+    let answer = match retrying(config, || joining.join(&config.name)).await {
+        Ok(answer) => answer,
+        Err(e) if e.code() == Some(403) => return Err(JoinError::NotAJoinKey),
+        Err(e) if matches!(e.code(), Some(401 | 409 | 422)) => {
+            return Err(CredentialError::JoinRefused {
+                key: given.id.to_string(),
+                message: status_message(&e),
+            }
+            .into());
+        }
+        Err(e) => return Err(untrusted_or(e).into()),
+    };
+    let mut node_key = Token::parse(answer.token.expose()).map_err(CredentialError::BadNodeKey)?;
+    if let (None, Some(ca)) = (node_key.ca_sha256, given.ca_sha256) {
+        node_key = node_key.with_ca_sha256(ca);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| KeyFileError::Io {
+            path: dir.to_owned(),
+            source,
+        })?;
+    }
+    write_key_file(&path, &node_key)?;
+    tracing::info!(node = %config.name, key = %answer.key_name, path = %path.display(),
+        rejoined = rejoin, "joined the router; the node key is kept for later starts");
+    Ok((node_key, path))
+}
+
+/// For a running nodelet whose node key the router no longer knows: exchanges the
+/// join key for a new node key, keeps it, and makes `client` (and every clone of it,
+/// the watchers included) send it.
+pub async fn rejoin(config: &NodeletConfig, client: &Client) -> Result<(), CredentialError> {
+    let given = config.token.as_ref().ok_or(CredentialError::NoStateDir)?;
+    let joining = self::client(config, Some(given))?;
+    match join(config, given, &joining, true).await {
+        Ok((node_key, _)) => client
+            .set_token(&bearer(&node_key))
+            .map_err(CredentialError::Client),
+        Err(JoinError::NotAJoinKey) => Err(CredentialError::JoinRefused {
             key: given.id.to_string(),
-            message: status_message(&e),
+            message: "the key given is not a join key".to_owned(),
         }),
-        Err(e) => Err(untrusted_or(e)),
+        Err(JoinError::Failed(e)) => Err(e),
     }
 }
 

@@ -431,3 +431,46 @@ async fn a_join_key_with_another_fingerprint_refuses_the_router() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_running_nodelet_whose_key_was_deleted_joins_again_once() {
+    init_logs();
+    bounded(async {
+        let router = KeyedRouter::start().await;
+        let (install, state) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let port = free_port().await;
+        let cfg = keyed_config(&router, "gpu-4", install.path(), state.path(), port);
+        let nodelet = Nodelet::spawn(cfg);
+        let key_path = state.path().join(NODE_KEY_FILE);
+        let first = eventually(
+            "node.key is written",
+            LIMIT,
+            || async { read_key_file(&key_path).ok() },
+            |_| true,
+        )
+        .await;
+        router.keys.forget();
+        eventually(
+            "the nodelet joins again",
+            LIMIT,
+            || async { Some(router.keys.joins.load(Ordering::SeqCst)) },
+            |n| *n == 2,
+        )
+        .await;
+        let second = read_key_file(&key_path).expect("the new node key");
+        assert_ne!(second, first);
+        // It keeps running and writing its status with the new key.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!nodelet.is_finished(), "the nodelet runs on");
+        assert!(router.node_exists("gpu-4", &second).await);
+        // A second loss is not mended again: the nodelet stops.
+        router.keys.forget();
+        let err = nodelet.failure().await;
+        assert!(err.to_string().contains("refused"), "{err}");
+        assert_eq!(router.keys.joins.load(Ordering::SeqCst), 2);
+    })
+    .await;
+}
