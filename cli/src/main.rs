@@ -39,10 +39,14 @@ enum Command {
     Version,
     /// Create or update objects from manifests (files, directories, or - for stdin).
     Apply(cmd::apply::ApplyArgs),
-    /// Show objects: nodes (no), modelassignments (ma), events (ev), requests.
+    /// Show objects: nodes (no), modelassignments (ma), events (ev), apikeys (key), requests.
     Get(cmd::get::GetArgs),
     /// Show everything about a node or a model assignment.
     Describe(cmd::describe::DescribeArgs),
+    /// Create an API key (its secret is printed once): `herd create apikey NAME --role ROLE`.
+    Create(cmd::create::CreateArgs),
+    /// Check a key against a server and store both for later commands, as kubeconfig does.
+    Login(cmd::login::LoginArgs),
     /// Delete objects by type and name, by label, or as named in manifests.
     Delete(cmd::delete::DeleteArgs),
     /// Stop routing new requests to nodes (in-flight requests finish).
@@ -73,6 +77,8 @@ fn main() -> std::process::ExitCode {
         Command::Get(args) => cmd::get::run(args, connect),
         Command::Describe(args) => cmd::describe::run(args, connect),
         Command::Delete(args) => cmd::delete::run(args, connect),
+        Command::Create(args) => cmd::create::run(args, connect),
+        Command::Login(args) => cmd::login::run(args, &cli.connect),
         Command::Cordon(args) => cmd::cordon::cordon(args, connect),
         Command::Uncordon(args) => cmd::cordon::uncordon(args, connect),
         Command::Drain(args) => cmd::cordon::drain(args, connect),

@@ -308,8 +308,7 @@ impl<K: Resource> Api<K> {
         // No request timeout: a watch is meant to stay open.
         let req = self
             .client
-            .http()
-            .get(url)
+            .with_auth(self.client.http().get(url))
             .header(header::ACCEPT, "application/x-ndjson");
         let resp = self.client.send(req).await?;
         Ok(decode_watch(resp.bytes_stream(), MAX_WATCH_LINE))

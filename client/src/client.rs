@@ -1,7 +1,11 @@
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
-use herd_api::{GROUP, Resource, Status, VERSION};
+use herd_api::{GROUP, JOIN_PATH, JoinRequest, JoinResponse, Resource, Status, VERSION};
+use herd_tls::ClientTrust;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{RequestBuilder, Response, Url};
 use serde::de::DeserializeOwned;
 
@@ -16,6 +20,72 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Error bodies are read up to this size; the rest is dropped.
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
+/// How to reach a herd server: its URL, the key sent with every request and
+/// the certificates trusted for `https://`.
+pub struct ClientBuilder {
+    url: String,
+    token: Option<String>,
+    trust: Option<ClientTrust>,
+}
+
+impl ClientBuilder {
+    /// Sends `token` as `Authorization: Bearer` on every request, including
+    /// those made through [`Client::http`]. The header is marked sensitive, so
+    /// no `Debug` of the client or of a request shows it.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Which certificates to accept from an `https://` server (a CA file, a
+    /// pinned CA fingerprint, the public roots).
+    pub fn trust(mut self, trust: ClientTrust) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
+    pub fn build(self) -> Result<Client, Error> {
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
+            // Finds dead peers of long idle watches at the TCP level too.
+            .tcp_keepalive(Duration::from_secs(30))
+            .user_agent(concat!("herd-client/", env!("CARGO_PKG_VERSION")));
+        let auth = self.token.as_deref().map(auth_value).transpose()?;
+        if let Some(value) = &auth {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, value.clone());
+            builder = builder.default_headers(headers);
+        }
+        if let Some(trust) = &self.trust {
+            builder = trust
+                .apply(builder)
+                .map_err(|e| Error::InvalidRequest(format!("TLS trust: {e}")))?;
+        }
+        let client = Client::with_http_client(&self.url, builder.build()?)?;
+        *client.auth.write().unwrap_or_else(PoisonError::into_inner) = auth;
+        Ok(client)
+    }
+}
+
+// Hand-written so that neither the token nor a part of it is ever printed.
+impl fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("trust", &self.trust)
+            .finish()
+    }
+}
+
+fn auth_value(token: &str) -> Result<HeaderValue, Error> {
+    let mut value = HeaderValue::try_from(format!("Bearer {token}")).map_err(|_| {
+        Error::InvalidRequest("the key contains characters a header cannot carry".to_owned())
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 /// A connection to one herd server. Cheap to clone: clones share the
 /// connection pool.
 #[derive(Clone, Debug)]
@@ -23,19 +93,25 @@ pub struct Client {
     base: Url,
     http: reqwest::Client,
     request_timeout: Option<Duration>,
+    /// The key the API calls send now, shared by every clone, so that
+    /// [`Client::set_token`] reaches watchers and reflectors already running.
+    auth: Arc<RwLock<Option<HeaderValue>>>,
 }
 
 impl Client {
     /// A client for the server at `url` (`http://host:8080`, optionally with
-    /// a path prefix), with the default timeouts.
+    /// a path prefix), with the default timeouts, no key and the public roots.
     pub fn new(url: &str) -> Result<Self, Error> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
-            // Finds dead peers of long idle watches at the TCP level too.
-            .tcp_keepalive(Duration::from_secs(30))
-            .user_agent(concat!("herd-client/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Self::with_http_client(url, http)
+        Self::builder(url).build()
+    }
+
+    /// A client with a key and the CA to trust; see [`ClientBuilder`].
+    pub fn builder(url: &str) -> ClientBuilder {
+        ClientBuilder {
+            url: url.to_owned(),
+            token: None,
+            trust: None,
+        }
     }
 
     /// A client using a `reqwest::Client` configured by the caller (proxies,
@@ -57,7 +133,30 @@ impl Client {
             base,
             http,
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
+            auth: Arc::default(),
         })
+    }
+
+    /// Replaces the key the API calls of this client and of all its clones
+    /// send (a nodelet's new node key). Requests made through
+    /// [`Client::http`] keep the key the client was built with.
+    pub fn set_token(&self, token: &str) -> Result<(), Error> {
+        let value = auth_value(token)?;
+        *self.auth.write().unwrap_or_else(PoisonError::into_inner) = Some(value);
+        Ok(())
+    }
+
+    /// `req` with the current key, when there is one.
+    pub(crate) fn with_auth(&self, req: RequestBuilder) -> RequestBuilder {
+        let value = self
+            .auth
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match value {
+            Some(value) => req.header(AUTHORIZATION, value),
+            None => req,
+        }
     }
 
     /// Changes the bound on non-watch requests; `None` waits forever.
@@ -110,9 +209,25 @@ impl Client {
         Ok(url)
     }
 
+    /// The join exchange: trades the key this client sends (a join key) for
+    /// a node key bound to `node`.
+    pub async fn join(&self, node: &str) -> Result<JoinResponse, Error> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| {
+                Error::InvalidRequest(format!("server URL {} cannot be a base", self.base))
+            })?
+            .pop_if_empty()
+            .extend(JOIN_PATH.split('/').filter(|s| !s.is_empty()));
+        let req = self.request(reqwest::Method::POST, url).json(&JoinRequest {
+            node: node.to_owned(),
+        });
+        self.send_json(req, || "the join answer".to_owned()).await
+    }
+
     /// A request that is bounded by the request timeout.
     pub(crate) fn request(&self, method: reqwest::Method, url: Url) -> RequestBuilder {
-        let req = self.http.request(method, url);
+        let req = self.with_auth(self.http.request(method, url));
         match self.request_timeout {
             Some(t) => req.timeout(t),
             None => req,
@@ -194,6 +309,78 @@ mod tests {
             got.as_str(),
             "https://example.com/herd/apis/herd/v1/modelassignments/m"
         );
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug() {
+        let secret = "herd_abcdefgh1234_SECRETSECRETSECRETSECRETSECRETSECRETSECRE";
+        let builder = Client::builder("http://127.0.0.1:1").token(secret);
+        assert!(!format!("{builder:?}").contains("SECRET"), "{builder:?}");
+        let client = builder.build().expect("client");
+        let debug = format!("{client:?}");
+        assert!(!debug.contains("SECRET"), "{debug}");
+        let req = client
+            .request(reqwest::Method::GET, client.base_url().clone())
+            .build()
+            .expect("request");
+        assert!(!format!("{req:?}").contains("SECRET"));
+        let err = Client::builder("http://x")
+            .token("a\nb")
+            .build()
+            .expect_err("newline");
+        assert!(matches!(err, Error::InvalidRequest(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn every_request_carries_the_token() {
+        use axum::http::HeaderMap as Headers;
+        let app = axum::Router::new().route(
+            "/healthz",
+            axum::routing::get(|headers: Headers| async move {
+                headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("none")
+                    .to_owned()
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let url = format!("http://{addr}");
+        let get = |client: Client| async move {
+            let url = client.base_url().join("healthz").expect("url");
+            client
+                .http()
+                .get(url)
+                .send()
+                .await
+                .expect("send")
+                .text()
+                .await
+                .expect("body")
+        };
+        assert_eq!(get(Client::new(&url).expect("client")).await, "none");
+        let with = Client::builder(&url)
+            .token("herd_k")
+            .build()
+            .expect("client");
+        assert_eq!(get(with.clone()).await, "Bearer herd_k");
+
+        // API calls of every clone send a replaced key.
+        let clone = with.clone();
+        with.set_token("herd_new").expect("a header value");
+        let req = clone
+            .request(
+                reqwest::Method::GET,
+                clone.base_url().join("healthz").expect("url"),
+            )
+            .build()
+            .expect("request");
+        assert_eq!(req.headers()["authorization"], "Bearer herd_new");
+        assert!(!format!("{:?}", req.headers()).contains("herd_new"));
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub mod watcher;
 pub use api::{
     Api, ListParams, MAX_WATCH_LINE, PostParams, STATUS_UPDATE_ATTEMPTS, WatchParams, WatchStream,
 };
-pub use client::{Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
+pub use client::{Client, ClientBuilder, DEFAULT_CONNECT_TIMEOUT, DEFAULT_REQUEST_TIMEOUT};
 pub use error::Error;
+pub use herd_tls::{ClientTrust, Fingerprint};
 pub use reflector::Store;
 pub use watcher::watcher;

@@ -110,6 +110,8 @@ pub struct Node {
     pub ollama: Option<Proc>,
     dir: tempfile::TempDir,
     router_url: String,
+    /// The join key of the server the node was started for, given as `HERD_TOKEN`.
+    join_key: Option<herd_auth::Token>,
     options: NodeOptions,
     starts: u32,
 }
@@ -132,6 +134,7 @@ impl Node {
             ollama_url,
             nodelet: None,
             ollama: None,
+            join_key: crate::server::key_of(router_url, crate::server::JOIN_KEY_FILE),
             dir,
             router_url: options
                 .router_url
@@ -142,6 +145,12 @@ impl Node {
         };
         node.spawn().await;
         node
+    }
+
+    /// Where the nodelet keeps its node key (`--state-dir`): the node's own
+    /// directory, so no two test nodes of one name share a key.
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("nodelet-state")
     }
 
     fn install_dir(&self) -> PathBuf {
@@ -166,7 +175,9 @@ impl Node {
             .arg("--install-dir")
             .arg(&install_dir)
             .arg("--heartbeat-interval")
-            .arg(&self.options.heartbeat);
+            .arg(&self.options.heartbeat)
+            .arg("--state-dir")
+            .arg(self.state_dir());
         match &self.options.source {
             OllamaSource::Install { base_url } => {
                 cmd.args([
@@ -190,8 +201,14 @@ impl Node {
             "HERD_NODE_NAME",
             "HERD_ADVERTISE_URL",
             "HERD_LISTEN",
+            "HERD_TOKEN",
+            "HERD_TOKEN_FILE",
+            "HERD_CA_CERT",
         ] {
             cmd.env_remove(var);
+        }
+        if let Some(key) = &self.join_key {
+            cmd.env("HERD_TOKEN", key.expose());
         }
         cmd.env("ROUTER_URL", &self.router_url)
             .env("HOME", self.dir.path())

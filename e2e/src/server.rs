@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use herd_api::Node;
+use herd_auth::Token;
 use herd_client::{Api, Client};
 
 use crate::net::{self, Host};
@@ -31,6 +34,25 @@ pub const FAST_FLAGS: &[&str] = &[
     "--resync",
     "2s",
 ];
+
+/// The data directory of every server started, by URL, so a node started
+/// with only the router's URL finds the join key the server wrote.
+static DATA_DIRS: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+
+/// The key the server at `url` wrote to `file` in its data directory, when
+/// this process started it and it wrote one.
+pub fn key_of(url: &str, file: &str) -> Option<Token> {
+    let dirs = DATA_DIRS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (_, dir) = dirs.iter().find(|(u, _)| u == url)?;
+    herd_auth::read_key_file(&dir.join(file)).ok()
+}
+
+/// The server's admin key file, in its data directory.
+pub const ADMIN_KEY_FILE: &str = "admin.key";
+/// The server's join key file, in its data directory.
+pub const JOIN_KEY_FILE: &str = "join.key";
 
 /// How to run the server.
 #[derive(Clone, Debug, Default)]
@@ -84,9 +106,14 @@ impl Server {
         let data_dir = tempfile::tempdir().expect("tempdir");
         let listen = SocketAddr::new(options.listen_ip.unwrap_or(host.ip), 0);
         let (proc, addr) = spawn(&options, listen, &data_dir.path().to_owned(), 1).await;
+        let url = format!("http://{addr}");
+        DATA_DIRS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((url.clone(), data_dir.path().to_owned()));
         Server {
             proc,
-            url: format!("http://{addr}"),
+            url,
             addr,
             host,
             data_dir,
@@ -119,10 +146,52 @@ impl Server {
         }
     }
 
+    /// A client with the server's admin key (when it wrote one).
     pub fn client(&self) -> Client {
-        Client::new(&self.url)
+        let mut builder = Client::builder(&self.url);
+        if let Some(key) = self.admin_key() {
+            builder = builder.token(key.expose());
+        }
+        builder
+            .build()
             .expect("client")
             .with_request_timeout(Some(Duration::from_secs(10)))
+    }
+
+    /// The admin key the server wrote at its first start.
+    pub fn admin_key(&self) -> Option<Token> {
+        herd_auth::read_key_file(&self.data_dir.path().join(ADMIN_KEY_FILE)).ok()
+    }
+
+    /// The join key the server wrote at its first start.
+    pub fn join_key(&self) -> Option<Token> {
+        herd_auth::read_key_file(&self.data_dir.path().join(JOIN_KEY_FILE)).ok()
+    }
+
+    /// An HTTP client sending the admin key on every request, for the
+    /// management API; bounded by `timeout` when given.
+    pub fn authed_client(&self, timeout: Option<Duration>) -> reqwest::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = self.admin_key() {
+            let mut value =
+                reqwest::header::HeaderValue::try_from(format!("Bearer {}", key.expose()))
+                    .expect("a key is a header value");
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let mut builder = reqwest::Client::builder().default_headers(headers);
+        if let Some(t) = timeout {
+            builder = builder.timeout(t);
+        }
+        builder.build().expect("http client")
+    }
+
+    /// `req` with the admin key, for the management API.
+    pub fn authed(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.admin_key() {
+            Some(key) => req.bearer_auth(key.expose()),
+            None => req,
+        }
     }
 
     pub fn nodes(&self) -> Api<Node> {
@@ -135,8 +204,7 @@ impl Server {
 
     /// `GET /apis/herd/v1/requests/stats`, the dashboard's per-node view.
     pub async fn stats(&self) -> serde_json::Value {
-        crate::http()
-            .get(format!("{}/apis/herd/v1/requests/stats", self.url))
+        self.authed(crate::http().get(format!("{}/apis/herd/v1/requests/stats", self.url)))
             .send()
             .await
             .expect("GET requests/stats")

@@ -35,7 +35,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use herd_api::{GpuInfo, ModelAssignment, Node, NodeInfo, Timestamp};
-use herd_client::{Api, Client, reflector, watcher};
+use herd_client::{Api, reflector, watcher};
 use reqwest::Url;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::advertise::{self, AdvertiseError};
 use crate::config::{ConfigError, DefaultModel, NodeletConfig};
+use crate::credentials::{self, CredentialError};
 use crate::drain::{DrainPolicy, wait_for_requests};
 use crate::install::{HttpSettings, InstallOptions};
 use crate::metrics::{Sampler, detect_gpus};
@@ -67,6 +68,13 @@ pub enum NodeletError {
     Client(#[from] herd_client::Error),
     #[error("cannot set up the HTTP client for Ollama: {0}")]
     Http(#[from] reqwest::Error),
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    #[error(
+        "the router refused this nodelet's key ({0}); an admin disabled or deleted it, so \
+         the nodelet stops. Give it a new key to run it again"
+    )]
+    KeyRefused(String),
 }
 
 /// Runs the nodelet until `shutdown` resolves (the caller wires SIGTERM/SIGINT to it),
@@ -99,7 +107,6 @@ where
 {
     let started = Instant::now();
     let start_time = Timestamp::now();
-    let client = Client::new(config.server.as_str())?;
     let ollama = OllamaClient::new(
         local_url(&config.ollama_url),
         config.timings.probe_timeout,
@@ -126,6 +133,27 @@ where
         state_tx,
         stop_ollama.clone(),
     ));
+    // Ollama is found or installed meanwhile: the key waits for the router, Ollama does not.
+    let mut shutdown = std::pin::pin!(shutdown);
+    let keyed = tokio::select! {
+        keyed = credentials::establish(&config) => keyed,
+        () = &mut shutdown => {
+            stop_ollama.cancel();
+            let _ = supervisor.await;
+            return Ok(());
+        }
+    };
+    let client = match keyed {
+        Ok(keyed) => {
+            tracing::info!(key = ?keyed.source, "nodelet key");
+            keyed.client
+        }
+        Err(e) => {
+            stop_ollama.cancel();
+            let _ = supervisor.await;
+            return Err(e.into());
+        }
+    };
     // Created now so the first heartbeat's CPU figure covers a whole interval.
     let sampler = Sampler::new();
     let gpus: Arc<OnceLock<Vec<GpuInfo>>> = Arc::default();
@@ -167,11 +195,26 @@ where
         registered: false,
         last_version: String::new(),
         router_failing: false,
+        refused: None,
     };
-    tokio::select! {
-        () = shutdown => {}
-        () = reporter.run() => {}
-    }
+    // A node key the router forgot (deleted) is replaced once with the join key, when
+    // there is one; any other refusal stops the nodelet.
+    let mut rejoined = false;
+    let refused = loop {
+        let message = tokio::select! {
+            () = &mut shutdown => break None,
+            message = reporter.run() => message,
+        };
+        let decision = credentials::on_unauthorized(&message, config.token.is_some(), rejoined);
+        if decision == credentials::OnUnauthorized::Stop {
+            break Some(message);
+        }
+        rejoined = true;
+        tracing::warn!(reason = %message, "the router does not know this nodelet's key; joining again");
+        if let Err(e) = credentials::rejoin(&config, &client).await {
+            break Some(format!("{message}; joining again failed: {e}"));
+        }
+    };
     // Listening from now on, so a signal during the last status write counts too.
     let hurry = CancellationToken::new();
     let skip_task = tokio::spawn({
@@ -196,7 +239,10 @@ where
     }
     let _ = pulls.await;
     tracing::info!("nodelet stopped");
-    Ok(())
+    match refused {
+        Some(message) => Err(NodeletError::KeyRefused(message)),
+        None => Ok(()),
+    }
 }
 
 /// The advertised URL, when it can be known now. Invalid flags cannot get better and
@@ -366,11 +412,14 @@ struct Reporter<'a> {
     last_version: String,
     /// The last write failed (so the next success is worth a log line).
     router_failing: bool,
+    /// The router refused the key (401), with its message: the nodelet stops.
+    refused: Option<String>,
 }
 
 impl Reporter<'_> {
-    /// Never returns; dropped at shutdown.
-    async fn run(&mut self) {
+    /// Returns only when the router refuses the key (401), with its message; dropped
+    /// at shutdown.
+    async fn run(&mut self) -> String {
         let timings = &self.config.timings;
         let mut ticker = tokio::time::interval(self.config.heartbeat_interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -438,6 +487,9 @@ impl Reporter<'_> {
                 (pulls_dirty, last_pull_write) = (false, Instant::now());
                 ticker.reset();
             }
+            if let Some(message) = self.refused.take() {
+                return message;
+            }
         }
     }
 
@@ -462,9 +514,12 @@ impl Reporter<'_> {
             max_parallel: self.config.max_parallel,
             labels: self.config.labels.clone(),
         };
-        register(&self.nodes, &registration)
-            .await
-            .map_err(|e| e.to_string())?;
+        register(&self.nodes, &registration).await.map_err(|e| {
+            if e.code() == Some(401) {
+                self.refused = Some(e.to_string());
+            }
+            e.to_string()
+        })?;
         self.registered = true;
         tracing::info!(
             node = %self.config.name,
@@ -569,6 +624,7 @@ impl Reporter<'_> {
                 tracing::warn!(node = %self.config.name, "the node was deleted; registering it again");
                 self.registered = false;
             }
+            Err(e) if e.code() == Some(401) => self.refused = Some(e.to_string()),
             Err(e) => {
                 if self.router_failing {
                     tracing::debug!(error = %e, "status update failed again");

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use herd_api::validate;
+use herd_auth::{KeyFileError, Token, read_key_file};
 use reqwest::Url;
 
 use crate::advertise::{AdvertiseError, parse_ollama_host};
@@ -129,6 +130,38 @@ pub struct NodeletArgs {
     #[arg(long, env = "HERD_DRAIN_SETTLE", default_value = "2500ms",
           value_parser = parse_timeout, value_name = "DURATION")]
     pub drain_settle: Duration,
+
+    /// The key this nodelet uses: a join key (exchanged at first start for a node key
+    /// kept in --state-dir) or a node key. Prefer --token-file: a flag shows in process
+    /// lists.
+    #[arg(long, env = "HERD_TOKEN", hide_env_values = true, value_name = "KEY",
+          value_parser = parse_token)]
+    pub token: Option<Token>,
+
+    /// A file holding the key, as --token (mode 0600 is advisable).
+    #[arg(
+        long,
+        env = "HERD_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<PathBuf>,
+
+    /// PEM file with the CA that signed the router's certificate, for an https:// router
+    /// whose certificate no public CA signed. A join key of a `--tls-self-signed` router
+    /// carries its CA's fingerprint, which is enough without this.
+    #[arg(long, env = "HERD_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
+
+    /// Where the nodelet keeps its node key (node.key). Default: the platform's local
+    /// data directory, e.g. ~/.local/share/herd/nodelet/<node name>.
+    #[arg(long, env = "HERD_NODELET_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// A key; the error names what is wrong with it, never its content.
+fn parse_token(value: &str) -> Result<Token, String> {
+    Token::parse(value.trim()).map_err(|e| e.to_string())
 }
 
 /// A duration where 0 means "do not wait".
@@ -283,6 +316,12 @@ pub struct NodeletConfig {
     /// `--drain-timeout`: at shutdown, the longest wait for requests in flight before
     /// the Ollama herd started is stopped; zero stops it at once.
     pub drain_timeout: Duration,
+    /// The key given by `--token` or `--token-file`: a join key or a node key.
+    pub token: Option<Token>,
+    /// `--ca-cert`.
+    pub ca_cert: Option<PathBuf>,
+    /// Where `node.key` is kept; without one, a join key cannot be used.
+    pub state_dir: Option<PathBuf>,
     pub timings: Timings,
 }
 
@@ -309,6 +348,10 @@ pub enum ConfigError {
     Proxy(#[from] HttpProxyError),
     #[error("no install directory: the platform has no data directory; pass --install-dir")]
     NoInstallDir,
+    #[error("no state directory: the platform has no data directory; pass --state-dir")]
+    NoStateDir,
+    #[error("--token-file: {0}")]
+    TokenFile(KeyFileError),
 }
 
 impl NodeletConfig {
@@ -334,6 +377,9 @@ impl NodeletConfig {
             display: ProgressDisplay::Auto,
             path_var: std::env::var_os("PATH"),
             drain_timeout: Duration::from_secs(30),
+            token: None,
+            ca_cert: None,
+            state_dir: None,
             timings: Timings::default(),
         }
     }
@@ -350,7 +396,18 @@ impl NodeletConfig {
             Some(dir) => dir.clone(),
             None => default_install_dir().ok_or(ConfigError::NoInstallDir)?,
         };
+        let state_dir = match &args.state_dir {
+            Some(dir) => dir.clone(),
+            None => default_state_dir(&name).ok_or(ConfigError::NoStateDir)?,
+        };
         let mut config = NodeletConfig::new(server, name, install_dir);
+        config.state_dir = Some(state_dir);
+        config.token = match (&args.token, &args.token_file) {
+            (_, Some(path)) => Some(read_key_file(path).map_err(ConfigError::TokenFile)?),
+            (Some(token), None) => Some(token.clone()),
+            (None, None) => None,
+        };
+        config.ca_cert.clone_from(&args.ca_cert);
         config.labels = parse_labels(&args.labels)?;
         config.ollama_url = parse_ollama_host(&args.ollama_url)?;
         config.advertise_url = args
@@ -402,6 +459,12 @@ fn check_name(name: &str) -> Result<String, ConfigError> {
         suggestion: validate::sanitize_name(name),
     })?;
     Ok(name.to_owned())
+}
+
+/// `<local data dir>/herd/nodelet/<name>`: one directory per node name, so nodelets
+/// of different names on one machine never share a node key.
+pub fn default_state_dir(name: &str) -> Option<PathBuf> {
+    dirs::data_local_dir().map(|d| d.join("herd").join("nodelet").join(name))
 }
 
 /// This machine's hostname as a valid node name (`GPU-Box.lab` → `gpu-box-lab`).

@@ -18,6 +18,7 @@
 pub mod advertise;
 pub mod agent;
 pub mod config;
+pub mod credentials;
 pub mod default_model;
 pub mod drain;
 pub mod install;

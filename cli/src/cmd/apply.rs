@@ -122,6 +122,10 @@ async fn apply(
             None => {
                 let dry = if args.dry_run { " (dry run)" } else { "" };
                 output::emit(&format!("{} {}{dry}\n", plan.doc.id(), outcome.word()))?;
+                if let Some(secret) = super::create::secret_of(&obj) {
+                    output::emit(&format!("{secret}\n"))?;
+                    eprintln!("{}", super::create::SHOWN_ONCE);
+                }
             }
             Some(WriteOutput::Name) => output::emit(&format!("{}\n", plan.doc.id()))?,
             Some(_) => results.push(obj),

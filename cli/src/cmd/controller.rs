@@ -16,7 +16,8 @@ pub struct ControllerCmdArgs {
 
 pub fn run(args: ControllerCmdArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
     crate::logging::init();
-    let client = herd_client::Client::new(&connect.server)
+    let client = connect
+        .client()
         .with_context(|| format!("--server {}", connect.server))?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {

@@ -2,7 +2,7 @@
 //! with their recent events (and for a node, its recent requests).
 
 use clap::Args;
-use herd_api::{Event, ModelAssignment, Node, RequestRecord, Resource, Timestamp};
+use herd_api::{ApiKey, Event, ModelAssignment, Node, RequestRecord, Resource, Timestamp};
 use herd_client::{Client, ListParams};
 
 use crate::ctl::args::ConnectArgs;
@@ -15,7 +15,8 @@ const RECENT_REQUESTS: u32 = 10;
 
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
-    /// `TYPE [NAME…]` or `TYPE/NAME…`; types: node (no), modelassignment (ma).
+    /// `TYPE [NAME…]` or `TYPE/NAME…`; types: node (no), modelassignment (ma),
+    /// apikey (key).
     /// Without names, every object of the type.
     #[arg(value_name = "TYPE[/NAME]", required = true, num_args = 1..)]
     pub targets: Vec<String>,
@@ -28,8 +29,8 @@ pub fn run(args: DescribeArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
     let targets = kind::parse_targets(&args.targets).map_err(anyhow::Error::msg)?;
     for (kind, _) in &targets {
         anyhow::ensure!(
-            matches!(kind, Kind::Node | Kind::ModelAssignment),
-            "herd describe shows nodes and modelassignments; for {} use `herd get {} -o yaml`",
+            matches!(kind, Kind::Node | Kind::ModelAssignment | Kind::ApiKey),
+            "herd describe shows nodes, modelassignments and apikeys; for {} use `herd get {} -o yaml`",
             kind.plural(),
             kind.plural()
         );
@@ -68,6 +69,7 @@ async fn describe_all(
         for name in names {
             let text = match kind {
                 Kind::Node => describe_node(client, &name, &events).await,
+                Kind::ApiKey => describe_key(client, &name, &events).await,
                 _ => describe_assignment(client, &name, &events).await,
             };
             match text {
@@ -101,6 +103,14 @@ async fn all_names(
     let mut names: Vec<String> = match kind {
         Kind::Node => client
             .api::<Node>()
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .map(|o| o.metadata.name.clone())
+            .collect(),
+        Kind::ApiKey => client
+            .api::<ApiKey>()
             .list(&lp)
             .await?
             .items
@@ -165,4 +175,14 @@ async fn describe_assignment(
     let ma = client.api::<ModelAssignment>().get(name).await?;
     let mine = describe::events_for(events, ModelAssignment::KIND, name);
     Ok(describe::assignment(&ma, &mine, Timestamp::now()))
+}
+
+async fn describe_key(
+    client: &Client,
+    name: &str,
+    events: &[Event],
+) -> Result<String, herd_client::Error> {
+    let key = client.api::<ApiKey>().get(name).await?.without_secret();
+    let mine = describe::events_for(events, ApiKey::KIND, name);
+    Ok(describe::api_key(&key, &mine, Timestamp::now()))
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use herd_api::{Condition, Event, ModelAssignment, Node, ObjectMeta, RequestRecord, Timestamp};
+use herd_api::{
+    ApiKey, Condition, Event, ModelAssignment, Node, ObjectMeta, RequestRecord, Timestamp,
+};
 
 use super::human;
 use super::patch::LAST_APPLIED;
@@ -370,5 +372,45 @@ pub fn assignment(ma: &ModelAssignment, ma_events: &[Event], now: Timestamp) -> 
     }
     doc.table("Placement", &t);
     events(&mut doc, ma_events, now);
+    doc.out
+}
+
+/// `herd describe apikey NAME`. Shows no secret and no hash: the server sends
+/// neither after the create.
+pub fn api_key(key: &ApiKey, key_events: &[Event], now: Timestamp) -> String {
+    let mut doc = Doc::default();
+    metadata(&mut doc, &key.metadata, None, Vec::new(), now);
+    doc.section("Spec");
+    let expires = match key.spec.expires_at {
+        Some(at) => format!("{} ({})", human::timestamp(at), rows::key_expiry(key, now)),
+        None => "<never>".to_owned(),
+    };
+    doc.fields(
+        1,
+        &[
+            (
+                "Role",
+                key.spec
+                    .role
+                    .map_or_else(|| "<none>".to_owned(), |r| r.to_string()),
+            ),
+            (
+                "Node",
+                key.spec.node.clone().unwrap_or_else(|| "<none>".to_owned()),
+            ),
+            ("Expires", expires),
+            ("Disabled", key.spec.disabled.to_string()),
+            ("Description", or_none(&key.spec.description)),
+        ],
+    );
+    doc.section("Status");
+    doc.fields(
+        1,
+        &[
+            ("Key ID", or_none(&key.status.key_id)),
+            ("Created By", or_none(&key.status.created_by)),
+        ],
+    );
+    events(&mut doc, key_events, now);
     doc.out
 }

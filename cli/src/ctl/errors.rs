@@ -1,5 +1,7 @@
 //! Errors worded for the person at the terminal.
 
+use std::sync::OnceLock;
+
 use herd_api::Status;
 use herd_client::Error;
 
@@ -8,13 +10,47 @@ pub fn client_error(e: &Error, server: &str) -> anyhow::Error {
     anyhow::anyhow!(describe(e, server))
 }
 
+/// The key the verbs send (`key ID (from SOURCE)`), set once when the client
+/// is made, so that every refusal can say which key was refused.
+static KEY_IN_USE: OnceLock<Option<String>> = OnceLock::new();
+
+pub fn set_key_in_use(key: Option<String>) {
+    let _ = KEY_IN_USE.set(key);
+}
+
 pub fn describe(e: &Error, server: &str) -> String {
     match e {
+        Error::Api(status) if matches!(status.code, 401 | 403) => refusal(
+            status.code,
+            &status.message,
+            server,
+            KEY_IN_USE.get().and_then(Option::as_deref),
+        ),
         Error::Api(status) => status_message(status),
         Error::Http(http) if http.is_connect() => format!(
             "cannot reach the herd server at {server}: {e}\n(is `herd server` running there? Point --server or HERD_SERVER at it.)"
         ),
         other => other.to_string(),
+    }
+}
+
+/// A 401 or 403, saying which key was refused and what to do.
+pub fn refusal(code: u16, message: &str, server: &str, key: Option<&str>) -> String {
+    match (code, key) {
+        (401, None) => format!(
+            "the herd server at {server} needs an API key ({message}). Pass --token or \
+             HERD_TOKEN, run `herd login --server {server}`, or, on the server's own machine, \
+             run as the user whose data directory holds admin.key"
+        ),
+        (401, Some(key)) => format!(
+            "the herd server at {server} refused {key}: {message}. Give a valid key with \
+             --token or HERD_TOKEN, or run `herd login` again"
+        ),
+        (_, None) => format!("the herd server at {server} refused the request: {message}"),
+        (_, Some(key)) => format!(
+            "{key} may not do this on the herd server at {server}: {message}. Use a key \
+             whose role allows it (admin for changes)"
+        ),
     }
 }
 
@@ -70,6 +106,31 @@ mod tests {
             status_message(&s),
             "ModelAssignment \"x\" is invalid:\n  * spec.model: Required value\n  * spec.replicas: must be at most 10000"
         );
+    }
+
+    #[test]
+    fn refusals_name_the_key_and_the_way_out() {
+        let s = "http://h:1";
+        // (code, key, the message contains)
+        let cases = [
+            (401, None, "needs an API key (missing key). Pass --token"),
+            (
+                401,
+                Some("key abc (from --token)"),
+                "refused key abc (from --token): missing key",
+            ),
+            (
+                403,
+                Some("key abc (from HERD_TOKEN)"),
+                "key abc (from HERD_TOKEN) may not do this",
+            ),
+            (403, None, "refused the request: missing key"),
+        ];
+        for (code, key, want) in cases {
+            let got = refusal(code, "missing key", s, key);
+            assert!(got.contains(want), "{code} {key:?}: {got}");
+            assert!(got.contains(s), "{got}");
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use herd_api::{Event, ModelAssignment, Node, Resource};
+use herd_api::{ApiKey, Event, ModelAssignment, Node, Resource};
 
 /// A type of thing `herd get` can show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -10,15 +10,17 @@ pub enum Kind {
     Node,
     ModelAssignment,
     Event,
+    ApiKey,
     /// The proxy's request history (not a stored resource: read-only).
     Request,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [
+    pub const ALL: [Kind; 5] = [
         Kind::Node,
         Kind::ModelAssignment,
         Kind::Event,
+        Kind::ApiKey,
         Kind::Request,
     ];
 
@@ -42,7 +44,7 @@ impl Kind {
 
     /// The kind a manifest names (`kind: Node`), exactly as the API spells it.
     pub fn from_manifest(kind: &str) -> Option<Self> {
-        [Kind::Node, Kind::ModelAssignment, Kind::Event]
+        [Kind::Node, Kind::ModelAssignment, Kind::Event, Kind::ApiKey]
             .into_iter()
             .find(|k| k.kind_name() == kind)
     }
@@ -52,6 +54,7 @@ impl Kind {
             Kind::Node => &["nodes", "node", "no"],
             Kind::ModelAssignment => &["modelassignments", "modelassignment", "ma"],
             Kind::Event => &["events", "event", "ev"],
+            Kind::ApiKey => &["apikeys", "apikey", "key", "keys"],
             Kind::Request => &["requests", "request", "req", "requestrecord"],
         }
     }
@@ -69,6 +72,7 @@ impl Kind {
             Kind::Node => Node::KIND,
             Kind::ModelAssignment => ModelAssignment::KIND,
             Kind::Event => Event::KIND,
+            Kind::ApiKey => ApiKey::KIND,
             Kind::Request => "RequestRecord",
         }
     }
@@ -79,6 +83,7 @@ impl Kind {
             Kind::Node => Node::SINGULAR,
             Kind::ModelAssignment => ModelAssignment::SINGULAR,
             Kind::Event => Event::SINGULAR,
+            Kind::ApiKey => ApiKey::SINGULAR,
             Kind::Request => "request",
         }
     }
@@ -88,6 +93,7 @@ impl Kind {
             Kind::Node => Node::PLURAL,
             Kind::ModelAssignment => ModelAssignment::PLURAL,
             Kind::Event => Event::PLURAL,
+            Kind::ApiKey => ApiKey::PLURAL,
             Kind::Request => "requests",
         }
     }
@@ -152,6 +158,10 @@ mod tests {
             ("ev", Kind::Event),
             ("events", Kind::Event),
             ("requests", Kind::Request),
+            ("apikeys", Kind::ApiKey),
+            ("ApiKey", Kind::ApiKey),
+            ("keys", Kind::ApiKey),
+            ("key", Kind::ApiKey),
         ] {
             assert_eq!(Kind::parse(s), Ok(k), "{s}");
         }

@@ -11,7 +11,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use herd_api::{API_VERSION, Event, ModelAssignment, Node};
+use herd_api::{API_VERSION, ApiKey, Event, ModelAssignment, Node};
 use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -386,6 +386,7 @@ fn type_check(kind: Kind, value: &Value) -> Result<(), String> {
         Kind::Node => decode::<Node>(value),
         Kind::ModelAssignment => decode::<ModelAssignment>(value),
         Kind::Event => decode::<Event>(value),
+        Kind::ApiKey => decode::<ApiKey>(value),
         Kind::Request => Err("requests are read-only".to_owned()),
     }
 }
@@ -412,6 +413,7 @@ fn locate_type_error(source: &Source, index: usize, kind: Kind) -> Option<String
         Kind::Node => located::<Node>(source, index),
         Kind::ModelAssignment => located::<ModelAssignment>(source, index),
         Kind::Event => located::<Event>(source, index),
+        Kind::ApiKey => located::<ApiKey>(source, index),
         Kind::Request => None,
     }?;
     Some(format!("line {line}, column {column}"))

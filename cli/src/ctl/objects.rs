@@ -1,7 +1,7 @@
 //! Reads and writes of any stored kind, as JSON values: what the verbs that
 //! take a kind at run time (`apply`, `delete`, `get -o yaml`) need.
 
-use herd_api::{Event, ModelAssignment, Node};
+use herd_api::{ApiKey, Event, ModelAssignment, Node};
 use herd_client::{Client, Error, ListParams, PostParams};
 use serde_json::Value;
 
@@ -21,6 +21,10 @@ macro_rules! with_kind {
             }
             Kind::Event => {
                 type $K = Event;
+                $body
+            }
+            Kind::ApiKey => {
+                type $K = ApiKey;
                 $body
             }
             Kind::Request => Err(Error::InvalidRequest(

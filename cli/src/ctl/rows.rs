@@ -1,8 +1,8 @@
 //! Table rows of each kind: pure functions of an object and the clock.
 
 use herd_api::{
-    ConditionStatus, Event, ModelAssignment, Node, RequestRecord, Resource, Timestamp, conditions,
-    find_condition,
+    ApiKey, ConditionStatus, Event, ModelAssignment, Node, RequestRecord, Resource, Timestamp,
+    conditions, find_condition,
 };
 
 use super::human;
@@ -194,6 +194,59 @@ impl Tabular for ModelAssignment {
         ];
         if wide {
             row.push(selector(self));
+        }
+        row
+    }
+
+    fn id(&self) -> String {
+        format!("{}/{}", Self::SINGULAR, self.metadata.name)
+    }
+
+    fn sort(items: &mut [Self]) {
+        by_name(items);
+    }
+}
+
+/// When a key expires: `in 29d`, `expired 2h ago`, or `<never>`.
+pub fn key_expiry(key: &ApiKey, now: Timestamp) -> String {
+    match key.spec.expires_at {
+        None => "<never>".to_owned(),
+        Some(at) if at > now => format!("in {}", human::duration(at.as_second() - now.as_second())),
+        Some(at) => format!("expired {} ago", human::age(Some(at), now)),
+    }
+}
+
+/// No column shows a secret: the server sends none after the create, and a
+/// table is no place for one even then.
+impl Tabular for ApiKey {
+    fn headers(wide: bool) -> Vec<&'static str> {
+        let mut h = vec!["NAME", "ROLE", "NODE", "EXPIRES", "DISABLED", "AGE"];
+        if wide {
+            h.extend(["KEY ID", "CREATED BY", "DESCRIPTION"]);
+        }
+        h
+    }
+
+    fn row(&self, now: Timestamp, wide: bool) -> Vec<String> {
+        let mut row = vec![
+            self.metadata.name.clone(),
+            self.spec
+                .role
+                .map_or_else(|| "<none>".to_owned(), |r| r.to_string()),
+            self.spec
+                .node
+                .clone()
+                .unwrap_or_else(|| "<none>".to_owned()),
+            key_expiry(self, now),
+            self.spec.disabled.to_string(),
+            human::age(self.metadata.creation_timestamp, now),
+        ];
+        if wide {
+            row.extend([
+                or_none(&self.status.key_id),
+                or_none(&self.status.created_by),
+                or_none(&self.spec.description),
+            ]);
         }
         row
     }

@@ -28,7 +28,15 @@ async fn kill_9_mid_write_stream_loses_no_acknowledged_write() {
     let mut server = HerdProcess::server(dir.path(), &[]);
     let base = format!("{}/apis/herd/v1/nodes", server.url);
     let acked = Arc::new(Mutex::new(Acked::default()));
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = crate::verbs::admin_key(&server.url) {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {}", key.expose()).parse().expect("header"),
+        );
+    }
     let http = reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(5))
         .build()
         .expect("client");

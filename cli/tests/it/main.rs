@@ -1,9 +1,11 @@
 //! Tests of the `herd` binary as a process.
 
+mod apikeys;
 mod apply;
 mod describe;
 mod get;
 mod global_flags;
+mod keys;
 mod kill9;
 mod nodes;
 mod server_cmd;
@@ -86,6 +88,7 @@ impl HerdProcess {
                 break rest.split_whitespace().next().unwrap_or(rest).to_owned();
             }
         };
+        verbs::remember_data_dir(&url, data_dir);
         Self {
             child,
             url,

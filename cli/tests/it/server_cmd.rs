@@ -45,7 +45,7 @@ fn server_help_lists_every_flag_and_env_var() {
 async fn sigterm_stops_the_server_cleanly_and_data_survives() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut server = HerdProcess::server(dir.path(), &[]);
-    let http = reqwest::Client::new();
+    let http = crate::verbs::http_for(&server.url);
     let r = http
         .post(format!("{}/apis/herd/v1/nodes", server.url))
         .json(&serde_json::json!({"metadata":{"name":"a"}}))
@@ -118,7 +118,7 @@ async fn idle_client_connections_are_closed_but_watches_are_not() {
     use tokio::io::AsyncReadExt as _;
     let dir = tempfile::tempdir().expect("tmp");
     let server = HerdProcess::server(dir.path(), &["--client-idle-timeout", "400ms"]);
-    let http = reqwest::Client::new();
+    let http = crate::verbs::http_for(&server.url);
     let mut watch = http
         .get(format!("{}/apis/herd/v1/nodes?watch=true", server.url))
         .send()

@@ -29,7 +29,11 @@ async fn herd_up_registers_this_machine_and_routes_chat_to_it() {
             "200ms",
         ],
     );
-    let client = herd_client::Client::new(&up.url).expect("client");
+    let mut client = herd_client::Client::builder(&up.url);
+    if let Some(key) = crate::verbs::admin_key(&up.url) {
+        client = client.token(key.expose());
+    }
+    let client = client.build().expect("client");
     let nodes = client.api::<Node>();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let started = std::time::Instant::now();

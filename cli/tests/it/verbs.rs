@@ -47,11 +47,46 @@ impl Run {
     }
 }
 
+/// The data directory of each `herd server` a test started, by URL.
+static DATA_DIRS: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
+
+/// Notes where the server at `url` keeps its data, so runs against it send
+/// the admin key it wrote there.
+pub fn remember_data_dir(url: &str, dir: &std::path::Path) {
+    DATA_DIRS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((url.to_owned(), dir.to_owned()));
+}
+
+/// The admin key of the server at `url`, when a test started it and it wrote one.
+pub fn admin_key(url: &str) -> Option<herd_auth::Token> {
+    let dirs = DATA_DIRS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let (_, dir) = dirs.iter().find(|(u, _)| u == url)?;
+    herd_auth::read_key_file(&dir.join("admin.key")).ok()
+}
+
 fn command(server: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herd"));
     cmd.args(args)
         .env("HERD_SERVER", server)
+        // Never a login or admin key of the machine running the tests.
+        .env(
+            "HERD_CONFIG",
+            std::env::temp_dir().join("herd-tests-no-login.json"),
+        )
+        .env(
+            "HERD_DATA_DIR",
+            std::env::temp_dir().join("herd-tests-no-data-dir"),
+        )
+        .env_remove("HERD_TOKEN")
+        .env_remove("HERD_CA_CERT")
         .env_remove("RUST_LOG");
+    if let Some(key) = admin_key(server) {
+        cmd.env("HERD_TOKEN", key.expose());
+    }
     cmd
 }
 
@@ -167,6 +202,21 @@ impl Drop for Streaming {
 
 /// Runs a future to completion on a runtime of its own (for the plain
 /// `#[test]`s that talk to the server as another client).
+/// A client that sends the admin key of the server at `server`, if it has one.
+pub fn http_for(server: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = admin_key(server) {
+        let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {}", key.expose()))
+            .expect("a key is a header value");
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("http client")
+}
+
 pub fn block<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -179,7 +229,7 @@ pub fn block<F: std::future::Future>(f: F) -> F::Output {
 /// proxy) would; `path` is under `/apis/herd/v1/`.
 pub fn merge_patch(server: &str, path: &str, patch: Value) -> Value {
     block(async {
-        let r = reqwest::Client::new()
+        let r = http_for(server)
             .patch(format!("{server}/apis/herd/v1/{path}"))
             .header("content-type", "application/merge-patch+json")
             .body(patch.to_string())
@@ -194,7 +244,7 @@ pub fn merge_patch(server: &str, path: &str, patch: Value) -> Value {
 /// `POST` of a new object under `/apis/herd/v1/{plural}`.
 pub fn create(server: &str, plural: &str, obj: Value) -> Value {
     block(async {
-        let r = reqwest::Client::new()
+        let r = http_for(server)
             .post(format!("{server}/apis/herd/v1/{plural}"))
             .json(&obj)
             .send()
@@ -208,7 +258,7 @@ pub fn create(server: &str, plural: &str, obj: Value) -> Value {
 /// `GET` under `/apis/herd/v1/`; `None` on 404.
 pub fn get(server: &str, path: &str) -> Option<Value> {
     block(async {
-        let r = reqwest::Client::new()
+        let r = http_for(server)
             .get(format!("{server}/apis/herd/v1/{path}"))
             .send()
             .await

@@ -57,11 +57,8 @@ async fn fault_server_kill9_under_load_recovers_and_keeps_acknowledged_writes() 
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer = {
             let (url, acknowledged, stop) = (server.url.clone(), acknowledged.clone(), stop.clone());
+            let http = server.authed_client(Some(Duration::from_secs(2)));
             tokio::spawn(async move {
-                let http = reqwest::Client::builder()
-                    .timeout(Duration::from_secs(2))
-                    .build()
-                    .expect("client");
                 let mut i = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     i += 1;
@@ -551,9 +548,10 @@ async fn fault_graceful_stop_lets_the_streams_in_flight_finish() {
         // Watch the router's view while the nodelet drains.
         let left = {
             let stats = format!("{}/apis/herd/v1/requests/stats", server.url);
+            let http = server.authed_client(None);
             tokio::spawn(async move {
                 loop {
-                    let v: serde_json::Value = match herd_e2e::http().get(&stats).send().await {
+                    let v: serde_json::Value = match http.get(&stats).send().await {
                         Ok(r) => r.json().await.unwrap_or_default(),
                         Err(_) => serde_json::Value::Null,
                     };

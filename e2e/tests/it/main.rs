@@ -4,6 +4,7 @@
 
 mod clients;
 mod faults;
+mod keys;
 mod quickstart;
 mod soak;
 mod stories;

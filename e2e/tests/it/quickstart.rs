@@ -73,7 +73,14 @@ async fn quickstart_herd_up_then_clients_through_the_router() {
         let url = format!("http://localhost:{port}");
 
         // This machine registers, with Ollama installed and its default model pulled.
-        let nodes = herd_client::Client::new(&url).expect("client").api::<Node>();
+        // The server wrote its admin key into its data directory under HOME.
+        let admin = herd_auth::read_key_file(&home.path().join(".local/share/herd/admin.key"))
+            .expect("herd up wrote admin.key");
+        let nodes = herd_client::Client::builder(&url)
+            .token(admin.expose())
+            .build()
+            .expect("client")
+            .api::<Node>();
         let node = eventually(
             "this machine Ready with its default model",
             Duration::from_secs(60),

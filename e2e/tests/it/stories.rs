@@ -715,7 +715,8 @@ async fn story5_dashboard_watch_shows_a_node_offline_within_10s() {
     bounded(TEST_LIMIT, async {
         let server = Server::start().await;
         // The dashboard's feed: a raw watch of nodes, NDJSON.
-        let resp = reqwest::Client::new()
+        let resp = server
+            .authed_client(None)
             .get(format!("{}/apis/herd/v1/nodes?watch=true", server.url))
             .send()
             .await

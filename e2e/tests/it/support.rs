@@ -41,11 +41,12 @@ pub fn figure(name: &str, value: impl std::fmt::Display) {
 
 /// `herd ARGS --server URL`, its stdout (panics on failure).
 pub fn herd_cli(server: &Server, args: &[&str]) -> String {
-    let out = std::process::Command::new(herd_e2e::bins::herd())
-        .args(args)
-        .args(["--server", &server.url])
-        .output()
-        .expect("run herd");
+    let mut cmd = std::process::Command::new(herd_e2e::bins::herd());
+    cmd.args(args).args(["--server", &server.url]);
+    if let Some(key) = server.admin_key() {
+        cmd.env("HERD_TOKEN", key.expose());
+    }
+    let out = cmd.output().expect("run herd");
     assert!(
         out.status.success(),
         "herd {args:?}: {}\n{}",

@@ -275,6 +275,14 @@ impl Nodelet {
         self.task.is_finished()
     }
 
+    /// Waits for `run` to return, which must be with an error; the error.
+    pub async fn failure(mut self) -> herd_nodelet::NodeletError {
+        match (&mut self.task).await.expect("nodelet task") {
+            Ok(()) => panic!("the nodelet should have stopped with an error"),
+            Err(e) => e,
+        }
+    }
+
     /// Waits for `run` to return, which must be without error.
     pub async fn join(mut self) {
         (&mut self.task)

@@ -5,5 +5,6 @@ mod agent;
 mod drain;
 mod harness;
 mod install;
+mod keys;
 mod proxy;
 mod support;
