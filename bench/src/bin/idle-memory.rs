@@ -32,6 +32,13 @@ struct Args {
     /// How often each node heartbeats (the nodelet's default is 5 s).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     heartbeat: Duration,
+    /// Heartbeats sent as fast as the server takes them before the last
+    /// window: a server that has run for a while keeps its last
+    /// `--watch-window` changes (20,000 by default; 100 nodes every 5 s
+    /// write that many in 17 minutes), so this measures that steady state.
+    /// 0 skips it.
+    #[arg(long, default_value_t = 20_000)]
+    prefill: u64,
     /// Extra flags for `herd server`.
     #[arg(long, allow_hyphen_values = true)]
     server_flag: Vec<String>,
@@ -116,24 +123,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(r.status().as_u16() == 201, "create answered {}", r.status());
         heartbeat(&http, &base, i, 0).await?;
     }
-    // Heartbeats spread evenly over the interval, as independent nodelets are.
-    let beats = {
-        let (http, base, nodes, every) = (http.clone(), base.clone(), args.nodes, args.heartbeat);
-        tokio::spawn(async move {
-            let gap = every.div_f64(nodes.max(1) as f64);
-            let mut tick = tokio::time::interval(gap);
-            let mut seq = 1u64;
-            loop {
-                for i in 0..nodes {
-                    tick.tick().await;
-                    if let Err(e) = heartbeat(&http, &base, i, seq).await {
-                        eprintln!("heartbeat of node-{i}: {e:#}");
-                    }
-                }
-                seq += 1;
-            }
-        })
-    };
+    let beats = heartbeats(&http, &base, args.nodes, args.heartbeat, 1);
     tokio::time::sleep(args.settle).await;
     print(
         &format!(
@@ -144,9 +134,72 @@ async fn main() -> anyhow::Result<()> {
         &sample(pid, args.window).await?,
     );
     beats.abort();
+    if args.prefill > 0 && args.nodes > 0 {
+        let started = std::time::Instant::now();
+        let per_task = args.prefill.div_ceil(8);
+        let mut tasks = Vec::new();
+        for t in 0..8u64 {
+            let (http, base, nodes) = (http.clone(), base.clone(), args.nodes as u64);
+            tasks.push(tokio::spawn(async move {
+                for k in 0..per_task {
+                    let n = t * per_task + k;
+                    let i = usize::try_from(n % nodes).unwrap_or(0);
+                    heartbeat(&http, &base, i, 1_000 + n / nodes).await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        println!(
+            "sent {} more heartbeats in {:.1} s",
+            per_task * 8,
+            started.elapsed().as_secs_f64()
+        );
+        let beats = heartbeats(&http, &base, args.nodes, args.heartbeat, 1_000_000);
+        tokio::time::sleep(args.settle).await;
+        print(
+            &format!(
+                "idle, {} nodes heartbeating every {}, after {} more changes",
+                args.nodes,
+                humantime::format_duration(args.heartbeat),
+                per_task * 8
+            ),
+            &sample(pid, args.window).await?,
+        );
+        beats.abort();
+    }
     drop(server);
     drop(fake);
     Ok(())
+}
+
+/// Every node heartbeating every `every`, spread evenly over it as
+/// independent nodelets are, from heartbeat number `seq`.
+fn heartbeats(
+    http: &reqwest::Client,
+    base: &str,
+    nodes: usize,
+    every: Duration,
+    mut seq: u64,
+) -> tokio::task::JoinHandle<()> {
+    let (http, base) = (http.clone(), base.to_owned());
+    tokio::spawn(async move {
+        if nodes == 0 {
+            return;
+        }
+        let mut tick = tokio::time::interval(every.div_f64(nodes as f64));
+        loop {
+            for i in 0..nodes {
+                tick.tick().await;
+                if let Err(e) = heartbeat(&http, &base, i, seq).await {
+                    eprintln!("heartbeat of node-{i}: {e:#}");
+                }
+            }
+            seq += 1;
+        }
+    })
 }
 
 /// The status write a nodelet makes each heartbeat. Its conditions go in the
