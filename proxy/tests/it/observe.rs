@@ -331,7 +331,7 @@ async fn replacing_usage_starts_no_write_back_loop() {
         let watch = herd
             .http
             .get(herd.at(&format!(
-                "/apis/herd/v1/nodes?watch=true&resourceVersion={rv}&timeoutSeconds=1"
+                "/apis/herd/v1/nodes?watch=true&resourceVersion={rv}&timeoutSeconds=3"
             )))
             .send()
             .await
@@ -375,7 +375,8 @@ async fn replacing_usage_starts_no_write_back_loop() {
                 }
             }
         }
-        // The stream ends after 1 s: 20 of the router's report intervals.
+        // The stream ends 3 s after it began, long after the last write: the
+        // router, reporting every 50 ms, would have written back by then.
         let events: Vec<Value> = ndjson(&watch.text().await.expect("events"))
             .into_iter()
             .filter(|e| e["type"] == "MODIFIED")
