@@ -2,7 +2,11 @@
 //! request, revision, clock). The store runs them atomically; tests run them
 //! directly.
 
+use std::fmt;
+
 use herd_api::{Resource, Timestamp};
+use serde::Deserialize as _;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -124,10 +128,35 @@ pub fn replace<K: Resource>(
     Ok(finish(&current, next, rv))
 }
 
-/// PUT /status: replace status only.
+/// Status fields of `kind` that belong to one writer while other writers
+/// write the parts around them, as paths from the object's root. A status
+/// write that leaves such a field out keeps the stored value: the router
+/// keeps a node's count of requests in flight, while the nodelet (or any
+/// client) sends `usage` with its own figures only. Without this, a writer
+/// replacing the whole `usage` would reset the count and the router would
+/// write it back after every such write.
+pub fn kept_status_fields(kind: &str) -> &'static [&'static [&'static str]] {
+    match kind {
+        "Node" => &[&["status", "usage", "inFlight"]],
+        _ => &[],
+    }
+}
+
+/// The fields of [`kept_status_fields`] that the JSON body `body` leaves out.
+pub fn left_out(kind: &str, body: &[u8]) -> Vec<&'static [&'static str]> {
+    kept_status_fields(kind)
+        .iter()
+        .copied()
+        .filter(|path| !has_field(body, path))
+        .collect()
+}
+
+/// PUT /status: replace status only, except the fields in `keep` (see
+/// [`kept_status_fields`]), which stay as stored.
 pub fn replace_status<K: Resource>(
     current: Option<K>,
     new: K,
+    keep: &[&[&str]],
     rv: u64,
 ) -> Result<Decision<K>, ApiError> {
     let current = current.ok_or_else(|| ApiError::NotFound {
@@ -137,7 +166,149 @@ pub fn replace_status<K: Resource>(
     check_precondition(&current, new.meta().resource_version.as_deref())?;
     let mut next = current.clone();
     *next.status_mut() = new.status().clone();
+    if !keep.is_empty() {
+        let old = to_value(&current)?;
+        let mut doc = to_value(&next)?;
+        if copy_fields(&old, &mut doc, keep) {
+            next = crate::extract::decode_value(doc)?;
+        }
+    }
     Ok(finish(&current, next, rv))
+}
+
+fn to_value<K: Resource>(obj: &K) -> Result<Value, ApiError> {
+    serde_json::to_value(obj).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Sets each of `paths` in `to` to its value in `from`; a path `from` lacks
+/// is left alone. Returns whether anything was copied.
+fn copy_fields(from: &Value, to: &mut Value, paths: &[&[&str]]) -> bool {
+    let mut copied = false;
+    for path in paths {
+        if let Some(value) = field(from, path) {
+            set_field(to, path, value.clone());
+            copied = true;
+        }
+    }
+    copied
+}
+
+fn field<'v>(doc: &'v Value, path: &[&str]) -> Option<&'v Value> {
+    path.iter().try_fold(doc, |v, key| v.get(key))
+}
+
+/// Sets `path` in `doc` to `value`, making (or replacing with) objects on
+/// the way where there are none.
+fn set_field(doc: &mut Value, path: &[&str], value: Value) {
+    let Some((key, rest)) = path.split_first() else {
+        *doc = value;
+        return;
+    };
+    if !doc.is_object() {
+        *doc = Value::Object(serde_json::Map::new());
+    }
+    if let Value::Object(m) = doc {
+        set_field(
+            m.entry((*key).to_owned()).or_insert(Value::Null),
+            rest,
+            value,
+        );
+    }
+}
+
+/// Whether the JSON document `json` has a member at `path` (object keys from
+/// the root), `null` included. Reads the document without building it; a
+/// document that does not parse counts as having it, so that nothing is
+/// kept from the stored object on its account.
+pub fn has_field(json: &[u8], path: &[&str]) -> bool {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    Field(path).deserialize(&mut de).unwrap_or(true)
+}
+
+/// Looks for the rest of a path in the value being read.
+struct Field<'p>(&'p [&'p str]);
+
+impl<'de> DeserializeSeed<'de> for Field<'_> {
+    type Value = bool;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        if self.0.is_empty() {
+            IgnoredAny::deserialize(d)?;
+            return Ok(true);
+        }
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Field<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        let (first, rest) = match self.0.split_first() {
+            Some(split) => split,
+            None => return Ok(true),
+        };
+        let mut found = false;
+        while let Some(is_it) = map.next_key_seed(KeyIs(first))? {
+            if is_it && !found {
+                found = map.next_value_seed(Field(rest))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(false)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// Compares an object key with the one looked for, without keeping it.
+struct KeyIs<'k>(&'k str);
+
+impl<'de> DeserializeSeed<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyIs<'_> {
+    type Value = bool;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<bool, E> {
+        Ok(key == self.0)
+    }
 }
 
 /// Which part of the object a merge patch may change.
@@ -177,8 +348,23 @@ pub fn patch<K: Resource>(
             "metadata.name {n:?} does not match the name in the URL {name:?}"
         )));
     }
-    let mut doc = serde_json::to_value(&current).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut doc = to_value(&current)?;
+    // A patch that drops a kept field (`null`, or a `null` or non-object
+    // around it) does not remove it: it belongs to another writer.
+    let kept = match target {
+        PatchTarget::Status => kept_status_fields(K::KIND),
+        PatchTarget::Main => &[],
+    };
+    let before: Vec<(&[&str], Value)> = kept
+        .iter()
+        .filter_map(|path| Some((*path, field(&doc, path)?.clone())))
+        .collect();
     merge_patch(&mut doc, patch);
+    for (path, value) in before {
+        if field(&doc, path).is_none() {
+            set_field(&mut doc, path, value);
+        }
+    }
     let patched: K = crate::extract::decode_value(doc)?;
     match target {
         PatchTarget::Main => {
@@ -354,7 +540,7 @@ mod tests {
             cpu_percent: 90.0,
             ..Default::default()
         });
-        let Ok(Decision::Put(n)) = replace_status(Some(cur.clone()), w, 6) else {
+        let Ok(Decision::Put(n)) = replace_status(Some(cur.clone()), w, &[], 6) else {
             panic!()
         };
         assert_eq!(n.spec, cur.spec);
@@ -390,5 +576,149 @@ mod tests {
             patch::<Node>(None, "a", &p, PatchTarget::Main, 6),
             Err(ApiError::NotFound { .. })
         ));
+    }
+    #[test]
+    fn has_field_table() {
+        let path: &[&str] = &["status", "usage", "inFlight"];
+        let cases = [
+            (r#"{"status":{"usage":{"inFlight":0}}}"#, true),
+            (r#"{"status":{"usage":{"inFlight":null}}}"#, true),
+            (
+                r#"{"status":{"usage":{"cpuPercent":1,"inFlight":3,"x":[1,{"inFlight":1}]}}}"#,
+                true,
+            ),
+            (r#"{"status":{"usage":{"cpuPercent":1}}}"#, false),
+            (r#"{"status":{"usage":null}}"#, false),
+            (r#"{"status":{}}"#, false),
+            (r#"{"spec":{"usage":{"inFlight":1}}}"#, false),
+            (
+                r#"{"status":{"models":[{"inFlight":1}],"usage":"x"}}"#,
+                false,
+            ),
+            (r#"{"status":{"usage":{"in\u0046light":2}}}"#, true),
+            (r#"[1,2]"#, false),
+            (r#"{}"#, false),
+            (r#"{"status":"#, true),
+        ];
+        for (doc, want) in cases {
+            assert_eq!(has_field(doc.as_bytes(), path), want, "{doc}");
+        }
+        assert!(has_field(b"{}", &[]));
+    }
+
+    fn with_in_flight(rv: u64, n: u32) -> Node {
+        let mut cur = stored(rv);
+        cur.status.usage = Some(NodeUsage {
+            cpu_percent: 10.0,
+            memory_percent: 20.0,
+            in_flight: n,
+        });
+        cur
+    }
+
+    fn in_flight(n: &Node) -> Option<u32> {
+        n.status.usage.as_ref().map(|u| u.in_flight)
+    }
+
+    #[test]
+    fn a_status_write_that_leaves_in_flight_out_keeps_it() {
+        let cur = with_in_flight(5, 3);
+        let keep = kept_status_fields("Node");
+        // (case, body the writer sent, inFlight after the write, cpuPercent after)
+        let cases = [
+            (
+                "usage without inFlight",
+                json!({"metadata":{"name":"a"},"status":{"usage":{"cpuPercent":50.0,"memoryPercent":1.0}}}),
+                Some(3),
+                Some(50.0),
+            ),
+            (
+                "no usage at all",
+                json!({"metadata":{"name":"a"},"status":{"conditions":[]}}),
+                Some(3),
+                Some(0.0),
+            ),
+            (
+                "inFlight set explicitly",
+                json!({"metadata":{"name":"a"},"status":{"usage":{"cpuPercent":50.0,"inFlight":7}}}),
+                Some(7),
+                Some(50.0),
+            ),
+            (
+                "inFlight 0 set explicitly",
+                json!({"metadata":{"name":"a"},"status":{"usage":{"inFlight":0}}}),
+                Some(0),
+                Some(0.0),
+            ),
+        ];
+        for (case, body, want, cpu) in cases {
+            let bytes = serde_json::to_vec(&body).expect("json");
+            let left = left_out("Node", &bytes);
+            let new: Node = serde_json::from_slice(&bytes).expect("node");
+            let Ok(Decision::Put(n)) = replace_status(Some(cur.clone()), new, &left, 6) else {
+                panic!("{case}")
+            };
+            assert_eq!(in_flight(&n), want, "{case}");
+            assert_eq!(n.status.usage.map(|u| u.cpu_percent), cpu, "{case}");
+        }
+        assert_eq!(keep.len(), 1);
+        assert!(left_out("ModelAssignment", b"{}").is_empty());
+        // Nothing stored: nothing to keep, the write lands as sent.
+        let fresh = stored(5);
+        let new: Node = serde_json::from_value(
+            json!({"metadata":{"name":"a"},"status":{"usage":{"cpuPercent":5.0}}}),
+        )
+        .expect("node");
+        let Ok(Decision::Put(n)) = replace_status(Some(fresh), new, keep, 6) else {
+            panic!()
+        };
+        assert_eq!(in_flight(&n), Some(0));
+    }
+
+    #[test]
+    fn a_status_patch_cannot_drop_in_flight() {
+        let cur = with_in_flight(5, 3);
+        // (case, patch, inFlight after, cpuPercent after)
+        let cases = [
+            (
+                "usage without inFlight",
+                json!({"status":{"usage":{"cpuPercent":50.0}}}),
+                Some(3),
+                Some(50.0),
+            ),
+            (
+                "usage null",
+                json!({"status":{"usage":null}}),
+                Some(3),
+                Some(0.0),
+            ),
+            ("status null", json!({"status":null}), Some(3), Some(0.0)),
+            (
+                "inFlight set",
+                json!({"status":{"usage":{"inFlight":1}}}),
+                Some(1),
+                Some(10.0),
+            ),
+        ];
+        for (case, p, want, cpu) in cases {
+            let Ok(Decision::Put(n)) = patch(Some(cur.clone()), "a", &p, PatchTarget::Status, 6)
+            else {
+                panic!("{case}")
+            };
+            assert_eq!(in_flight(&n), want, "{case}");
+            assert_eq!(n.status.usage.map(|u| u.cpu_percent), cpu, "{case}");
+        }
+        // Dropping only the kept field, or writing what is already there,
+        // changes nothing.
+        for same in [
+            json!({"status":{"usage":{"inFlight":null}}}),
+            json!({"status":{"usage":{"cpuPercent":10.0,"memoryPercent":20.0}}}),
+        ] {
+            assert_eq!(
+                patch(Some(cur.clone()), "a", &same, PatchTarget::Status, 6).expect("ok"),
+                Decision::Unchanged,
+                "{same}"
+            );
+        }
     }
 }

@@ -51,6 +51,47 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// A `/proc/<pid>/status` figure given in kB (`VmRSS`, `RssAnon`,
+/// `RssFile`, ...), in bytes; `Threads` as a count.
+pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.split(':').next() == Some(field))?;
+    let n: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(if line.ends_with("kB") { n * 1024 } else { n })
+}
+
+/// The status a nodelet writes for node `i` (heartbeat `seq`): only the
+/// fields the nodelet owns (its three conditions, `lastHeartbeatTime`,
+/// `info`, `capacity`, `usage.cpuPercent` and `usage.memoryPercent`,
+/// `models`), about 1 KB. `Ready`, `Reachable`, `usage.inFlight` and
+/// `routing` belong to the controller and the router; a write that set them
+/// would make them write back, and a watcher would see events the writer
+/// did not cause. As a merge patch this replaces the whole list of
+/// conditions, which the nodelet does not do (it reads, sets its own and
+/// writes back); benchmarks that send it make sure nothing else writes
+/// conditions, or send the conditions only once.
+pub fn nodelet_status(i: usize, seq: u64) -> serde_json::Value {
+    let now = jiff::Timestamp::now();
+    serde_json::json!({
+        "conditions": [
+            {"type":"NodeletReady","status":"True","reason":"NodeletRunning","message":"the nodelet is running","lastTransitionTime":"2026-01-01T00:00:00Z"},
+            {"type":"OllamaInstalled","status":"True","reason":"Found","message":"v0.33.0 at /var/lib/herd/versions/v0.33.0/bin/ollama (herd's install directory)","lastTransitionTime":"2026-01-01T00:00:00Z"},
+            {"type":"OllamaRunning","status":"True","reason":"Answering","message":"Ollama 0.33.0 answers at http://127.0.0.1:11434/","lastTransitionTime":"2026-01-01T00:00:00Z"}
+        ],
+        "lastHeartbeatTime": now.to_string(),
+        "info": {"machineName": format!("gpu-box-{i}"), "addresses": [format!("127.0.{}.{}", i / 250, 1 + i % 250)],
+                 "os":"linux","arch":"x86_64","ollamaVersion":"0.33.0","nodeletVersion":"0.1.0","startTime":"2026-01-01T00:00:00Z"},
+        "capacity": {"cpus": 16, "memoryBytes": 68_719_476_736u64, "gpus":[{"name":"NVIDIA RTX 4090","memoryBytes": 25_769_803_776u64}]},
+        "usage": {"cpuPercent": (seq % 100) as f64, "memoryPercent": 41.5},
+        "models": [
+            {"name":"llama3.2:1b","digest":"sha256:baf6a787fdffd633537aa2eb51cfd54cb93ff08e28040095462bb63daf552878","sizeBytes":1_321_098_329u64,"loaded":true},
+            {"name":"qwen2.5:0.5b","digest":"sha256:a8b0c51577010a279d933d14c2a8ab4b268079d44c5c8830c0a93900f1827c67","sizeBytes":397_821_319u64,"loaded":false}
+        ]
+    })
+}
+
 /// CPU time (user + system) a process has used, from /proc (Linux).
 pub fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

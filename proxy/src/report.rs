@@ -1,9 +1,11 @@
 //! What the proxy tells the API about nodes, off the request path:
 //! `Reachable` when connections fail (or work again), and
 //! `status.usage.inFlight` so the controller (drain) and the dashboard see
-//! the load. Writes are read-modify-write with retry on conflict, so they
-//! never clobber what the nodelet or the controller wrote, and each node is
-//! written at most once per `status_report_interval` by each kind of report.
+//! the load. Neither write can clobber what the nodelet or the controller
+//! wrote: the condition is a read-modify-write with retry on conflict, the
+//! count a merge patch of that one field (the API server keeps it when other
+//! writers leave it out). Each node is written at most once per
+//! `status_report_interval` by each kind of report.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use herd_api::{Condition, ConditionStatus, Node, NodeUsage, conditions, set_condition};
-use herd_client::Api;
+use herd_api::{Condition, ConditionStatus, Node, conditions, set_condition};
+use herd_client::{Api, PostParams};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -151,8 +153,8 @@ pub(crate) fn spawn_reachability(
 
 /// Writes `status.usage.inFlight` of nodes whose live count differs from
 /// what the store holds, at most once per `interval` per node. Comparing
-/// with the store (not with what was last written) repairs the value if
-/// another writer replaced the whole `usage`.
+/// with the store (not with what was last written) repairs a value another
+/// writer set explicitly; one that leaves the field out does not change it.
 pub(crate) fn spawn_in_flight_writer(
     api: Api<Node>,
     table: Arc<ArcSwap<Table>>,
@@ -183,10 +185,9 @@ pub(crate) fn spawn_in_flight_writer(
                     continue;
                 }
                 last_write.insert(b.name.to_string(), Instant::now());
+                let patch = serde_json::json!({"status": {"usage": {"inFlight": live}}});
                 let res = api
-                    .update_status_with_retry(&b.name, |s| {
-                        s.usage.get_or_insert_with(NodeUsage::default).in_flight = live;
-                    })
+                    .patch_status(&b.name, &PostParams::default(), &patch)
                     .await;
                 match res {
                     Ok(_) => {

@@ -365,10 +365,13 @@ async fn replace_status<K: Resource>(
 ) -> Result<Response, ApiError> {
     auth::caller(&state, principal)?;
     let dry_run = extract::dry_run(&extract::query(&uri)?)?;
-    let mut obj: K = read_object(&state, &headers, body).await?;
+    let bytes =
+        extract::read_body(&headers, body, BodyKind::Json, state.config.max_body_bytes).await?;
+    let mut obj: K = extract::decode(&bytes)?;
     name_from_url(&mut obj, &name)?;
+    let keep = mutate::left_out(K::KIND, &bytes);
     let written = write::<K, _>(&state, name, dry_run, move |cur, rv| {
-        mutate::replace_status(cur, obj.clone(), rv)
+        mutate::replace_status(cur, obj.clone(), &keep, rv)
     })
     .await?;
     Ok(json_response(StatusCode::OK, written.object.body.clone()))

@@ -2,6 +2,10 @@
 //! status-update throughput and latency, list of N objects, watch delivery lag
 //! to many watchers under a steady heartbeat load, and resident memory.
 //!
+//! Watch lag is per write: the time from a writer stamping
+//! `lastHeartbeatTime` to the first delivery of that write to each watcher;
+//! deliveries that carry no new write are counted apart.
+//!
 //! cargo build --release -p herd -p herd-bench
 //! target/release/apiserver-bench            # defaults: 10,000 nodes, 100 watchers
 
@@ -12,7 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use futures_util::StreamExt;
-use herd_bench::{Summary, cpu_time, mib, ms, rss_bytes, start_herd_server, summarize};
+use herd_bench::{
+    Summary, cpu_time, mib, ms, nodelet_status, rss_bytes, start_herd_server, summarize,
+};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -49,24 +55,11 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(n))
 }
 
+/// A nodelet's heartbeat as a merge patch. It replaces the node's list of
+/// conditions, which is safe here: no controller runs and no node fails, so
+/// nothing else writes conditions.
 fn status_patch(i: usize, seq: u64) -> String {
-    let now = jiff::Timestamp::now();
-    json!({"status": {
-        "conditions": [
-            {"type":"Ready","status":"True","reason":"NodeletReady","message":"nodelet is posting heartbeats","lastTransitionTime":"2026-01-01T00:00:00Z"},
-            {"type":"OllamaRunning","status":"True","reason":"Answering","lastTransitionTime":"2026-01-01T00:00:00Z"}
-        ],
-        "lastHeartbeatTime": now.to_string(),
-        "info": {"machineName": format!("gpu-box-{i}"), "addresses": [format!("127.0.{}.{}", i / 250, 1 + i % 250)],
-                 "os":"linux","arch":"amd64","ollamaVersion":"0.33.0","nodeletVersion":"0.1.0","startTime":"2026-01-01T00:00:00Z"},
-        "capacity": {"cpus": 16, "memoryBytes": 68_719_476_736u64, "gpus":[{"name":"NVIDIA RTX 4090","memoryBytes": 25_769_803_776u64}]},
-        "usage": {"cpuPercent": (seq % 100) as f64, "memoryPercent": 41.5, "inFlight": seq % 4},
-        "models": [
-            {"name":"llama3.2:1b","digest":"sha256:baf6a787fdffd633537aa2eb51cfd54cb93ff08e28040095462bb63daf552878","sizeBytes":1_321_098_329u64,"loaded":true},
-            {"name":"qwen2.5:0.5b","digest":"sha256:a8b0c51577010a279d933d14c2a8ab4b268079d44c5c8830c0a93900f1827c67","sizeBytes":397_821_319u64,"loaded":false}
-        ]
-    }})
-    .to_string()
+    json!({ "status": nodelet_status(i, seq) }).to_string()
 }
 
 async fn patch_status(
@@ -267,6 +260,30 @@ async fn closed_loop(
     Ok((summarize(&mut samples), elapsed, peak))
 }
 
+/// What one watcher received in the watch phase.
+#[derive(Default)]
+struct Seen {
+    /// Node events carrying a heartbeat.
+    deliveries: u64,
+    /// Deliveries of a heartbeat this watcher had not seen: one per write.
+    writes: u64,
+    /// Deliveries of a heartbeat already seen: a write by someone else.
+    repeats: u64,
+}
+
+/// The node index and `lastHeartbeatTime` of one watch event line.
+fn delivery(line: &[u8]) -> Option<(usize, jiff::Timestamp)> {
+    const NAME: &str = "\"name\":\"node-";
+    const HEARTBEAT: &str = "\"lastHeartbeatTime\":\"";
+    let text = std::str::from_utf8(line).ok()?;
+    let after = |mark: &str| text.find(mark).map(|p| &text[p + mark.len()..]);
+    let name = after(NAME)?;
+    let node = name[..name.find('"')?].parse().ok()?;
+    let rest = after(HEARTBEAT)?;
+    let ts = rest[..rest.find('"')?].parse().ok()?;
+    Some((node, ts))
+}
+
 async fn open_loop(
     http: &reqwest::Client,
     url: &str,
@@ -288,6 +305,7 @@ async fn open_loop(
         .to_owned();
     let stop = Arc::new(AtomicBool::new(false));
     let lags = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
     let mut watchers = Vec::new();
     let watch_http = reqwest::Client::new();
     for _ in 0..watcher_count {
@@ -302,12 +320,16 @@ async fn open_loop(
             "watch answered {}",
             resp.status()
         );
-        let (stop, lags) = (stop.clone(), lags.clone());
+        let (stop, lags, seen, nodes) = (stop.clone(), lags.clone(), seen.clone(), args.nodes);
         watchers.push(tokio::spawn(async move {
             let mut stream = resp.bytes_stream();
             let mut buf: Vec<u8> = Vec::new();
             let mut mine = Vec::new();
-            const MARK: &str = "\"lastHeartbeatTime\":\"";
+            let mut tally = Seen::default();
+            // Per node, the newest heartbeat delivered (ns since the epoch).
+            // A node's writes are seconds apart, so its heartbeats arrive in
+            // order: one no newer than the last is a repeat.
+            let mut newest = vec![i128::MIN; nodes];
             while !stop.load(Ordering::Relaxed) {
                 let Ok(Some(chunk)) =
                     tokio::time::timeout(Duration::from_millis(500), stream.next()).await
@@ -320,20 +342,28 @@ async fn open_loop(
                 let mut start = 0;
                 while let Some(nl) = buf[start..].iter().position(|b| *b == b'\n') {
                     let line = &buf[start..start + nl];
-                    if let Ok(text) = std::str::from_utf8(line)
-                        && let Some(p) = text.find(MARK)
-                        && let rest = &text[p + MARK.len()..]
-                        && let Some(end) = rest.find('"')
-                        && let Ok(ts) = rest[..end].parse::<jiff::Timestamp>()
-                    {
-                        let lag = now.duration_since(ts);
-                        mine.push(Duration::try_from(lag).unwrap_or_default());
+                    match delivery(line) {
+                        Some((node, ts)) if node < nodes => {
+                            tally.deliveries += 1;
+                            let ns = ts.as_nanosecond();
+                            if ns > newest[node] {
+                                newest[node] = ns;
+                                tally.writes += 1;
+                                let lag = now.duration_since(ts);
+                                mine.push(Duration::try_from(lag).unwrap_or_default());
+                            } else {
+                                tally.repeats += 1;
+                            }
+                        }
+                        Some(_) => tally.deliveries += 1,
+                        None => {}
                     }
                     start += nl + 1;
                 }
                 buf.drain(..start);
             }
             lags.lock().await.extend(mine);
+            seen.lock().await.push(tally);
         }));
     }
     // Open loop: each of `writers` tasks sends at rate/writers, on schedule.
@@ -393,7 +423,6 @@ async fn open_loop(
         elapsed,
     );
     let mut lags = lags.lock().await;
-    let delivered = lags.len();
     if watcher_count == 0 {
         println!(
             "  server CPU {:.0}% of one core; peak RSS {}",
@@ -402,10 +431,22 @@ async fn open_loop(
         );
         return Ok(());
     }
+    let seen = seen.lock().await;
+    let sum = |f: fn(&Seen) -> u64| seen.iter().map(f).sum::<u64>();
+    let (deliveries, first, repeats) =
+        (sum(|s| s.deliveries), sum(|s| s.writes), sum(|s| s.repeats));
+    let w = watcher_count.max(1) as u64;
+    println!(
+        "  {} writes; each watcher saw {} of them in {} deliveries ({} repeats: events the writes did not cause)",
+        s.count,
+        first / w,
+        deliveries / w,
+        repeats / w
+    );
     let l = summarize(&mut lags);
     println!(
-        "watch delivery lag over {delivered} deliveries ({} per watcher): p50 {} p90 {} p99 {} max {}",
-        delivered / watcher_count.max(1),
+        "watch lag per write (first delivery of each write to each watcher, {} samples): p50 {} p90 {} p99 {} max {}",
+        l.count,
         ms(l.p50),
         ms(l.p90),
         ms(l.p99),

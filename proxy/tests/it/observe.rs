@@ -290,3 +290,112 @@ async fn in_flight_counts_reach_the_node_status() {
     })
     .await;
 }
+
+/// A writer that replaces the whole `status.usage` with its own figures (as a
+/// nodelet written in another language would) leaves the router's in-flight
+/// count alone, so the router has nothing to write back: every event on the
+/// node is one of that writer's writes.
+#[tokio::test]
+async fn replacing_usage_starts_no_write_back_loop() {
+    bounded(async {
+        let herd = Herd::start().await;
+        let a = FakeOllama::builder()
+            .models(["m"])
+            .ttft(Duration::from_millis(1))
+            .tokens(500)
+            .tokens_per_sec(50.0)
+            .num_parallel(4)
+            .start()
+            .await;
+        herd.add_fake("a", &a, &["m"]).await;
+        let mut streams = Vec::new();
+        for _ in 0..2 {
+            let mut r = herd
+                .post("/api/generate", json!({"model": "m", "prompt": "x"}))
+                .await;
+            r.chunk().await.expect("read").expect("first chunk");
+            streams.push(r);
+        }
+        let usage = |n: &herd_api::Node| n.status.usage.as_ref().map_or(0, |u| u.in_flight);
+        // The router's count is in before the watch starts, and stays.
+        eventually("inFlight 2", Duration::from_secs(5), || async {
+            let n = herd.nodes.get("a").await.ok()?;
+            (usage(&n) == 2).then_some(())
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let settled = herd.nodes.get("a").await.expect("get");
+        assert_eq!(usage(&settled), 2);
+        let rv = settled.metadata.resource_version.clone().expect("rv");
+
+        let watch = herd
+            .http
+            .get(herd.at(&format!(
+                "/apis/herd/v1/nodes?watch=true&resourceVersion={rv}&timeoutSeconds=3"
+            )))
+            .send()
+            .await
+            .expect("watch");
+        assert_eq!(watch.status(), 200);
+        let writes = 6;
+        for i in 0..writes {
+            let cpu = f64::from(10 + i);
+            if i % 2 == 0 {
+                // PUT of the whole status, `usage` without `inFlight`.
+                let mut body =
+                    serde_json::to_value(herd.nodes.get("a").await.expect("get")).expect("json");
+                body["metadata"]
+                    .as_object_mut()
+                    .expect("metadata")
+                    .remove("resourceVersion");
+                body["status"]["usage"] = json!({"cpuPercent": cpu, "memoryPercent": 5.0});
+                let r = herd
+                    .http
+                    .put(herd.at("/apis/herd/v1/nodes/a/status"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .expect("put");
+                assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+            } else {
+                // A merge patch that drops `usage` and sets its own.
+                for p in [
+                    json!({"status": {"usage": null}}),
+                    json!({"status": {"usage": {"cpuPercent": cpu}}}),
+                ] {
+                    let r = herd
+                        .http
+                        .patch(herd.at("/apis/herd/v1/nodes/a/status"))
+                        .header("content-type", "application/merge-patch+json")
+                        .body(p.to_string())
+                        .send()
+                        .await
+                        .expect("patch");
+                    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+                }
+            }
+        }
+        // The stream ends 3 s after it began, long after the last write: the
+        // router, reporting every 50 ms, would have written back by then.
+        let events: Vec<Value> = ndjson(&watch.text().await.expect("events"))
+            .into_iter()
+            .filter(|e| e["type"] == "MODIFIED")
+            .collect();
+        let counts: Vec<u64> = events
+            .iter()
+            .map(|e| {
+                e["object"]["status"]["usage"]["inFlight"]
+                    .as_u64()
+                    .unwrap_or(0)
+            })
+            .collect();
+        // Each PUT is one event, each pair of patches two; none from the router.
+        assert_eq!(events.len(), 9, "in-flight counts per event: {counts:?}");
+        assert!(counts.iter().all(|n| *n == 2), "{counts:?}");
+        let end = herd.nodes.get("a").await.expect("get");
+        assert_eq!(usage(&end), 2);
+        assert_eq!(end.status.usage.map(|u| u.cpu_percent), Some(15.0));
+        drop(streams);
+    })
+    .await;
+}
