@@ -42,6 +42,9 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// Events kept for watchers to resume from; older revisions get 410.
     pub watch_window: usize,
+    /// Bytes those events may take in memory; the oldest are dropped first
+    /// (in memory and on disk) when either bound is reached.
+    pub watch_window_bytes: usize,
     pub sync: SyncMode,
     /// Events kept; older ones are deleted (oldest first).
     pub max_events: usize,
@@ -54,6 +57,7 @@ impl Config {
             max_body_bytes: 2 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(30),
             watch_window: 20_000,
+            watch_window_bytes: store::DEFAULT_WATCH_WINDOW_BYTES,
             sync: SyncMode::Normal,
             max_events: 1000,
         }
@@ -78,6 +82,7 @@ pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, App
         KINDS,
         StoreOptions {
             watch_window: config.watch_window,
+            watch_window_bytes: config.watch_window_bytes,
             sync: config.sync,
         },
     )?;

@@ -37,6 +37,17 @@ fn check_precondition<K: Resource>(current: &K, requested: Option<&str>) -> Resu
     }
 }
 
+/// Refuses an object whose serialized form is larger than the store keeps
+/// (422, naming the limit): the size is known only once the write has been
+/// decided (a small patch can grow an object past it).
+pub fn check_object_size<K: Resource>(name: &str, len: usize) -> Result<(), ApiError> {
+    herd_api::validate::object_size(len).map_err(|message| ApiError::Invalid {
+        kind: K::KIND,
+        name: name.to_owned(),
+        errors: vec![herd_api::FieldError::invalid("object", message)],
+    })
+}
+
 fn validated<K: Resource>(obj: K) -> Result<K, ApiError> {
     let errors = obj.validate();
     if errors.is_empty() {

@@ -26,6 +26,10 @@ pub struct ServerArgs {
     /// Number of recent changes kept for watchers to resume from (older: 410, relist).
     #[arg(long, env = "HERD_WATCH_WINDOW", default_value_t = 20_000)]
     pub watch_window: usize,
+    /// Bytes of memory those recent changes may take; the oldest are dropped first
+    /// (watchers that need them get 410 and relist), in memory and on disk.
+    #[arg(long, env = "HERD_WATCH_WINDOW_BYTES", default_value_t = herd_apiserver::store::DEFAULT_WATCH_WINDOW_BYTES)]
+    pub watch_window_bytes: usize,
     /// Events kept in the event log; the oldest are deleted past this.
     #[arg(long, env = "HERD_MAX_EVENTS", default_value_t = 1000)]
     pub max_events: usize,
@@ -71,6 +75,7 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
     api.max_body_bytes = args.max_body_bytes;
     api.bookmark_interval = args.bookmark_interval;
     api.watch_window = args.watch_window;
+    api.watch_window_bytes = args.watch_window_bytes;
     api.max_events = args.max_events;
     api.sync = if args.fsync {
         herd_apiserver::SyncMode::Full
