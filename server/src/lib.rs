@@ -64,6 +64,9 @@ pub struct Config {
     /// Closes client connections quiet for this long (see
     /// [`App::with_idle_timeout`]); `None` keeps them as long as clients do.
     pub client_idle_timeout: Option<Duration>,
+    /// Client connections served at once; past it new ones are closed at
+    /// accept and counted in `/metrics`. `None` sets no limit.
+    pub max_connections: Option<usize>,
 }
 
 impl Config {
@@ -78,6 +81,7 @@ impl Config {
             dashboard: true,
             http_workers: Workers::Shared,
             client_idle_timeout: None,
+            max_connections: None,
         }
     }
 }
@@ -148,8 +152,16 @@ impl Server {
             router = router.merge(herd_ui::router());
         }
 
+        let limit = config.max_connections.map(host::ConnectionLimit::new);
+        if let Some(limit) = &limit {
+            router = router.layer(axum::middleware::from_fn_with_state(
+                limit.clone(),
+                host::metrics_with_connections,
+            ));
+        }
         let mut app = App::from(herd_apiserver::with_common_layers(router))
-            .with_idle_timeout(config.client_idle_timeout);
+            .with_idle_timeout(config.client_idle_timeout)
+            .with_connection_limit(limit);
         if let Some(shortcut) = shortcut {
             app = app.with_shortcut(shortcut);
         }

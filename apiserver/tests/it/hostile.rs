@@ -215,3 +215,68 @@ async fn many_small_patches_of_a_large_node_stay_within_the_window_bytes() {
     assert!(usage.bytes <= BOUND && usage.events > 0, "{usage:?}");
     s.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_query_values_answer_400_naming_the_parameter_everywhere() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = Built::start(Config::new(tmp.path())).await;
+    let (code, _) = s
+        .send(
+            reqwest::Method::POST,
+            "/nodes",
+            "application/json",
+            node("a").to_string(),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let get = reqwest::Method::GET;
+    for (method, path, param) in [
+        (get.clone(), "/nodes?limit=abc", "limit"),
+        (get.clone(), "/nodes?watch=maybe", "watch"),
+        (
+            get.clone(),
+            "/nodes?watch=true&timeoutSeconds=-1",
+            "timeoutSeconds",
+        ),
+        (get.clone(), "/nodes?resourceVersion=x", "resourceVersion"),
+        (get.clone(), "/nodes/a?resourceVersion=x", "resourceVersion"),
+        (get.clone(), "/nodes/a?limit=abc", "limit"),
+        (
+            get.clone(),
+            "/modelassignments?allowWatchBookmarks=perhaps",
+            "allowWatchBookmarks",
+        ),
+        (get.clone(), "/events?limit=1e3", "limit"),
+        (get.clone(), "?limit=abc", "limit"),
+        (
+            get.clone(),
+            "/nodes?labelSelector=gpu+in+(",
+            "labelSelector",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/nodes/a?dryRun=maybe&limit=x",
+            "limit",
+        ),
+    ] {
+        let (code, body) = s
+            .send(method.clone(), path, "application/json", String::new())
+            .await;
+        assert_eq!(code, 400, "{method} {path}: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| m.contains(param)),
+            "{method} {path} names {param}: {body}"
+        );
+    }
+    // Unknown parameters are ignored, well-formed known ones accepted.
+    let (code, body) = s
+        .send(
+            get,
+            "/nodes?limit=5&resourceVersion=0&whatever=x",
+            "application/json",
+            String::new(),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    s.stop().await;
+}

@@ -54,6 +54,12 @@ pub struct ServerArgs {
     /// Ollama does.
     #[arg(long, env = "HERD_CLIENT_IDLE_TIMEOUT", default_value = "5m", value_parser = humantime::parse_duration)]
     pub client_idle_timeout: Duration,
+    /// Client connections served at once; past it a new connection is closed as soon
+    /// as it is accepted (counted in /metrics as herd_server_connections_refused). 0
+    /// sets no limit. The server's own loopback clients (the proxy's and the controller's
+    /// watches) count too. Keep it under the process's open-file limit (`ulimit -n`).
+    #[arg(long, env = "HERD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     #[command(flatten)]
     pub proxy: herd_proxy::ProxyArgs,
     #[command(flatten)]
@@ -90,6 +96,7 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
         dashboard: true,
         http_workers: args.http_workers,
         client_idle_timeout: Some(args.client_idle_timeout),
+        max_connections: (args.max_connections > 0).then_some(args.max_connections),
     }
 }
 

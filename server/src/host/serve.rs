@@ -32,6 +32,7 @@ use tokio_util::task::TaskTracker;
 use tower::Service as _;
 
 use super::idle::{Activity, Counted, Tracked, Upload, Watched, quiet_for};
+use super::limit::ConnectionLimit;
 
 /// Where [`serve_with`] runs connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,9 +95,23 @@ pub struct App {
     router: Router,
     shortcut: Option<Shortcut>,
     idle_timeout: Option<Duration>,
+    limit: Option<Arc<ConnectionLimit>>,
 }
 
 impl App {
+    /// Serves at most the limit's maximum of client connections at once
+    /// (over every worker thread); a connection past it is closed as soon
+    /// as it is accepted. `None` (the default) sets no limit.
+    pub fn with_connection_limit(mut self, limit: Option<Arc<ConnectionLimit>>) -> App {
+        self.limit = limit;
+        self
+    }
+
+    /// The connection limit, for its counts.
+    pub fn connection_limit(&self) -> Option<Arc<ConnectionLimit>> {
+        self.limit.clone()
+    }
+
     /// Tries `shortcut` on every request before the router.
     pub fn with_shortcut(mut self, shortcut: Shortcut) -> App {
         self.shortcut = Some(shortcut);
@@ -124,6 +139,7 @@ impl From<Router> for App {
             router,
             shortcut: None,
             idle_timeout: None,
+            limit: None,
         }
     }
 }
@@ -185,6 +201,15 @@ async fn serve_here(app: App, listener: TcpListener, token: CancellationToken) -
                 }
             }
         };
+        let permit = match app.limit.as_ref().map(ConnectionLimit::try_acquire) {
+            Some(None) => {
+                // Closing at once costs less than a 503: no read, no parse.
+                drop(tcp);
+                continue;
+            }
+            Some(permit) => permit,
+            None => None,
+        };
         // TCP_NODELAY: streamed tokens and watch events are small writes that
         // Nagle's algorithm would otherwise hold back until the client's
         // delayed ACK (~40 ms) whenever a previous write is still unacknowledged.
@@ -225,6 +250,7 @@ async fn serve_here(app: App, listener: TcpListener, token: CancellationToken) -
             activity,
         };
         connections.spawn(async move {
+            let _permit = permit;
             let _gone = gone.drop_guard();
             let given_up = service.activity.clone();
             let conn = http1::Builder::new().serve_connection(io, service);
