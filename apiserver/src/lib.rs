@@ -45,6 +45,9 @@ pub struct Config {
     /// Bytes those events may take in memory; the oldest are dropped first
     /// (in memory and on disk) when either bound is reached.
     pub watch_window_bytes: usize,
+    /// Networks node URLs may use although link-local or cloud metadata
+    /// (see `herd_api::node_address`).
+    pub allow_node_addresses: Vec<herd_api::node_address::Cidr>,
     pub sync: SyncMode,
     /// Events kept; older ones are deleted (oldest first).
     pub max_events: usize,
@@ -58,6 +61,7 @@ impl Config {
             bookmark_interval: Duration::from_secs(30),
             watch_window: 20_000,
             watch_window_bytes: store::DEFAULT_WATCH_WINDOW_BYTES,
+            allow_node_addresses: Vec::new(),
             sync: SyncMode::Normal,
             max_events: 1000,
         }

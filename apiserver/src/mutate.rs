@@ -48,6 +48,27 @@ pub fn check_object_size<K: Resource>(name: &str, len: usize) -> Result<(), ApiE
     })
 }
 
+/// Refuses a Node whose `spec.ollamaUrl` is an IP literal in a network
+/// node URLs may not use (see [`herd_api::node_address`]) unless `allowed`
+/// lets it in (422). Host names are checked where they are resolved, by the
+/// probe and the proxy.
+pub fn check_node_address<K: Resource>(
+    obj: &K,
+    allowed: &[herd_api::node_address::Cidr],
+) -> Result<(), ApiError> {
+    let Some(node) = (obj as &dyn std::any::Any).downcast_ref::<herd_api::Node>() else {
+        return Ok(());
+    };
+    let Some(ip) = herd_api::node_address::ip_literal_host(&node.spec.ollama_url) else {
+        return Ok(());
+    };
+    herd_api::node_address::check(ip, allowed).map_err(|message| ApiError::Invalid {
+        kind: K::KIND,
+        name: node.meta().name.clone(),
+        errors: vec![herd_api::FieldError::invalid("spec.ollamaUrl", message)],
+    })
+}
+
 fn validated<K: Resource>(obj: K) -> Result<K, ApiError> {
     let errors = obj.validate();
     if errors.is_empty() {

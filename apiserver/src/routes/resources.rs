@@ -118,6 +118,7 @@ where
                 });
             }
             Decision::Put(obj) => {
+                mutate::check_node_address(&obj, &state.config.allow_node_addresses)?;
                 let (template, labels) = template(obj)?;
                 Proposal::Put { template, labels }
             }

@@ -253,11 +253,8 @@ async fn malformed_query_values_answer_400_naming_the_parameter_everywhere() {
             "/nodes?labelSelector=gpu+in+(",
             "labelSelector",
         ),
-        (
-            reqwest::Method::DELETE,
-            "/nodes/a?dryRun=maybe&limit=x",
-            "limit",
-        ),
+        (reqwest::Method::DELETE, "/nodes/a?limit=x", "limit"),
+        (reqwest::Method::DELETE, "/nodes/a?dryRun=maybe", "dryRun"),
     ] {
         let (code, body) = s
             .send(method.clone(), path, "application/json", String::new())
@@ -278,5 +275,47 @@ async fn malformed_query_values_answer_400_naming_the_parameter_everywhere() {
         )
         .await;
     assert_eq!(code, 200, "{body}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn metadata_node_urls_are_refused_unless_allowed() {
+    let metadata = || {
+        let mut n = node("metadata");
+        n["spec"]["ollamaUrl"] = json!("http://169.254.169.254:80");
+        n.to_string()
+    };
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = Built::start(Config::new(tmp.path())).await;
+    let (code, body) = s
+        .send(
+            reqwest::Method::POST,
+            "/nodes",
+            "application/json",
+            metadata(),
+        )
+        .await;
+    assert_eq!(code, 422, "{body}");
+    assert!(body.to_string().contains("spec.ollamaUrl"), "{body}");
+    assert!(
+        body.to_string().contains("--allow-node-addresses"),
+        "{body}"
+    );
+    s.stop().await;
+
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut config = Config::new(tmp.path());
+    config.allow_node_addresses =
+        herd_api::node_address::parse_list("169.254.0.0/16").expect("list");
+    let s = Built::start(config).await;
+    let (code, body) = s
+        .send(
+            reqwest::Method::POST,
+            "/nodes",
+            "application/json",
+            metadata(),
+        )
+        .await;
+    assert_eq!(code, 201, "allowed by the operator: {body}");
     s.stop().await;
 }

@@ -82,6 +82,7 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
     api.bookmark_interval = args.bookmark_interval;
     api.watch_window = args.watch_window;
     api.watch_window_bytes = args.watch_window_bytes;
+    api.allow_node_addresses = args.controller.allow_node_addresses.clone();
     api.max_events = args.max_events;
     api.sync = if args.fsync {
         herd_apiserver::SyncMode::Full
