@@ -177,7 +177,11 @@ impl Shared {
             stop.clone(),
         );
         Shared {
-            client: Pool::new(config.connect_timeout, config.idle_pool_timeout),
+            client: Pool::with_allowed(
+                config.connect_timeout,
+                config.idle_pool_timeout,
+                config.allow_node_addresses.clone(),
+            ),
             sink: Arc::new(Sink {
                 history: History::new(config.request_history),
                 metrics: Metrics::new(),

@@ -319,3 +319,54 @@ async fn metadata_node_urls_are_refused_unless_allowed() {
     assert_eq!(code, 201, "allowed by the operator: {body}");
     s.stop().await;
 }
+
+/// serde_json's recursion limit (128) bounds deeply nested bodies: a 400 at
+/// once, not a stack overflow or a long parse.
+#[tokio::test]
+async fn deeply_nested_json_bodies_get_a_400_quickly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let s = Built::start(Config::new(tmp.path())).await;
+    let (code, _) = s
+        .send(
+            reqwest::Method::POST,
+            "/nodes",
+            "application/json",
+            node("a").to_string(),
+        )
+        .await;
+    assert_eq!(code, 201);
+    let deep_object = format!("{}1{}", r#"{"a":"#.repeat(100_000), "}".repeat(100_000));
+    for (method, path, ct, body) in [
+        (
+            reqwest::Method::POST,
+            "/nodes",
+            "application/json",
+            "[".repeat(500_000),
+        ),
+        (
+            reqwest::Method::POST,
+            "/nodes",
+            "application/json",
+            deep_object.clone(),
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/nodes/a",
+            "application/merge-patch+json",
+            deep_object,
+        ),
+    ] {
+        let started = std::time::Instant::now();
+        let (code, reply) = s.send(method.clone(), path, ct, body).await;
+        assert_eq!(code, 400, "{method} {path}: {reply}");
+        if method == reqwest::Method::PATCH {
+            // Decoded into an untyped value: only the limit stops it.
+            assert!(reply.to_string().contains("recursion limit"), "{reply}");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{method} {path}"
+        );
+    }
+    s.stop().await;
+}

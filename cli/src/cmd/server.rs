@@ -91,7 +91,10 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
     };
     herd_server::Config {
         api,
-        proxy: Some((&args.proxy).into()),
+        proxy: Some(herd_proxy::ProxyConfig {
+            allow_node_addresses: args.controller.allow_node_addresses.clone(),
+            ..(&args.proxy).into()
+        }),
         proxy_shortcut: true,
         controller: (!args.no_controller).then(|| args.controller.config()),
         dashboard: true,
