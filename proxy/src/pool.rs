@@ -317,7 +317,7 @@ impl Failed {
 async fn connect_allowed(addr: &str, allowed: &[Cidr]) -> Result<TcpStream, SendError> {
     let resolved = tokio::net::lookup_host(addr)
         .await
-        .map_err(|e| SendError::Connect(e.to_string()))?;
+        .map_err(|_| SendError::Connect("the node's host name does not resolve".into()))?;
     let (mut failed, mut refused) = (None, None);
     for a in resolved {
         if let Err(why) = node_address::check(a.ip(), allowed) {
@@ -330,10 +330,21 @@ async fn connect_allowed(addr: &str, allowed: &[Cidr]) -> Result<TcpStream, Send
         }
     }
     Err(SendError::Connect(match (failed, refused) {
-        (Some(e), _) => e.to_string(),
+        (Some(e), _) => connect_failure(e.kind()).to_owned(),
         (None, Some(why)) => why,
         (None, None) => format!("{addr} resolves to no address"),
     }))
+}
+
+/// A failed connection in the proxy's words, never the socket's own text:
+/// these messages reach node conditions, which anyone who may read nodes
+/// can see, and raw errors would tell them how each address answered.
+pub(crate) fn connect_failure(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ConnectionRefused => "connection refused",
+        ErrorKind::TimedOut => "timed out",
+        _ => "the node's address is unreachable",
+    }
 }
 
 struct Idle {
@@ -631,6 +642,25 @@ impl Body for UpstreamBody {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn connect_failures_are_worded_without_socket_text() {
+        for (kind, want) in [
+            (ErrorKind::ConnectionRefused, "connection refused"),
+            (ErrorKind::TimedOut, "timed out"),
+            (
+                ErrorKind::HostUnreachable,
+                "the node's address is unreachable",
+            ),
+            (
+                ErrorKind::NetworkUnreachable,
+                "the node's address is unreachable",
+            ),
+            (ErrorKind::Other, "the node's address is unreachable"),
+        ] {
+            assert_eq!(connect_failure(kind), want, "{kind:?}");
+        }
+    }
+
     #[tokio::test]
     async fn connections_to_refused_networks_are_not_attempted_unless_allowed() {
         let refused = connect_allowed("169.254.169.254:80", &[]).await;

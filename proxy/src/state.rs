@@ -253,7 +253,10 @@ impl Shared {
             let failed =
                 match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
                     Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(format!("cannot connect: {e}")),
+                    Ok(Err(e)) => Some(format!(
+                        "cannot connect: {}",
+                        crate::pool::connect_failure(e.kind())
+                    )),
                     Err(_) => Some(format!(
                         "cannot connect: timed out after {}",
                         humantime::format_duration(timeout)
