@@ -14,6 +14,7 @@ mod join;
 mod meta;
 pub mod model_name;
 mod node;
+pub mod node_address;
 mod request;
 mod resource;
 pub mod selector;

@@ -73,10 +73,13 @@ pub trait Resource:
             .iter()
             .map(|(k, v)| k.len() + v.len())
             .sum();
-        if annotations > 256 * 1024 {
+        if annotations > validate::MAX_ANNOTATIONS_BYTES {
             errors.push(FieldError::invalid(
                 "metadata.annotations",
-                "total size must be at most 256 KiB",
+                format!(
+                    "total size is {annotations} bytes; the limit is {} bytes (256 KiB)",
+                    validate::MAX_ANNOTATIONS_BYTES
+                ),
             ));
         }
         for k in meta.annotations.keys() {

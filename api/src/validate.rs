@@ -134,8 +134,44 @@ pub fn label_value(value: &str) -> Result<(), String> {
     }
 }
 
-/// Checks every key and value of a label map at `path`.
+/// Most labels one object may carry. Kubernetes bounds labels only through
+/// the object's size; herd keeps every object's labels in memory for selector
+/// matching, so it bounds their number too.
+pub const MAX_LABELS: usize = 256;
+
+/// Most bytes of annotations (keys plus values) one object may carry, as in
+/// Kubernetes.
+pub const MAX_ANNOTATIONS_BYTES: usize = 256 * 1024;
+
+/// Largest object the server stores, serialized: every change to an object
+/// is kept whole for watchers, so this bounds what one small request (a
+/// one-field patch) can cost in memory and on disk.
+pub const MAX_OBJECT_BYTES: usize = 256 * 1024;
+
+/// The problem with a serialized object of `len` bytes, if it is too large.
+pub fn object_size(len: usize) -> Result<(), String> {
+    if len > MAX_OBJECT_BYTES {
+        Err(format!(
+            "the object is {len} bytes serialized; the limit is {MAX_OBJECT_BYTES} bytes (256 KiB)"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Checks every key and value of a label map at `path`, and their number.
 pub fn labels(path: &str, labels: &BTreeMap<String, String>, errors: &mut Vec<FieldError>) {
+    if labels.len() > MAX_LABELS {
+        // One error, not one per label: the answer stays small.
+        errors.push(FieldError::invalid(
+            path,
+            format!(
+                "{} labels; the limit is {MAX_LABELS} labels per object",
+                labels.len()
+            ),
+        ));
+        return;
+    }
     for (k, v) in labels {
         if let Err(e) = label_key(k) {
             errors.push(FieldError::invalid(path, e));
@@ -257,6 +293,45 @@ mod tests {
         ];
         for (v, ok) in values {
             assert_eq!(label_value(v).is_ok(), ok, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn label_and_object_limits() {
+        let many = |n: usize| -> BTreeMap<String, String> {
+            (0..n).map(|i| (format!("k{i}"), "v".to_owned())).collect()
+        };
+        for (n, errors) in [(0, 0), (MAX_LABELS, 0), (MAX_LABELS + 1, 1), (20_000, 1)] {
+            let mut found = Vec::new();
+            labels("metadata.labels", &many(n), &mut found);
+            assert_eq!(found.len(), errors, "{n} labels: {found:?}");
+            if let Some(e) = found.first() {
+                assert!(e.message.contains("256"), "names the limit: {e}");
+            }
+        }
+        let long_prefix = format!("{}/x", "a".repeat(254));
+        let long_name = "n".repeat(64);
+        let long_value = "v".repeat(64);
+        for (k, v, ok) in [
+            ("a/x", "v", true),
+            (long_prefix.as_str(), "v", false),
+            (long_name.as_str(), "v", false),
+            ("k", long_value.as_str(), false),
+        ] {
+            let mut found = Vec::new();
+            labels(
+                "l",
+                &BTreeMap::from([(k.to_owned(), v.to_owned())]),
+                &mut found,
+            );
+            assert_eq!(found.is_empty(), ok, "{k:?}={v:?}");
+        }
+        for (len, ok) in [
+            (0, true),
+            (MAX_OBJECT_BYTES, true),
+            (MAX_OBJECT_BYTES + 1, false),
+        ] {
+            assert_eq!(object_size(len).is_ok(), ok, "{len}");
         }
     }
 

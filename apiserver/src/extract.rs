@@ -109,6 +109,54 @@ pub fn query(uri: &Uri) -> Result<HashMap<String, String>, ApiError> {
         .map_err(|e| ApiError::BadRequest(format!("malformed query string: {e}")))
 }
 
+/// The problem with one query parameter's value, if it is one herd reads
+/// and the value is malformed. Unknown parameters are ignored, as
+/// Kubernetes does; a known one with a bad value is never silently dropped.
+pub fn check_query_value(key: &str, value: &str) -> Result<(), String> {
+    let number = || {
+        value
+            .parse::<u64>()
+            .map(drop)
+            .map_err(|_| format!("{key} {value:?} must be a non-negative whole number"))
+    };
+    let boolean = || match value {
+        "" | "true" | "false" | "1" | "0" => Ok(()),
+        _ => Err(format!("{key} {value:?} must be true or false")),
+    };
+    match key {
+        "limit" | "timeoutSeconds" => number(),
+        "resourceVersion" if value.is_empty() => Ok(()),
+        "resourceVersion" => number(),
+        "watch" | "allowWatchBookmarks" => boolean(),
+        "dryRun" if value.is_empty() || value == "All" => Ok(()),
+        "dryRun" => Err(format!("dryRun {value:?} is not supported; use dryRun=All")),
+        "labelSelector" => herd_api::LabelSelector::parse(value)
+            .map(drop)
+            .map_err(|e| format!("labelSelector: {e}")),
+        _ => Ok(()),
+    }
+}
+
+/// Answers 400, naming the parameter, for any request whose query string
+/// is malformed or carries a malformed value of a parameter herd reads, on
+/// every route it wraps, before the handler runs.
+pub async fn query_guard(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let checked = query(req.uri()).and_then(|pairs| {
+        pairs
+            .iter()
+            .try_for_each(|(k, v)| check_query_value(k, v))
+            .map_err(ApiError::BadRequest)
+    });
+    match checked {
+        Ok(()) => next.run(req).await,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Parses a `resourceVersion` query value.
 pub fn revision(raw: Option<&String>) -> Result<Option<u64>, ApiError> {
     match raw.map(String::as_str) {
@@ -129,5 +177,39 @@ pub fn dry_run(q: &HashMap<String, String>) -> Result<bool, ApiError> {
         Some(v) => Err(ApiError::BadRequest(format!(
             "dryRun {v:?} is not supported; use dryRun=All"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_table() {
+        for (key, value, ok) in [
+            ("limit", "10", true),
+            ("limit", "abc", false),
+            ("limit", "-1", false),
+            ("timeoutSeconds", "30", true),
+            ("timeoutSeconds", "-1", false),
+            ("resourceVersion", "", true),
+            ("resourceVersion", "42", true),
+            ("resourceVersion", "x", false),
+            ("watch", "true", true),
+            ("watch", "maybe", false),
+            ("allowWatchBookmarks", "1", true),
+            ("allowWatchBookmarks", "yes", false),
+            ("dryRun", "All", true),
+            ("dryRun", "Some", false),
+            ("labelSelector", "gpu=nvidia", true),
+            ("labelSelector", "gpu in (", false),
+            ("somethingElse", "anything", true),
+        ] {
+            let got = check_query_value(key, value);
+            assert_eq!(got.is_ok(), ok, "{key}={value}: {got:?}");
+            if let Err(message) = got {
+                assert!(message.contains(key), "names {key}: {message}");
+            }
+        }
     }
 }

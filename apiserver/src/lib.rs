@@ -45,6 +45,12 @@ pub struct Config {
     pub bookmark_interval: Duration,
     /// Events kept for watchers to resume from; older revisions get 410.
     pub watch_window: usize,
+    /// Bytes those events may take in memory; the oldest are dropped first
+    /// (in memory and on disk) when either bound is reached.
+    pub watch_window_bytes: usize,
+    /// Networks node URLs may use although link-local or cloud metadata
+    /// (see `herd_api::node_address`).
+    pub allow_node_addresses: Vec<herd_api::node_address::Cidr>,
     pub sync: SyncMode,
     /// Events kept; older ones are deleted (oldest first).
     pub max_events: usize,
@@ -63,6 +69,8 @@ impl Config {
             max_body_bytes: 2 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(30),
             watch_window: 20_000,
+            watch_window_bytes: store::DEFAULT_WATCH_WINDOW_BYTES,
+            allow_node_addresses: Vec::new(),
             sync: SyncMode::Normal,
             max_events: 1000,
             auth: None,
@@ -94,6 +102,7 @@ pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, App
         KINDS,
         StoreOptions {
             watch_window: config.watch_window,
+            watch_window_bytes: config.watch_window_bytes,
             sync: config.sync,
         },
     )?;

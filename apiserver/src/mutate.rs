@@ -41,6 +41,38 @@ fn check_precondition<K: Resource>(current: &K, requested: Option<&str>) -> Resu
     }
 }
 
+/// Refuses an object whose serialized form is larger than the store keeps
+/// (422, naming the limit): the size is known only once the write has been
+/// decided (a small patch can grow an object past it).
+pub fn check_object_size<K: Resource>(name: &str, len: usize) -> Result<(), ApiError> {
+    herd_api::validate::object_size(len).map_err(|message| ApiError::Invalid {
+        kind: K::KIND,
+        name: name.to_owned(),
+        errors: vec![herd_api::FieldError::invalid("object", message)],
+    })
+}
+
+/// Refuses a Node whose `spec.ollamaUrl` is an IP literal in a network
+/// node URLs may not use (see [`herd_api::node_address`]) unless `allowed`
+/// lets it in (422). Host names are checked where they are resolved, by the
+/// probe and the proxy.
+pub fn check_node_address<K: Resource>(
+    obj: &K,
+    allowed: &[herd_api::node_address::Cidr],
+) -> Result<(), ApiError> {
+    let Some(node) = (obj as &dyn std::any::Any).downcast_ref::<herd_api::Node>() else {
+        return Ok(());
+    };
+    let Some(ip) = herd_api::node_address::ip_literal_host(&node.spec.ollama_url) else {
+        return Ok(());
+    };
+    herd_api::node_address::check(ip, allowed).map_err(|message| ApiError::Invalid {
+        kind: K::KIND,
+        name: node.meta().name.clone(),
+        errors: vec![herd_api::FieldError::invalid("spec.ollamaUrl", message)],
+    })
+}
+
 fn validated<K: Resource>(obj: K) -> Result<K, ApiError> {
     let errors = obj.validate();
     if errors.is_empty() {

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use herd_api::node_address::Cidr;
 use herd_client::backoff::Backoff;
 
 use crate::probe::Hysteresis;
@@ -34,6 +35,15 @@ pub struct ControllerArgs {
     /// Every object is reconciled at least this often, even when nothing changed.
     #[arg(long, env = "HERD_RESYNC", default_value = "30s", value_parser = humantime::parse_duration)]
     pub resync: Duration,
+    /// Networks node URLs may point at although they are link-local or cloud metadata
+    /// addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254), which are refused by
+    /// default: comma-separated, like 169.254.10.0/24,fe80::/10.
+    #[arg(long, env = "HERD_ALLOW_NODE_ADDRESSES", value_delimiter = ',', value_parser = parse_cidr)]
+    pub allow_node_addresses: Vec<Cidr>,
+}
+
+fn parse_cidr(s: &str) -> Result<Cidr, String> {
+    s.parse()
 }
 
 impl Default for ControllerArgs {
@@ -54,6 +64,7 @@ impl ControllerArgs {
             },
             replace_after: self.replace_after,
             resync: self.resync,
+            allow_node_addresses: self.allow_node_addresses.clone(),
             ..Config::default()
         }
     }
@@ -69,6 +80,7 @@ impl From<Config> for ControllerArgs {
             probe_success_threshold: c.probe.success_threshold,
             replace_after: c.replace_after,
             resync: c.resync,
+            allow_node_addresses: c.allow_node_addresses,
         }
     }
 }
@@ -96,6 +108,9 @@ pub struct Config {
     pub error_backoff: Backoff,
     /// Retry delay of a failed list or watch.
     pub watch_backoff: Backoff,
+    /// Networks probes may reach although refused by default (see
+    /// `herd_api::node_address`).
+    pub allow_node_addresses: Vec<Cidr>,
 }
 
 impl Default for Config {
@@ -112,6 +127,7 @@ impl Default for Config {
             error_backoff: Backoff::WATCH
                 .between(Duration::from_millis(250), Duration::from_secs(30)),
             watch_backoff: Backoff::WATCH,
+            allow_node_addresses: Vec::new(),
         }
     }
 }

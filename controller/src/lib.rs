@@ -105,7 +105,8 @@ pub async fn run(
     client: Client,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let http = probe_worker::http_client(config.probe_timeout).map_err(Error::ProbeClient)?;
+    let http = probe_worker::http_client(config.probe_timeout, config.allow_node_addresses.clone())
+        .map_err(Error::ProbeClient)?;
     let token = CancellationToken::new();
     let node_queue = Arc::new(WorkQueue::new());
     let assignment_queue = Arc::new(WorkQueue::new());

@@ -156,8 +156,147 @@ pub(crate) fn looks_like_version(body: &[u8]) -> bool {
     t.starts_with('{') && t.ends_with('}') && t.contains("\"version\"")
 }
 
+/// Why a probe failed, in the words the node's `Reachable` condition uses.
+/// Never the socket's own error text: conditions are readable by anyone who
+/// may read nodes, and raw errors ("Connection refused" against "timed out"
+/// on any address) would make the probe a port scanner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeFailure {
+    Refused,
+    Timeout,
+    /// The name did not resolve, or no route to the address.
+    Unreachable,
+    /// The address is link-local or cloud metadata and not allowed.
+    AddressNotAllowed,
+    /// A 3xx: redirects are not followed, so the probe fails.
+    Redirect(u16),
+    /// An answer that is not 2xx.
+    BadStatus(u16),
+    /// A 2xx that is not Ollama's `{"version": ...}`.
+    NotOllama,
+    /// The connection broke after it was made.
+    Broken,
+}
+
+impl ProbeFailure {
+    pub fn message(self) -> String {
+        match self {
+            Self::Refused => "refused: nothing accepts connections at the node URL".into(),
+            Self::Timeout => "timeout: no answer within the probe timeout".into(),
+            Self::Unreachable => {
+                "unreachable: the node URL's host does not resolve or has no route".into()
+            }
+            Self::AddressNotAllowed => "refused by policy: the node URL resolves to a link-local or cloud metadata address (see --allow-node-addresses)".into(),
+            Self::Redirect(code) => format!("redirect: answered HTTP {code}; probes do not follow redirects"),
+            Self::BadStatus(code) => format!("bad answer: HTTP {code}"),
+            Self::NotOllama => "bad answer: not Ollama's {\"version\": ...}".into(),
+            Self::Broken => "bad answer: the connection broke before the answer was complete".into(),
+        }
+    }
+}
+
+/// What a transport error says about itself, as far as classifying it goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ErrorFacts {
+    pub timeout: bool,
+    /// Failed while connecting (resolving included).
+    pub connect: bool,
+    /// The address policy refused every resolved address.
+    pub policy: bool,
+    /// The innermost I/O error's kind, if there is one.
+    pub io_kind: Option<std::io::ErrorKind>,
+}
+
+/// The failure a transport error stands for.
+pub fn classify_error(f: ErrorFacts) -> ProbeFailure {
+    use std::io::ErrorKind;
+    if f.policy {
+        ProbeFailure::AddressNotAllowed
+    } else if f.timeout || f.io_kind == Some(ErrorKind::TimedOut) {
+        ProbeFailure::Timeout
+    } else if f.io_kind == Some(ErrorKind::ConnectionRefused) {
+        ProbeFailure::Refused
+    } else if f.connect {
+        ProbeFailure::Unreachable
+    } else {
+        ProbeFailure::Broken
+    }
+}
+
+/// The failure an answer stands for, if any: `body` is read only for 2xx.
+pub fn classify_answer(code: u16, body: &[u8]) -> Option<ProbeFailure> {
+    match code {
+        200..=299 if looks_like_version(body) => None,
+        200..=299 => Some(ProbeFailure::NotOllama),
+        300..=399 => Some(ProbeFailure::Redirect(code)),
+        _ => Some(ProbeFailure::BadStatus(code)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use std::io::ErrorKind;
+
+    #[test]
+    fn failure_classification_table() {
+        let facts = |timeout, connect, policy, io_kind| ErrorFacts {
+            timeout,
+            connect,
+            policy,
+            io_kind,
+        };
+        for (f, want) in [
+            (
+                facts(false, true, false, Some(ErrorKind::ConnectionRefused)),
+                ProbeFailure::Refused,
+            ),
+            (facts(true, true, false, None), ProbeFailure::Timeout),
+            (
+                facts(false, true, false, Some(ErrorKind::TimedOut)),
+                ProbeFailure::Timeout,
+            ),
+            (facts(false, true, false, None), ProbeFailure::Unreachable),
+            (
+                facts(false, true, false, Some(ErrorKind::Other)),
+                ProbeFailure::Unreachable,
+            ),
+            (
+                facts(false, true, true, Some(ErrorKind::Other)),
+                ProbeFailure::AddressNotAllowed,
+            ),
+            (
+                facts(false, false, false, Some(ErrorKind::ConnectionReset)),
+                ProbeFailure::Broken,
+            ),
+        ] {
+            assert_eq!(classify_error(f), want, "{f:?}");
+        }
+        for (code, body, want) in [
+            (200, &br#"{"version":"0.5.7"}"#[..], None),
+            (200, b"Ollama is running", Some(ProbeFailure::NotOllama)),
+            (301, b"", Some(ProbeFailure::Redirect(301))),
+            (302, b"", Some(ProbeFailure::Redirect(302))),
+            (307, b"", Some(ProbeFailure::Redirect(307))),
+            (404, b"", Some(ProbeFailure::BadStatus(404))),
+            (
+                500,
+                br#"{"version":"x"}"#,
+                Some(ProbeFailure::BadStatus(500)),
+            ),
+        ] {
+            assert_eq!(classify_answer(code, body), want, "{code}");
+        }
+        for (f, word) in [
+            (ProbeFailure::Refused, "refused"),
+            (ProbeFailure::Timeout, "timeout"),
+            (ProbeFailure::Redirect(302), "redirect"),
+            (ProbeFailure::BadStatus(404), "bad answer"),
+            (ProbeFailure::NotOllama, "bad answer"),
+        ] {
+            assert!(f.message().starts_with(word), "{f:?}: {}", f.message());
+        }
+    }
+
     use super::*;
 
     fn t(secs: i64) -> Timestamp {

@@ -114,6 +114,10 @@ pub struct ProxyConfig {
     /// counts as present (or absent) on a node before the node's own status
     /// says so, so `ollama pull x && ollama run x` works at once.
     pub model_overlay_ttl: Duration,
+    /// Networks node connections may reach although link-local or cloud
+    /// metadata (see `herd_api::node_address`); set from the controller's
+    /// `--allow-node-addresses`.
+    pub allow_node_addresses: Vec<herd_api::node_address::Cidr>,
 }
 
 impl Default for ProxyConfig {
@@ -132,6 +136,7 @@ impl Default for ProxyConfig {
             aggregate_timeout: Duration::from_secs(5),
             origins: Vec::new(),
             model_overlay_ttl: Duration::from_secs(120),
+            allow_node_addresses: Vec::new(),
         }
     }
 }

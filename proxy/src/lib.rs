@@ -128,6 +128,14 @@ pub use config::{ProxyArgs, ProxyConfig, Strategy, parse_size};
 pub use error::{Dialect, ProxyError};
 pub use history::{NodeRequestStats, Percentiles, RequestStats};
 
+/// The model a request body names, as the proxy reads it to route the
+/// request (`model`, or `name` for older clients; `""` when neither is set),
+/// or the 400 it answers. Public for the fuzz targets, which feed it
+/// arbitrary bodies.
+pub fn request_model(body: &[u8]) -> Result<String, ProxyError> {
+    forward::Probe::parse(body).map(|p| p.model().to_owned())
+}
+
 /// The header naming the node that answered.
 pub const NODE_HEADER: &str = "x-herd-node";
 

@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use axum::http::uri::Authority;
 use axum::http::{HeaderMap, Method, Response, header};
 use bytes::{Bytes, BytesMut};
+use herd_api::node_address::{self, Cidr};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt as _;
@@ -308,6 +309,44 @@ impl Failed {
     }
 }
 
+/// Connects to the first of `addr`'s resolved addresses that the node
+/// address policy allows: a node's host name cannot lead the proxy to a
+/// cloud metadata address that its URL could not name. (The proxy's own
+/// HTTP/1 client never follows redirects: a node's 3xx goes back to the
+/// client as it is.)
+async fn connect_allowed(addr: &str, allowed: &[Cidr]) -> Result<TcpStream, SendError> {
+    let resolved = tokio::net::lookup_host(addr)
+        .await
+        .map_err(|_| SendError::Connect("the node's host name does not resolve".into()))?;
+    let (mut failed, mut refused) = (None, None);
+    for a in resolved {
+        if let Err(why) = node_address::check(a.ip(), allowed) {
+            refused = Some(why);
+            continue;
+        }
+        match TcpStream::connect(a).await {
+            Ok(stream) => return Ok(stream),
+            Err(e) => failed = Some(e),
+        }
+    }
+    Err(SendError::Connect(match (failed, refused) {
+        (Some(e), _) => connect_failure(e.kind()).to_owned(),
+        (None, Some(why)) => why,
+        (None, None) => format!("{addr} resolves to no address"),
+    }))
+}
+
+/// A failed connection in the proxy's words, never the socket's own text:
+/// these messages reach node conditions, which anyone who may read nodes
+/// can see, and raw errors would tell them how each address answered.
+pub(crate) fn connect_failure(kind: ErrorKind) -> &'static str {
+    match kind {
+        ErrorKind::ConnectionRefused => "connection refused",
+        ErrorKind::TimedOut => "timed out",
+        _ => "the node's address is unreachable",
+    }
+}
+
 struct Idle {
     conn: Box<Conn>,
     since: Instant,
@@ -318,6 +357,9 @@ struct Inner {
     connect_timeout: Duration,
     idle_timeout: Duration,
     max_idle_per_node: usize,
+    /// Networks node connections may reach although the node address
+    /// policy refuses them by default.
+    allowed: Vec<Cidr>,
 }
 
 impl Inner {
@@ -369,12 +411,24 @@ pub(crate) struct Pool {
 impl Pool {
     /// A pool; a background task closes connections idle for longer than
     /// `idle_timeout` until the pool is dropped. Needs a tokio runtime.
+    #[cfg(test)]
     pub(crate) fn new(connect_timeout: Duration, idle_timeout: Duration) -> Pool {
+        Pool::with_allowed(connect_timeout, idle_timeout, Vec::new())
+    }
+
+    /// A pool whose connections also reach the `allowed` networks (see
+    /// [`herd_api::node_address`]).
+    pub(crate) fn with_allowed(
+        connect_timeout: Duration,
+        idle_timeout: Duration,
+        allowed: Vec<Cidr>,
+    ) -> Pool {
         let inner = Arc::new(Inner {
             idle: Mutex::new(HashMap::default()),
             connect_timeout,
             idle_timeout,
             max_idle_per_node: 1024,
+            allowed,
         });
         let weak: Weak<Inner> = Arc::downgrade(&inner);
         let every = (idle_timeout / 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
@@ -391,15 +445,17 @@ impl Pool {
     }
 
     async fn connect(&self, addr: &str) -> Result<Box<Conn>, SendError> {
-        let stream = tokio::time::timeout(self.inner.connect_timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| {
-                SendError::Connect(format!(
-                    "timed out after {}",
-                    humantime::format_duration(self.inner.connect_timeout)
-                ))
-            })?
-            .map_err(|e| SendError::Connect(e.to_string()))?;
+        let stream = tokio::time::timeout(
+            self.inner.connect_timeout,
+            connect_allowed(addr, &self.inner.allowed),
+        )
+        .await
+        .map_err(|_| {
+            SendError::Connect(format!(
+                "timed out after {}",
+                humantime::format_duration(self.inner.connect_timeout)
+            ))
+        })??;
         let _ = stream.set_nodelay(true);
         Ok(Conn::new(stream))
     }
@@ -586,6 +642,44 @@ impl Body for UpstreamBody {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn connect_failures_are_worded_without_socket_text() {
+        for (kind, want) in [
+            (ErrorKind::ConnectionRefused, "connection refused"),
+            (ErrorKind::TimedOut, "timed out"),
+            (
+                ErrorKind::HostUnreachable,
+                "the node's address is unreachable",
+            ),
+            (
+                ErrorKind::NetworkUnreachable,
+                "the node's address is unreachable",
+            ),
+            (ErrorKind::Other, "the node's address is unreachable"),
+        ] {
+            assert_eq!(connect_failure(kind), want, "{kind:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_to_refused_networks_are_not_attempted_unless_allowed() {
+        let refused = connect_allowed("169.254.169.254:80", &[]).await;
+        match refused {
+            Err(SendError::Connect(m)) => assert!(m.contains("--allow-node-addresses"), "{m}"),
+            other => panic!("expected a refusal, got {:?}", other.map(drop)),
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        assert!(
+            connect_allowed(&addr, &[]).await.is_ok(),
+            "loopback is fine"
+        );
+        let only_loopback: Vec<Cidr> = vec!["127.0.0.0/8".parse().expect("cidr")];
+        assert!(connect_allowed(&addr, &only_loopback).await.is_ok());
+    }
+
     use std::convert::Infallible;
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -177,7 +177,11 @@ impl Shared {
             stop.clone(),
         );
         Shared {
-            client: Pool::new(config.connect_timeout, config.idle_pool_timeout),
+            client: Pool::with_allowed(
+                config.connect_timeout,
+                config.idle_pool_timeout,
+                config.allow_node_addresses.clone(),
+            ),
             sink: Arc::new(Sink {
                 history: History::new(config.request_history),
                 metrics: Metrics::new(),
@@ -249,7 +253,10 @@ impl Shared {
             let failed =
                 match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
                     Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(format!("cannot connect: {e}")),
+                    Ok(Err(e)) => Some(format!(
+                        "cannot connect: {}",
+                        crate::pool::connect_failure(e.kind())
+                    )),
                     Err(_) => Some(format!(
                         "cannot connect: timed out after {}",
                         humantime::format_duration(timeout)

@@ -86,6 +86,9 @@ pub struct Config {
     pub rotate_join_key: bool,
     /// HTTPS on the listener; `None` serves plain HTTP.
     pub tls: Option<Tls>,
+    /// Client connections served at once; past it new ones are closed at
+    /// accept and counted in `/metrics`. `None` sets no limit.
+    pub max_connections: Option<usize>,
 }
 
 /// Where the server's certificate comes from.
@@ -125,6 +128,7 @@ impl Config {
             allowed_hosts: Vec::new(),
             rotate_join_key: false,
             tls: None,
+            max_connections: None,
         }
     }
 }
@@ -257,6 +261,13 @@ impl Server {
                 .merge(dashboard::router(dashboard.clone()));
         }
 
+        let limit = config.max_connections.map(host::ConnectionLimit::new);
+        if let Some(limit) = &limit {
+            router = router.layer(axum::middleware::from_fn_with_state(
+                limit.clone(),
+                host::metrics_with_connections,
+            ));
+        }
         let hosts = Hosts {
             loopback_only: addr.ip().is_loopback(),
             allowed: config
@@ -271,7 +282,8 @@ impl Server {
         }
         let mut app = App::from(herd_apiserver::with_common_layers(router))
             .with_gate(gate)
-            .with_idle_timeout(config.client_idle_timeout);
+            .with_idle_timeout(config.client_idle_timeout)
+            .with_connection_limit(limit);
         if let Some(tls) = tls {
             app = app.with_tls(tls);
         }

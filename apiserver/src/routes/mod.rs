@@ -47,5 +47,6 @@ pub fn api_router(state: AppState) -> Router {
         .merge(discovery::routes())
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(discovery::readyz))
+        .layer(axum::middleware::from_fn(crate::extract::query_guard))
         .with_state(state)
 }

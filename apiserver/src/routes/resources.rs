@@ -1,6 +1,5 @@
 //! REST endpoints of one kind, written once for every `Resource`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +19,7 @@ use crate::error::ApiError;
 use crate::extract::{self, BodyKind};
 use crate::mutate::{self, Decision, PatchTarget, ServerFields};
 use crate::store::{
-    Expect, Proposal, REVISION_PLACEHOLDER, StoreError, StoredObject, Template, Written,
+    Expect, Labels, Proposal, REVISION_PLACEHOLDER, StoreError, StoredObject, Template, Written,
 };
 use crate::watch::{self, Start, WatchParams};
 
@@ -79,12 +78,13 @@ fn encode<K: Resource>(obj: &K) -> Result<Bytes, ApiError> {
 }
 
 /// Serializes a proposed object with the revision placeholder in place.
-pub(crate) fn template<K: Resource>(
-    mut obj: K,
-) -> Result<(Template, BTreeMap<String, String>), ApiError> {
+/// Objects larger than [`herd_api::validate::MAX_OBJECT_BYTES`] are refused.
+pub(crate) fn template<K: Resource>(mut obj: K) -> Result<(Template, Labels), ApiError> {
     obj.meta_mut().resource_version = Some(REVISION_PLACEHOLDER.to_owned());
-    let labels = obj.meta().labels.clone();
-    Ok((Template::new(encode(&obj)?)?, labels))
+    let body = encode(&obj)?;
+    mutate::check_object_size::<K>(&obj.meta().name, body.len())?;
+    let labels = Arc::new(std::mem::take(&mut obj.meta_mut().labels));
+    Ok((Template::new(body)?, labels))
 }
 
 /// How often a write is recomputed when other writers keep changing the
@@ -124,6 +124,7 @@ where
                 });
             }
             Decision::Put(obj) => {
+                mutate::check_node_address(&obj, &state.config.allow_node_addresses)?;
                 let (template, labels) = template(obj)?;
                 Proposal::Put { template, labels }
             }
@@ -135,7 +136,7 @@ where
             let rv = state.store.revision() + 1;
             let (template, labels, deleted) = match proposal {
                 Proposal::Put { template, labels } => (template, labels, false),
-                Proposal::Delete { template } => (template, BTreeMap::new(), true),
+                Proposal::Delete { template } => (template, Labels::default(), true),
             };
             let object = Arc::new(StoredObject {
                 rv,

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::{Change, StoreError, StoredObject};
+use super::{Change, StoreError, StoredObject, WindowUsage};
 
 /// Objects a batch of commits changed: `None` for a deleted one.
 pub(super) type Overlay = HashMap<(&'static str, String), Option<Arc<StoredObject>>>;
@@ -17,6 +17,16 @@ pub(super) struct Cache {
     /// Contiguous: each entry's revision is one more than the one before,
     /// and the last is `revision`.
     pub log: VecDeque<Arc<Change>>,
+    /// The sum of the log's [`Change::weight`]s.
+    pub log_bytes: usize,
+}
+
+/// How much of the recent changes a store keeps: at most `events` changes
+/// and at most `bytes` of them, whichever is reached first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WindowLimits {
+    pub events: usize,
+    pub bytes: usize,
 }
 
 impl Cache {
@@ -55,9 +65,50 @@ impl Cache {
         Ok(self.log.iter().skip(start).take(max).cloned().collect())
     }
 
+    pub fn window_usage(&self) -> WindowUsage {
+        WindowUsage {
+            events: self.log.len(),
+            bytes: self.log_bytes,
+        }
+    }
+
+    /// Appends changes to the log, then drops the oldest until it is within
+    /// `limits`. Dropping them all is allowed: watchers behind get 410 and
+    /// relist, which costs them a list, never the server its memory.
+    pub fn extend_log(
+        &mut self,
+        changes: impl IntoIterator<Item = Arc<Change>>,
+        limits: WindowLimits,
+    ) {
+        for c in changes {
+            self.log_bytes += c.weight();
+            self.log.push_back(c);
+        }
+        while self.log.len() > limits.events || self.log_bytes > limits.bytes {
+            let Some(old) = self.log.pop_front() else {
+                break;
+            };
+            self.log_bytes = self.log_bytes.saturating_sub(old.weight());
+        }
+    }
+
+    /// The newest revision no longer in the log: what the backend may
+    /// delete up to.
+    pub fn compacted_through(&self) -> u64 {
+        self.log
+            .front()
+            .map_or(self.revision, |c| c.rv.saturating_sub(1))
+    }
+
     /// Applies committed changes up to revision `rev`, keeping at most
-    /// `window` of them.
-    pub fn apply(&mut self, overlay: Overlay, rev: u64, changes: Vec<Arc<Change>>, window: usize) {
+    /// `limits` of them.
+    pub fn apply(
+        &mut self,
+        overlay: Overlay,
+        rev: u64,
+        changes: Vec<Arc<Change>>,
+        limits: WindowLimits,
+    ) {
         for ((kind, name), obj) in overlay {
             let map = self.objects.entry(kind).or_default();
             match obj {
@@ -70,9 +121,6 @@ impl Cache {
             }
         }
         self.revision = rev;
-        self.log.extend(changes);
-        while self.log.len() > window {
-            self.log.pop_front();
-        }
+        self.extend_log(changes, limits);
     }
 }

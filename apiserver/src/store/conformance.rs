@@ -68,7 +68,7 @@ fn template(name: &str, labels: &BTreeMap<String, String>, n: u64) -> Template {
 fn put(name: &str, labels: &BTreeMap<String, String>, n: u64) -> Proposal {
     Proposal::Put {
         template: template(name, labels, n),
-        labels: labels.clone(),
+        labels: Arc::new(labels.clone()),
     }
 }
 
@@ -312,7 +312,7 @@ pub async fn list(new: impl Open) {
     let (_, picked) = store.list(NODES, &|o| o.labels.contains_key("gpu"));
     let names: Vec<String> = picked.iter().map(|o| name_of(o)).collect();
     assert_eq!(names, ["b", "c"]);
-    assert_eq!(picked[0].labels, gpu, "labels are kept for selectors");
+    assert_eq!(*picked[0].labels, gpu, "labels are kept for selectors");
     let (_, other) = store.list(ASSIGNMENTS, &|_| true);
     assert_eq!(other.len(), 1);
 }
@@ -399,15 +399,15 @@ pub async fn watch_from_revision(new: impl Open) {
             want(5, ASSIGNMENTS, ChangeType::Deleted, "m"),
         ]
     );
-    assert_eq!(changes[0].labels, gpu);
+    assert_eq!(*changes[0].labels, gpu);
     assert_eq!(
-        changes[2].prev_labels.as_ref(),
+        changes[2].prev_labels.as_deref(),
         Some(&gpu),
         "a change that moves labels says what they were"
     );
-    assert_eq!(changes[2].labels, labels(&[]));
+    assert_eq!(*changes[2].labels, labels(&[]));
     assert_eq!(
-        changes[3].labels,
+        *changes[3].labels,
         labels(&[]),
         "a delete carries the last labels"
     );
@@ -544,7 +544,7 @@ pub async fn restart_keeps_everything(open_same: impl Open) {
     let after: Vec<(u64, Bytes)> = after.iter().map(|o| (o.rv, o.body.clone())).collect();
     assert_eq!(after, before);
     assert_eq!(
-        store.get(NODES, "a").expect("a").labels,
+        *store.get(NODES, "a").expect("a").labels,
         labels(&[("x", "y")]),
         "labels are restored"
     );

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
-pub use sqlite::{SqliteStore, StoreOptions, SyncMode};
+pub use sqlite::{DEFAULT_WATCH_WINDOW_BYTES, SqliteStore, StoreOptions, SyncMode};
 
 /// Why a store operation failed. Nothing here knows about HTTP.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +86,10 @@ pub trait Store: Send + Sync {
     /// beyond the current revision.
     fn events_after(&self, after: u64, max: usize) -> Result<Vec<Arc<Change>>, StoreError>;
 
+    /// How many changes the window of recent changes holds, and the bytes
+    /// they take (see [`Change::weight`]).
+    fn window_usage(&self) -> WindowUsage;
+
     /// Commits `proposal` if the object is still as `expect` says, durably,
     /// then publishes it. [`StoreError::Conflict`], [`StoreError::NotFound`]
     /// and [`StoreError::AlreadyExists`] mean the object is no longer as
@@ -102,13 +106,24 @@ pub trait Store: Send + Sync {
     fn writable(&self) -> bool;
 }
 
+/// Labels of an object, shared between the stored object and the changes
+/// that carry them, so a change does not copy its object's label map.
+pub type Labels = Arc<BTreeMap<String, String>>;
+
 /// One object as stored: its serialized JSON (with `resourceVersion` set), and
 /// its labels for selector matching without parsing.
 #[derive(Debug)]
 pub struct StoredObject {
     pub rv: u64,
     pub body: Bytes,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
+}
+
+/// The size of the window of recent changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WindowUsage {
+    pub events: usize,
+    pub bytes: usize,
 }
 
 /// How a watch reports a change.
@@ -144,16 +159,38 @@ pub struct Change {
     pub rv: u64,
     pub kind: &'static str,
     pub type_: ChangeType,
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     /// For a `MODIFIED` change that changed the labels, the labels before:
     /// a watch with a selector then sees the object enter (`ADDED`) or
     /// leave (`DELETED`) its selection. `None` when they did not change (or
     /// are unknown: changes reloaded from disk after a restart).
-    pub prev_labels: Option<BTreeMap<String, String>>,
+    pub prev_labels: Option<Labels>,
     pub line: Bytes,
 }
 
+/// Bytes a label map is counted as: its text plus the map's per-entry
+/// bookkeeping, an estimate that errs on the large side.
+pub fn labels_weight(labels: &BTreeMap<String, String>) -> usize {
+    const PER_ENTRY: usize = 64;
+    labels
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + PER_ENTRY)
+        .sum()
+}
+
 impl Change {
+    /// Bytes this change holds in memory, counted against the window's byte
+    /// bound: its line and both label maps (counted whole even when shared
+    /// with the stored object, since the change keeps them alive once the
+    /// object moves on).
+    pub fn weight(&self) -> usize {
+        const OVERHEAD: usize = 128;
+        OVERHEAD
+            + self.line.len()
+            + labels_weight(&self.labels)
+            + self.prev_labels.as_deref().map_or(0, labels_weight)
+    }
+
     /// The line a watch with `selector` is sent for this change, if any:
     /// Kubernetes' rule, where an object whose change moves it into the
     /// selection is `ADDED` and one that moves out is `DELETED` (with its
@@ -250,10 +287,12 @@ pub enum Expect {
 pub enum Proposal {
     Put {
         template: Template,
-        labels: BTreeMap<String, String>,
+        labels: Labels,
     },
     /// `template` is the final state of the object, shown to watchers.
-    Delete { template: Template },
+    Delete {
+        template: Template,
+    },
 }
 
 /// What a write did.
@@ -321,8 +360,8 @@ mod tests {
             rv: 1,
             kind: "Node",
             type_,
-            labels: now.clone(),
-            prev_labels: prev.cloned(),
+            labels: Arc::new(now.clone()),
+            prev_labels: prev.cloned().map(Arc::new),
             line: event_line(type_, b"{\"x\":1}"),
         };
         let line = |e: Change| {
@@ -393,7 +432,7 @@ mod tests {
         let at = |rv| StoredObject {
             rv,
             body: Bytes::new(),
-            labels: BTreeMap::new(),
+            labels: Labels::default(),
         };
         let (k, n) = ("nodes", "a");
         let not_found = Err(StoreError::NotFound {

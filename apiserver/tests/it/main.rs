@@ -3,6 +3,7 @@
 mod bad_input;
 mod crud;
 mod durability;
+mod hostile;
 mod store_conformance;
 mod watch;
 

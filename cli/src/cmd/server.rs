@@ -26,6 +26,10 @@ pub struct ServerArgs {
     /// Number of recent changes kept for watchers to resume from (older: 410, relist).
     #[arg(long, env = "HERD_WATCH_WINDOW", default_value_t = 20_000)]
     pub watch_window: usize,
+    /// Bytes of memory those recent changes may take; the oldest are dropped first
+    /// (watchers that need them get 410 and relist), in memory and on disk.
+    #[arg(long, env = "HERD_WATCH_WINDOW_BYTES", default_value_t = herd_apiserver::store::DEFAULT_WATCH_WINDOW_BYTES)]
+    pub watch_window_bytes: usize,
     /// Events kept in the event log; the oldest are deleted past this.
     #[arg(long, env = "HERD_MAX_EVENTS", default_value_t = 1000)]
     pub max_events: usize,
@@ -88,6 +92,12 @@ pub struct ServerArgs {
     /// More names or addresses for the self-signed certificate (repeatable).
     #[arg(long = "tls-san", env = "HERD_TLS_SANS", value_delimiter = ',')]
     pub tls_sans: Vec<String>,
+    /// Client connections served at once; past it a new connection is closed as soon
+    /// as it is accepted (counted in /metrics as herd_server_connections_refused). 0
+    /// sets no limit. The server's own loopback clients (the proxy's and the controller's
+    /// watches) count too. Keep it under the process's open-file limit (`ulimit -n`).
+    #[arg(long, env = "HERD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
     #[command(flatten)]
     pub proxy: herd_proxy::ProxyArgs,
     #[command(flatten)]
@@ -116,6 +126,8 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
     api.max_body_bytes = args.max_body_bytes;
     api.bookmark_interval = args.bookmark_interval;
     api.watch_window = args.watch_window;
+    api.watch_window_bytes = args.watch_window_bytes;
+    api.allow_node_addresses = args.controller.allow_node_addresses.clone();
     api.max_events = args.max_events;
     api.sync = if args.fsync {
         herd_apiserver::SyncMode::Full
@@ -124,7 +136,10 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
     };
     herd_server::Config {
         api,
-        proxy: Some((&args.proxy).into()),
+        proxy: Some(herd_proxy::ProxyConfig {
+            allow_node_addresses: args.controller.allow_node_addresses.clone(),
+            ..(&args.proxy).into()
+        }),
         proxy_shortcut: true,
         controller: (!args.no_controller).then(|| args.controller.config()),
         dashboard: true,
@@ -147,6 +162,7 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
             }),
             _ => None,
         },
+        max_connections: (args.max_connections > 0).then_some(args.max_connections),
     }
 }
 

@@ -126,8 +126,14 @@ pub fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
             stdin_read = true;
             let mut text = String::new();
             std::io::stdin()
+                .take(MAX_MANIFEST_BYTES as u64 + 1)
                 .read_to_string(&mut text)
                 .context("reading manifests from stdin")?;
+            anyhow::ensure!(
+                text.len() <= MAX_MANIFEST_BYTES,
+                "<stdin>: {}",
+                too_large(text.len() as u64)
+            );
             sources.push(Source::new("<stdin>", text));
             continue;
         }
@@ -151,6 +157,15 @@ pub fn read_sources(paths: &[PathBuf]) -> anyhow::Result<Vec<Source>> {
 }
 
 fn read_file(path: &Path) -> anyhow::Result<Source> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .len();
+    anyhow::ensure!(
+        len <= MAX_MANIFEST_BYTES as u64,
+        "{}: {}",
+        path.display(),
+        too_large(len)
+    );
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     Ok(Source::new(path.display().to_string(), text))
@@ -199,7 +214,101 @@ pub fn parse_all(sources: &[Source]) -> Parsed {
     parsed
 }
 
+/// Largest manifest source read (a file, or stdin).
+pub const MAX_MANIFEST_BYTES: usize = 16 << 20;
+
+/// Deepest nesting of collections a manifest may have. herd's objects nest
+/// a few levels; the YAML parser takes time quadratic in the depth, so the
+/// depth is bounded before parsing.
+pub const MAX_NESTING: usize = 64;
+
+fn too_large(len: u64) -> String {
+    format!("is {len} bytes; manifests are limited to {MAX_MANIFEST_BYTES} bytes (16 MiB)")
+}
+
+/// A cheap, linear check of a source's size and nesting depth, before
+/// any parser sees it. The depth counted is an upper estimate: block levels
+/// (indentation steps and `- ` entries on one line) plus open flow
+/// collections (`[`, `{`) outside quotes and comments.
+fn prescan(text: &str) -> Result<(), String> {
+    if text.len() > MAX_MANIFEST_BYTES {
+        return Err(too_large(text.len() as u64));
+    }
+    let too_deep = |line: usize| {
+        Err(format!(
+            "nesting deeper than {MAX_NESTING} levels at line {line}; manifests are limited to {MAX_NESTING} levels"
+        ))
+    };
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    let (mut single, mut double) = (false, false);
+    for (n, line) in text.lines().enumerate() {
+        let rest = line.trim_start_matches([' ', '\t']);
+        let indent = line.len() - rest.len();
+        let mut block = indents.len();
+        if flow == 0 && !single && !double {
+            if rest.is_empty() || rest.starts_with('#') {
+                continue;
+            }
+            while indents.last().is_some_and(|&top| top > indent) {
+                indents.pop();
+            }
+            if indents.last().is_none_or(|&top| top < indent) {
+                indents.push(indent);
+            }
+            let mut entry = rest;
+            let mut dashes = 0;
+            while let Some(after) = entry
+                .strip_prefix("- ")
+                .or_else(|| entry.strip_prefix("-\t"))
+            {
+                dashes += 1;
+                entry = after.trim_start_matches([' ', '\t']);
+            }
+            block = indents.len() + dashes;
+        }
+        if block > MAX_NESTING {
+            return too_deep(n + 1);
+        }
+        let mut prev = ' ';
+        for c in rest.chars() {
+            match c {
+                '\'' if !double => single = !single,
+                '"' if !single && prev != '\\' => double = !double,
+                '#' if !single && !double && prev.is_whitespace() => break,
+                '[' | '{' if !single && !double => {
+                    flow += 1;
+                    if block + flow > MAX_NESTING {
+                        return too_deep(n + 1);
+                    }
+                }
+                ']' | '}' if !single && !double => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+            prev = c;
+        }
+        // A plain scalar's apostrophe (`it's`) does not open a quote that
+        // spans lines; only flow context carries quotes over.
+        if flow == 0 {
+            single = false;
+        }
+    }
+    Ok(())
+}
+
 fn parse_source(source: &Source, parsed: &mut Parsed) {
+    if let Err(message) = prescan(&source.text) {
+        parsed.problems.push(Problem {
+            origin: Origin {
+                file: source.name.clone(),
+                document: 1,
+                item: None,
+            },
+            object: None,
+            message,
+        });
+        return;
+    }
     let values = match source.format {
         Format::Yaml => yaml_values(&source.text),
         Format::Json => json_values(&source.text),
@@ -458,6 +567,34 @@ spec:
   model: llama3.2:1b
   replicas: 2
 ";
+
+    #[test]
+    fn deep_nesting_and_size_are_refused_before_parsing() {
+        let nested_block: String = (0..200)
+            .map(|i| format!("{}k{i}:\n", "  ".repeat(i)))
+            .collect();
+        for (name, text) in [
+            ("flow.yaml", "[".repeat(100_000)),
+            ("mapflow.yaml", format!("a: {}", "{b: ".repeat(100_000))),
+            ("dashes.yaml", "- ".repeat(100_000) + "x"),
+            ("block.yaml", nested_block),
+            ("deep.json", "[".repeat(100_000)),
+        ] {
+            let started = std::time::Instant::now();
+            let p = parse(name, &text);
+            let took = started.elapsed();
+            let m = messages(&p).join("\n");
+            assert!(m.contains(name) && m.contains("64 levels"), "{name}: {m}");
+            assert!(took < std::time::Duration::from_secs(2), "{name}: {took:?}");
+        }
+        let big = "#".repeat(MAX_MANIFEST_BYTES + 1);
+        let m = messages(&parse("big.yaml", &big)).join("\n");
+        assert!(m.contains("big.yaml") && m.contains("16 MiB"), "{m}");
+        // Ordinary manifests, with quotes, comments and brackets in strings, pass.
+        let fine = "a: \"[[[[\"\nb: '{{{{'  # [[[[\nc: it's [1, [2, {d: 3}]]\n";
+        assert_eq!(prescan(fine), Ok(()));
+        assert_eq!(prescan(TWO), Ok(()));
+    }
 
     #[test]
     fn multi_document_yaml() {

@@ -5,6 +5,7 @@
 
 mod drain;
 mod health;
+mod hostile;
 mod placement;
 mod restart;
 

@@ -5,7 +5,9 @@
 //! limits).
 
 mod idle;
+mod limit;
 mod serve;
 
 pub use herd_proxy::Shortcut;
+pub use limit::{ConnectionLimit, ConnectionPermit, insert_metrics, metrics_with_connections};
 pub use serve::{App, Workers, serve, serve_with};

@@ -35,6 +35,7 @@ use crate::gate::Gate;
 use herd_tls::ServerTls;
 
 use super::idle::{Activity, Counted, Tracked, Upload, Watched, quiet_for};
+use super::limit::ConnectionLimit;
 
 /// Where [`serve_with`] runs connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +100,7 @@ pub struct App {
     gate: Option<Gate>,
     shortcut: Option<Shortcut>,
     idle_timeout: Option<Duration>,
+    limit: Option<Arc<ConnectionLimit>>,
 }
 
 impl App {
@@ -113,6 +115,19 @@ impl App {
     pub fn with_gate(mut self, gate: Gate) -> App {
         self.gate = Some(gate);
         self
+    }
+
+    /// Serves at most the limit's maximum of client connections at once
+    /// (over every worker thread); a connection past it is closed as soon
+    /// as it is accepted. `None` (the default) sets no limit.
+    pub fn with_connection_limit(mut self, limit: Option<Arc<ConnectionLimit>>) -> App {
+        self.limit = limit;
+        self
+    }
+
+    /// The connection limit, for its counts.
+    pub fn connection_limit(&self) -> Option<Arc<ConnectionLimit>> {
+        self.limit.clone()
     }
 
     /// Tries `shortcut` on every request before the router.
@@ -144,6 +159,7 @@ impl From<Router> for App {
             gate: None,
             shortcut: None,
             idle_timeout: None,
+            limit: None,
         }
     }
 }
@@ -205,6 +221,15 @@ async fn serve_here(app: App, listener: TcpListener, token: CancellationToken) -
                 }
             }
         };
+        let permit = match app.limit.as_ref().map(ConnectionLimit::try_acquire) {
+            Some(None) => {
+                // Closing at once costs less than a 503: no read, no parse.
+                drop(tcp);
+                continue;
+            }
+            Some(permit) => permit,
+            None => None,
+        };
         // TCP_NODELAY: streamed tokens and watch events are small writes that
         // Nagle's algorithm would otherwise hold back until the client's
         // delayed ACK (~40 ms) whenever a previous write is still unacknowledged.
@@ -242,6 +267,7 @@ async fn serve_here(app: App, listener: TcpListener, token: CancellationToken) -
         };
         let tls = app.tls.clone();
         connections.spawn(async move {
+            let _permit = permit;
             let _gone = gone.drop_guard();
             match tls {
                 None => drive(Watched { tcp, activity }, service, stop, hard).await,

@@ -162,3 +162,59 @@ async fn build_hands_out_the_parts_before_serving() {
         .expect("join")
         .expect("served");
 }
+
+#[tokio::test]
+async fn connections_past_the_limit_are_closed_at_once_and_counted() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    for workers in [Workers::Shared, Workers::per_core()] {
+        let s = start(|c| {
+            c.http_workers = workers;
+            c.max_connections = Some(2);
+            c.controller = None;
+        })
+        .await;
+        let addr = s.url.trim_start_matches("http://").to_owned();
+        let held_a = tokio::net::TcpStream::connect(&addr).await.expect("a");
+        let held_b = tokio::net::TcpStream::connect(&addr).await.expect("b");
+        // Let the accept loops take both before the third arrives.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut third = tokio::net::TcpStream::connect(&addr).await.expect("c");
+        let _ = third
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await;
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), third.read_to_end(&mut buf))
+            .await
+            .expect("the third connection is closed at once, not left waiting");
+        assert!(
+            read.is_err() || buf.is_empty(),
+            "{workers:?}: nothing is answered past the limit: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        drop((held_a, held_b));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let http = reqwest::Client::new();
+        let text = http
+            .get(format!("{}/metrics", s.url))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("body");
+        // The proxy's own watch of nodes over loopback holds a connection
+        // too, so more than the third may have been refused.
+        let refused: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("herd_server_connections_refused_total "))
+            .and_then(|n| n.parse().ok())
+            .expect("the refusal counter");
+        assert!(refused >= 1, "{workers:?}: {text}");
+        assert!(text.contains("herd_server_connections_max 2\n"), "{text}");
+        assert!(
+            text.trim_end().ends_with("# EOF"),
+            "still OpenMetrics: {text}"
+        );
+        stop(s).await;
+    }
+}

@@ -136,7 +136,7 @@ pub(super) fn open(
                 StoredObject {
                     rv,
                     body: body.into(),
-                    labels,
+                    labels: std::sync::Arc::new(labels),
                 },
             ));
         }
@@ -168,7 +168,7 @@ pub(super) fn open(
             if changes.last().is_some_and(|e: &Change| e.rv + 1 != rv) {
                 changes.clear();
             }
-            let labels = labels_of(&body).unwrap_or_default();
+            let labels = std::sync::Arc::new(labels_of(&body).unwrap_or_default());
             changes.push(Change {
                 rv,
                 kind,

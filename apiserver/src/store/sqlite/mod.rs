@@ -9,17 +9,16 @@
 
 mod db;
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock, mpsc};
 
 use tokio::sync::{oneshot, watch};
 
-use super::cache::{Cache, Overlay};
+use super::cache::{Cache, Overlay, WindowLimits};
 use super::{
-    Change, ChangeType, CommitFuture, Expect, Proposal, Store, StoreError, StoredObject, Template,
-    Written, check_expect, event_line,
+    Change, ChangeType, CommitFuture, Expect, Labels, Proposal, Store, StoreError, StoredObject,
+    Template, WindowUsage, Written, check_expect, event_line,
 };
 
 pub use db::SyncMode;
@@ -28,13 +27,20 @@ pub use db::SyncMode;
 pub struct StoreOptions {
     /// Changes kept (in memory and on disk) for watchers to resume from.
     pub watch_window: usize,
+    /// Bytes those changes may take in memory (see `Change::weight`); the
+    /// oldest are dropped first, in memory and on disk.
+    pub watch_window_bytes: usize,
     pub sync: SyncMode,
 }
+
+/// The default byte bound of the watch window.
+pub const DEFAULT_WATCH_WINDOW_BYTES: usize = 64 * 1024 * 1024;
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             watch_window: 20_000,
+            watch_window_bytes: DEFAULT_WATCH_WINDOW_BYTES,
             sync: SyncMode::Normal,
         }
     }
@@ -43,7 +49,7 @@ impl Default for StoreOptions {
 struct Shared {
     cache: RwLock<Cache>,
     revision_tx: watch::Sender<u64>,
-    window: usize,
+    window: WindowLimits,
     writer_running: AtomicBool,
 }
 
@@ -87,8 +93,11 @@ impl SqliteStore {
                 dir.display()
             ))
         })?;
-        let window = opts.watch_window.max(1);
-        let (conn, loaded) = db::open(&dir.join("herd.db"), kinds, window, opts.sync)?;
+        let window = WindowLimits {
+            events: opts.watch_window.max(1),
+            bytes: opts.watch_window_bytes,
+        };
+        let (conn, loaded) = db::open(&dir.join("herd.db"), kinds, window.events, opts.sync)?;
         let mut cache = Cache {
             revision: loaded.revision,
             ..Cache::default()
@@ -101,7 +110,7 @@ impl SqliteStore {
                 map.insert(name, Arc::new(obj));
             }
         }
-        cache.log = loaded.changes.into_iter().map(Arc::new).collect();
+        cache.extend_log(loaded.changes.into_iter().map(Arc::new), window);
         let (revision_tx, _) = watch::channel(cache.revision);
         let shared = Arc::new(Shared {
             cache: RwLock::new(cache),
@@ -172,6 +181,10 @@ impl Store for SqliteStore {
         self.shared.read().events_after(after, max)
     }
 
+    fn window_usage(&self) -> WindowUsage {
+        self.shared.read().window_usage()
+    }
+
     fn commit(
         &self,
         kind: &'static str,
@@ -201,7 +214,11 @@ impl Store for SqliteStore {
 const MAX_BATCH: usize = 512;
 
 fn writer_loop(mut conn: rusqlite::Connection, rx: &mpsc::Receiver<WriteOp>, shared: &Shared) {
-    let mut since_prune = 0usize;
+    // Events on disk are deleted as the in-memory window drops them, every
+    // 1024 changes or every eighth of the byte bound written, whichever
+    // comes first, so the database holds about one window of events.
+    let prune_every_bytes = (shared.window.bytes / 8).max(1);
+    let (mut since_prune, mut bytes_since_prune) = (0usize, 0usize);
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -210,10 +227,12 @@ fn writer_loop(mut conn: rusqlite::Connection, rx: &mpsc::Receiver<WriteOp>, sha
                 Err(_) => break,
             }
         }
-        since_prune += commit_batch(&mut conn, batch, shared);
-        if since_prune >= 1024 {
-            since_prune = 0;
-            let keep_after = shared.read().revision.saturating_sub(shared.window as u64);
+        let (changes, bytes) = commit_batch(&mut conn, batch, shared);
+        since_prune += changes;
+        bytes_since_prune += bytes;
+        if since_prune >= 1024 || bytes_since_prune >= prune_every_bytes {
+            (since_prune, bytes_since_prune) = (0, 0);
+            let keep_after = shared.read().compacted_through();
             if let Err(e) = db::prune_events(&conn, keep_after) {
                 tracing::warn!(error = %e, "pruning old events failed; will retry");
             }
@@ -231,8 +250,13 @@ fn batch_failed(what: &str) -> StoreError {
     StoreError::Backend(format!("store {what} failed"))
 }
 
-/// Applies a batch in one transaction; returns how many changes it wrote.
-fn commit_batch(conn: &mut rusqlite::Connection, ops: Vec<WriteOp>, shared: &Shared) -> usize {
+/// Applies a batch in one transaction; returns how many changes it wrote
+/// and their weight in bytes.
+fn commit_batch(
+    conn: &mut rusqlite::Connection,
+    ops: Vec<WriteOp>,
+    shared: &Shared,
+) -> (usize, usize) {
     let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => {
@@ -240,7 +264,7 @@ fn commit_batch(conn: &mut rusqlite::Connection, ops: Vec<WriteOp>, shared: &Sha
             for op in ops {
                 let _ = op.reply.send(Err(StoreError::Backend(message.clone())));
             }
-            return 0;
+            return (0, 0);
         }
     };
     let mut batch = Batch::new(shared);
@@ -253,7 +277,7 @@ fn commit_batch(conn: &mut rusqlite::Connection, ops: Vec<WriteOp>, shared: &Sha
         for (reply, result) in replies {
             let _ = reply.send(result.and(Err(batch_failed("commit"))));
         }
-        return 0;
+        return (0, 0);
     }
     let written = batch.publish();
     for (reply, result) in replies {
@@ -333,7 +357,7 @@ impl<'s> Batch<'s> {
         name: String,
         current: Option<Arc<StoredObject>>,
         template: &Template,
-        labels: BTreeMap<String, String>,
+        labels: Labels,
     ) -> Result<Written, rusqlite::Error> {
         let rev = self.rev + 1;
         let body = template.render(rev);
@@ -346,12 +370,12 @@ impl<'s> Batch<'s> {
         let prev_labels = current
             .as_ref()
             .filter(|c| c.labels != labels)
-            .map(|c| c.labels.clone());
+            .map(|c| Arc::clone(&c.labels));
         self.changes.push(Arc::new(Change {
             rv: rev,
             kind,
             type_,
-            labels: labels.clone(),
+            labels: Arc::clone(&labels),
             prev_labels,
             line: event_line(type_, &body),
         }));
@@ -386,7 +410,7 @@ impl<'s> Batch<'s> {
             rv: rev,
             kind,
             type_: ChangeType::Deleted,
-            labels: labels.clone(),
+            labels: Arc::clone(&labels),
             prev_labels: None,
             line: event_line(ChangeType::Deleted, &body),
         }));
@@ -421,18 +445,19 @@ impl<'s> Batch<'s> {
     }
 
     /// Makes a committed batch visible to readers and wakes watchers;
-    /// returns how many changes it wrote.
-    fn publish(self) -> usize {
+    /// returns how many changes it wrote and their weight.
+    fn publish(self) -> (usize, usize) {
         let written = self.changes.len();
         if written == 0 {
-            return 0;
+            return (0, 0);
         }
+        let bytes = self.changes.iter().map(|c| c.weight()).sum();
         self.shared
             .cache
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .apply(self.overlay, self.rev, self.changes, self.shared.window);
         self.shared.revision_tx.send_replace(self.rev);
-        written
+        (written, bytes)
     }
 }
