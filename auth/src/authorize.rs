@@ -117,9 +117,12 @@ pub enum Action<'a> {
     Api(ApiRequest<'a>),
     /// Any Ollama, OpenAI or Anthropic endpoint of the proxy that uses models.
     Inference,
-    /// Ollama's endpoints that change which models the fleet holds (pull,
-    /// push, create, copy, delete, blobs). Granted like inference for now, so
-    /// that restricting them is a change to this one rule.
+    /// `/api/pull`: fetching a model onto the fleet. What `ollama run`
+    /// does for a missing model, so `--model-management pull` grants it
+    /// like inference.
+    ModelPull,
+    /// Ollama's other endpoints that change which models the fleet holds
+    /// (push, create, copy, delete, blobs).
     ModelManagement,
     /// `/apis`, `/apis/herd/v1`, the JSON Schemas: any key may read them.
     Discovery,
@@ -155,6 +158,7 @@ impl fmt::Display for Action<'_> {
                 Ok(())
             }
             Action::Inference => f.write_str("use the inference endpoints"),
+            Action::ModelPull => f.write_str("pull models onto the fleet"),
             Action::ModelManagement => f.write_str("manage the fleet's models"),
             Action::Discovery => f.write_str("read the API's discovery documents"),
             Action::Metrics => f.write_str("read /metrics"),
@@ -223,7 +227,9 @@ fn role_allows(role: Role, node: Option<&str>, action: &Action<'_>) -> bool {
             (Action::Api(r), Some(bound)) => node_allows(Some(bound), r),
             _ => false,
         },
-        Role::Inference => matches!(action, Action::Inference | Action::ModelManagement),
+        // Model operations reach inference keys only through the server's
+        // `--model-management` policy (`Openness::authorize`).
+        Role::Inference => matches!(action, Action::Inference),
     }
 }
 
@@ -254,6 +260,33 @@ fn node_allows(bound: Option<&str>, r: &ApiRequest<'_>) -> bool {
     }
 }
 
+/// Who may change which models the fleet holds (`--model-management`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ModelPolicy {
+    /// Ollama's behaviour: whoever may use inference may also push, create,
+    /// copy and delete models.
+    Open,
+    /// Whoever may use inference may pull (so `ollama run` through herd
+    /// still fetches a missing model); the rest needs an admin key.
+    #[default]
+    Pull,
+    /// Every model operation, pulls included, needs an admin key.
+    Admin,
+}
+
+impl ModelPolicy {
+    /// The action a model operation is judged as under this policy:
+    /// inference where the policy grants it as such, itself otherwise (then
+    /// only an admin key may do it).
+    fn judge<'a>(self, action: &Action<'a>) -> Action<'a> {
+        match (self, action) {
+            (ModelPolicy::Open, Action::ModelPull | Action::ModelManagement)
+            | (ModelPolicy::Pull, Action::ModelPull) => Action::Inference,
+            _ => *action,
+        }
+    }
+}
+
 /// What a server lets requests without a key do, by its flags.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Openness {
@@ -264,23 +297,28 @@ pub struct Openness {
     /// `--open-registration`: a request without a key may do what a node key
     /// may, for any node name.
     pub registration: bool,
+    /// `--model-management`.
+    pub models: ModelPolicy,
 }
 
 impl Openness {
     /// [`authorize`], with what this server leaves open granted first.
     pub fn authorize(&self, principal: &Principal, action: &Action<'_>) -> Result<(), Denied> {
-        let open = match action {
-            Action::Inference | Action::ModelManagement => self.inference,
+        let judged = self.models.judge(action);
+        let open = match judged {
+            Action::Inference => self.inference,
+            Action::ModelPull | Action::ModelManagement => false,
             Action::Metrics => self.metrics,
             Action::Api(r) => {
-                self.registration && *principal == Principal::Anonymous && node_allows(None, r)
+                self.registration && *principal == Principal::Anonymous && node_allows(None, &r)
             }
             Action::Discovery | Action::JoinExchange | Action::Unclassified => false,
         };
         if open {
             Ok(())
         } else {
-            authorize(principal, action)
+            // Judged by the policy's action, refused in the caller's words.
+            authorize(principal, &judged).map_err(|_| Denied::new(principal, action))
         }
     }
 }
@@ -500,7 +538,8 @@ mod tests {
                 false,
             ),
             (Inference, Action::JoinExchange, false),
-            (Inference, Action::ModelManagement, true),
+            (Inference, Action::ModelManagement, false),
+            (Inference, Action::ModelPull, false),
             (Inference, Action::Unclassified, false),
         ];
         assert!(cases.len() >= 30);
@@ -524,6 +563,49 @@ mod tests {
     }
 
     #[test]
+    fn model_operations_by_policy() {
+        let inference = key(Role::Inference);
+        let admin = key(Role::Admin);
+        let viewer = key(Role::Viewer);
+        let anon = Principal::Anonymous;
+        let open = |models| Openness {
+            inference: true,
+            models,
+            ..Openness::default()
+        };
+        let closed = |models| Openness {
+            models,
+            ..Openness::default()
+        };
+        use Action::{ModelManagement as Manage, ModelPull as Pull};
+        use ModelPolicy::{Admin as AdminOnly, Open, Pull as PullOnly};
+        let cases: Vec<(Openness, &Principal, Action<'_>, bool)> = vec![
+            (open(Open), &anon, Pull, true),
+            (open(Open), &anon, Manage, true),
+            (closed(Open), &anon, Manage, false),
+            (closed(Open), &inference, Manage, true),
+            (closed(Open), &viewer, Manage, false),
+            (open(PullOnly), &anon, Pull, true),
+            (open(PullOnly), &anon, Manage, false),
+            (closed(PullOnly), &inference, Pull, true),
+            (closed(PullOnly), &inference, Manage, false),
+            (closed(PullOnly), &admin, Manage, true),
+            (closed(PullOnly), &viewer, Pull, false),
+            (open(AdminOnly), &anon, Pull, false),
+            (closed(AdminOnly), &inference, Pull, false),
+            (closed(AdminOnly), &admin, Pull, true),
+            (closed(AdminOnly), &admin, Manage, true),
+        ];
+        for (policy, who, action, want) in cases {
+            let got = policy.authorize(who, &action);
+            assert_eq!(got.is_ok(), want, "{policy:?} {who} {action}: {got:?}");
+            if let Err(e) = got {
+                assert!(e.to_string().contains(&action.to_string()), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn anonymous_by_openness() {
         use Verb::{Create, Get, List, Update};
         let anon = Principal::Anonymous;
@@ -532,6 +614,7 @@ mod tests {
             inference: true,
             metrics: true,
             registration: true,
+            models: ModelPolicy::Open,
         };
         let inference_only = Openness {
             inference: true,
@@ -590,6 +673,12 @@ mod tests {
             (all_open, &anon, Action::Discovery, false),
             (all_open, &anon, Action::Unclassified, false),
             (all_open, &anon, Action::ModelManagement, true),
+            (all_open, &anon, Action::ModelPull, true),
+            // The default `--model-management pull`: open inference lets
+            // anyone pull, and nothing else.
+            (inference_only, &anon, Action::ModelPull, true),
+            (inference_only, &anon, Action::ModelManagement, false),
+            (closed, &anon, Action::ModelPull, false),
         ];
         for (open, who, action, want) in cases {
             let got = open.authorize(who, &action);

@@ -54,11 +54,13 @@ pub fn classify<'a>(method: &Method, path: &'a str, query: Option<&str>) -> Clas
 }
 
 /// Ollama's endpoints: changing which models the fleet holds is model
-/// management; everything else is inference. The method does not matter: a
-/// wrong one gets the router's 405 either way.
+/// management, pulling a model apart from the rest (`--model-management
+/// pull` lets inference users pull); everything else is inference. The
+/// method does not matter: a wrong one gets the router's 405 either way.
 fn ollama_action(rest: &str) -> Action<'static> {
-    if matches!(rest, "pull" | "push" | "create" | "copy" | "delete") || rest.starts_with("blobs/")
-    {
+    if rest == "pull" {
+        Action::ModelPull
+    } else if matches!(rest, "push" | "create" | "copy" | "delete") || rest.starts_with("blobs/") {
         Action::ModelManagement
     } else {
         Action::Inference
@@ -135,12 +137,7 @@ mod tests {
             (Method::POST, "/api/generate", None, act(Action::Inference)),
             (Method::GET, "/api/tags", None, act(Action::Inference)),
             (Method::POST, "/api/show", None, act(Action::Inference)),
-            (
-                Method::POST,
-                "/api/pull",
-                None,
-                act(Action::ModelManagement),
-            ),
+            (Method::POST, "/api/pull", None, act(Action::ModelPull)),
             (
                 Method::POST,
                 "/api/create",

@@ -20,7 +20,7 @@ mod principal;
 mod token;
 
 pub use authorize::{
-    Action, ApiRequest, Denied, Openness, Subresource, Verb, authorize, resources,
+    Action, ApiRequest, Denied, ModelPolicy, Openness, Subresource, Verb, authorize, resources,
 };
 pub use classify::{Classified, classify};
 pub use credential::{

@@ -198,7 +198,10 @@ impl Gate {
                 let plain = principal == Principal::Anonymous
                     && matches!(
                         action,
-                        Action::Inference | Action::ModelManagement | Action::Metrics
+                        Action::Inference
+                            | Action::ModelPull
+                            | Action::ModelManagement
+                            | Action::Metrics
                     );
                 Ok(if plain {
                     Admitted::Plain

@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use bootstrap::{ADMIN_KEY_FILE, JOIN_KEY_FILE};
 pub use gate::{Gate, Hosts};
-pub use herd_auth::Openness;
+pub use herd_auth::{ModelPolicy, Openness};
 pub use host::{App, Workers};
 
 use dashboard::Dashboard;
@@ -124,6 +124,7 @@ impl Config {
                 inference: true,
                 metrics: false,
                 registration: false,
+                models: ModelPolicy::Pull,
             },
             allowed_hosts: Vec::new(),
             rotate_join_key: false,

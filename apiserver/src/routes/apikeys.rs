@@ -37,7 +37,7 @@ pub fn routes() -> Router<AppState> {
             &format!("{base}/{{name}}"),
             get(get_one::<ApiKey>)
                 .put(replace_existing)
-                .patch(patch_main::<ApiKey>)
+                .patch(patch_key)
                 .delete(delete)
                 .fallback(method_not_allowed),
         )
@@ -65,7 +65,42 @@ async fn replace_existing(
             name: name.0,
         });
     }
-    replace::<ApiKey>(state, name, uri, headers, principal, body).await
+    let key = name.0.clone();
+    let answer = replace::<ApiKey>(state.clone(), name, uri, headers, principal, body).await;
+    sync_ring(&state, &key);
+    answer
+}
+
+/// A merge patch of a key (disabling it, say), applied to the key ring
+/// before the answer.
+async fn patch_key(
+    state: State<AppState>,
+    name: Path<String>,
+    uri: Uri,
+    headers: HeaderMap,
+    principal: Option<Extension<Principal>>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = name.0.clone();
+    let answer = patch_main::<ApiKey>(state.clone(), name, uri, headers, principal, body).await;
+    sync_ring(&state, &key);
+    answer
+}
+
+/// Brings the key ring's entry for `name` up to the store before a write
+/// to it is answered, so a client that disabled or deleted a key finds it
+/// refused by its very next request. The ring's follower would get there
+/// too, a moment later.
+fn sync_ring(state: &AppState, name: &str) {
+    match state.store.get(ApiKey::PLURAL, name) {
+        Some(stored) => match serde_json::from_slice::<ApiKey>(&stored.body) {
+            Ok(key) => state.keys.apply_key(&WatchEvent::Modified(key)),
+            Err(e) => tracing::warn!(error = %e, key = name, "stored ApiKey is unreadable"),
+        },
+        None => state
+            .keys
+            .apply_key(&WatchEvent::Deleted(ApiKey::new(name, Default::default()))),
+    }
 }
 
 /// Who a new key's `status.createdBy` names.
@@ -224,6 +259,7 @@ async fn delete(
     let dry_run = extract::dry_run(&extract::query(&uri)?)?;
     let written = delete_key(&state, &name, dry_run).await?;
     if !dry_run {
+        sync_ring(&state, &name);
         auth::audit::<ApiKey>(&state, &caller, Write::Delete, &name).await;
     }
     Ok(json_response(StatusCode::OK, written))

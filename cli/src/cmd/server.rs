@@ -61,6 +61,12 @@ pub struct ServerArgs {
     /// Who may read /metrics: `key` (a `viewer` or `admin` key) or `open`.
     #[arg(long, env = "HERD_METRICS_AUTH", value_enum, default_value_t = Access::Key)]
     pub metrics_auth: Access,
+    /// Who may change which models the fleet holds: `pull` (whoever may use inference
+    /// may pull, so `ollama run` through herd fetches a missing model; delete, create,
+    /// copy and push need an admin key), `open` (Ollama's behaviour: all of them like
+    /// inference) or `admin` (pulls need an admin key too).
+    #[arg(long, env = "HERD_MODEL_MANAGEMENT", value_enum, default_value_t = Models::Pull)]
+    pub model_management: Models,
     /// Let any nodelet register and update its node without a key (the original,
     /// unauthenticated behaviour); logged as a warning at every start.
     #[arg(long, env = "HERD_OPEN_REGISTRATION")]
@@ -111,6 +117,24 @@ pub enum Access {
     Key,
 }
 
+/// `--model-management`: see [`herd_server::ModelPolicy`].
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Models {
+    Open,
+    Pull,
+    Admin,
+}
+
+impl From<Models> for herd_server::ModelPolicy {
+    fn from(m: Models) -> Self {
+        match m {
+            Models::Open => herd_server::ModelPolicy::Open,
+            Models::Pull => herd_server::ModelPolicy::Pull,
+            Models::Admin => herd_server::ModelPolicy::Admin,
+        }
+    }
+}
+
 fn parse_workers(s: &str) -> Result<herd_server::Workers, String> {
     s.parse()
 }
@@ -149,6 +173,7 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
             inference: args.inference_auth == Access::Open,
             metrics: args.metrics_auth == Access::Open,
             registration: args.open_registration,
+            models: args.model_management.into(),
         },
         allowed_hosts: args.allowed_hosts.clone(),
         rotate_join_key: args.rotate_join_key,

@@ -9,7 +9,6 @@ use super::server::{self, ServerArgs};
 
 /// The file the server writes its join key to, in its data directory.
 
-
 /// Waits until the server answers `/healthz`; false when its task ended first
 /// (it failed to start: its own error says why).
 async fn wait_until_serving(

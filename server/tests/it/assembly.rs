@@ -171,6 +171,8 @@ async fn connections_past_the_limit_are_closed_at_once_and_counted() {
             c.http_workers = workers;
             c.max_connections = Some(2);
             c.controller = None;
+            // The counts are read from /metrics without a key.
+            c.openness.metrics = true;
         })
         .await;
         let addr = s.url.trim_start_matches("http://").to_owned();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt as _;
-use herd_server::{Config, Server};
+use herd_server::{Config, ModelPolicy, Server};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -999,4 +999,85 @@ async fn tls_from_files_serves_and_its_loopback_clients_trust_the_chain() {
     assert_eq!(resp.status(), 200);
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(10), done).await;
+}
+
+/// `--model-management`: by default anyone who may use inference may pull,
+/// while deleting, copying, creating and pushing models need an admin key.
+/// (No node holds a model here: a request the gate lets through gets the
+/// proxy's own answer, never 401 or 403.)
+#[tokio::test]
+async fn model_management_needs_admin_except_pulls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Herd::start(dir.path(), |_| {}).await;
+    let inference = client_with(&h.key("i", json!({"role": "inference"})).await);
+    let delete = json!({"model": "llama3.2:1b"});
+    let copy = json!({"source": "llama3.2:1b", "destination": "mine"});
+    for (who, http) in [("anonymous", &h.anon), ("inference", &inference)] {
+        let (s, b) = send(
+            http,
+            Method::DELETE,
+            &at2(&h, "/api/delete"),
+            Some(delete.clone()),
+        )
+        .await;
+        assert!(s == 401 || s == 403, "{who} deletes: {s} {b}");
+        assert!(
+            b["error"].as_str().is_some_and(|e| e.contains("manage")),
+            "{b}"
+        );
+        let (s, b) = send(
+            http,
+            Method::POST,
+            &at2(&h, "/api/copy"),
+            Some(copy.clone()),
+        )
+        .await;
+        assert!(s == 401 || s == 403, "{who} copies: {s} {b}");
+        let (s, b) = send(
+            &http,
+            Method::POST,
+            &at2(&h, "/api/pull"),
+            Some(json!({"model": "llama3.2:1b", "stream": false})),
+        )
+        .await;
+        assert!(s != 401 && s != 403, "{who} pulls: {s} {b}");
+    }
+    let (s, b) = send(
+        &h.admin,
+        Method::DELETE,
+        &at2(&h, "/api/delete"),
+        Some(delete),
+    )
+    .await;
+    assert!(s != 401 && s != 403, "admin deletes: {s} {b}");
+    h.stop().await;
+
+    // `admin` reserves pulls too; `open` is Ollama's behaviour.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Herd::start(dir.path(), |c| c.openness.models = ModelPolicy::Admin).await;
+    let pull = json!({"model": "llama3.2:1b", "stream": false});
+    let (s, _) = send(
+        &h.anon,
+        Method::POST,
+        &at2(&h, "/api/pull"),
+        Some(pull.clone()),
+    )
+    .await;
+    assert_eq!(s, 401);
+    h.stop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Herd::start(dir.path(), |c| c.openness.models = ModelPolicy::Open).await;
+    let (s, b) = send(
+        &h.anon,
+        Method::DELETE,
+        &at2(&h, "/api/delete"),
+        Some(json!({"model": "llama3.2:1b"})),
+    )
+    .await;
+    assert!(s != 401 && s != 403, "open: {s} {b}");
+    h.stop().await;
+}
+
+fn at2(h: &Herd, p: &str) -> String {
+    format!("{}{p}", h.url)
 }
