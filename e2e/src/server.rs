@@ -117,12 +117,7 @@ impl Server {
         let host = net::next_host();
         let data_dir = tempfile::tempdir().expect("tempdir");
         let listen = SocketAddr::new(options.listen_ip.unwrap_or(host.ip), 0);
-        let (proc, addr) = spawn(&options, listen, &data_dir.path().to_owned(), 1).await;
-        let scheme = if options.tls_self_signed {
-            "https"
-        } else {
-            "http"
-        };
+        let (proc, scheme, addr) = spawn(&options, listen, &data_dir.path().to_owned(), 1).await;
         let url = format!("{scheme}://{addr}");
         DATA_DIRS
             .lock()
@@ -149,7 +144,7 @@ impl Server {
     pub async fn restart(&mut self) {
         self.proc.kill9();
         self.starts += 1;
-        let (proc, _) = spawn(
+        let (proc, _, _) = spawn(
             &self.options,
             self.addr,
             &self.data_dir.path().to_owned(),
@@ -209,7 +204,7 @@ impl Server {
     /// The CA a `--tls-self-signed` server made (`<data-dir>/tls/ca.crt`).
     pub fn ca_cert(&self) -> Option<PathBuf> {
         let path = self.data_dir.path().join("tls").join("ca.crt");
-        (self.options.tls_self_signed && path.is_file()).then_some(path)
+        path.is_file().then_some(path)
     }
 
     /// `builder` trusting the server's CA, when it has one.
@@ -315,7 +310,7 @@ async fn spawn(
     listen: SocketAddr,
     data_dir: &PathBuf,
     start: u32,
-) -> (Proc, SocketAddr) {
+) -> (Proc, &'static str, SocketAddr) {
     let mut cmd = Command::new(crate::bins::herd());
     cmd.arg("server")
         .arg("--listen")
@@ -341,19 +336,58 @@ async fn spawn(
     let mut proc = Proc::spawn(format!("herd server #{start} ({listen})"), cmd);
     let line = proc
         .wait_for_line("listening", Duration::from_secs(30), |l| {
-            l.contains("listening on http://") || l.contains("listening on https://")
+            listening_url(l).is_some()
         })
         .await;
-    let addr = line
-        .split("listening on http")
-        .nth(1)
-        .map(|rest| rest.trim_start_matches('s').trim_start_matches("://"))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| {
-            a.trim_end_matches(|c: char| !c.is_ascii_digit())
-                .parse::<SocketAddr>()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (proc, addr)
+    let (scheme, addr) = listening_url(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
+    (proc, scheme, addr)
+}
+
+/// The scheme and address of herd's `listening on http[s]://ADDR` log line.
+pub fn listening_url(line: &str) -> Option<(&'static str, SocketAddr)> {
+    let rest = line.split("listening on ").nth(1)?;
+    let (scheme, rest) = if let Some(rest) = rest.strip_prefix("https://") {
+        ("https", rest)
+    } else {
+        ("http", rest.strip_prefix("http://")?)
+    };
+    let addr = rest
+        .split_whitespace()
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
+    Some((scheme, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_lines() {
+        // (line, scheme and address)
+        let cases = [
+            (
+                "INFO herd server listening on http://127.0.0.2:8080 addr=127.0.0.2:8080",
+                Some(("http", "127.0.0.2:8080")),
+            ),
+            (
+                "INFO herd server listening on https://127.0.0.1:43210",
+                Some(("https", "127.0.0.1:43210")),
+            ),
+            (
+                "herd server listening on https://[::1]:443\"",
+                Some(("https", "[::1]:443")),
+            ),
+            ("herd server listening on ftp://127.0.0.1:21", None),
+            ("listening", None),
+            ("herd server listening on http://not-an-address", None),
+        ];
+        for (line, want) in cases {
+            let want =
+                want.map(|(scheme, addr)| (scheme, addr.parse::<SocketAddr>().expect("addr")));
+            assert_eq!(listening_url(line), want, "{line}");
+        }
+    }
 }

@@ -326,17 +326,9 @@ async fn tls_herd_up_self_signed_nodelet_pins_its_own_server() {
                 l.contains("listening on https://")
             })
             .await;
-        let port = line
-            .split("listening on https://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| {
-                p.trim_end_matches(|c: char| !c.is_ascii_digit())
-                    .parse::<u16>()
-                    .ok()
-            })
-            .expect("port");
+        let (scheme, addr) = herd_e2e::server::listening_url(&line).expect("address");
+        assert_eq!(scheme, "https");
+        let port = addr.port();
         let url = format!("https://localhost:{port}");
         let data = home.path().join(".local/share/herd");
         let admin = herd_auth::read_key_file(&data.join("admin.key")).expect("admin.key");
