@@ -217,7 +217,7 @@ async fn tls_a_nodelet_refuses_a_server_with_another_certificate() {
 async fn tls_official_python_clients_over_https() {
     bounded(TEST_LIMIT, async {
         let server = Server::start_with(ServerOptions::tls_self_signed()).await;
-        let node = E2eNode::start(&server.url, NodeOptions::beside("tls-c1")).await;
+        let mut node = E2eNode::start(&server.url, NodeOptions::beside("tls-c1")).await;
         server
             .wait_routable(&["tls-c1"], Duration::from_secs(30))
             .await;
@@ -294,6 +294,32 @@ async fn tls_official_python_clients_over_https() {
         );
         assert_eq!(out["ollama_without_ca_refused"], true, "{out}");
         assert_eq!(out["openai_without_ca_refused"], true, "{out}");
+
+        let secrets = [
+            (
+                "admin",
+                server
+                    .admin_key()
+                    .expect("admin.key")
+                    .secret
+                    .expose()
+                    .to_owned(),
+            ),
+            (
+                "join",
+                server
+                    .join_key()
+                    .expect("join.key")
+                    .secret
+                    .expose()
+                    .to_owned(),
+            ),
+        ];
+        let logs = [
+            ("server", server.proc.lines()),
+            ("nodelet", node.nodelet().lines()),
+        ];
+        assert_no_secret_in_logs(&secrets, &logs);
     })
     .await;
 }
