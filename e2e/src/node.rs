@@ -274,7 +274,8 @@ impl Node {
     }
 }
 
-async fn start_fake(name: &str, host: Host, args: &[String], n: u32) -> Proc {
+/// A `fake-ollama serve` process on `host`'s Ollama address with [`crate::MODEL`].
+pub async fn start_fake(name: &str, host: Host, args: &[String], n: u32) -> Proc {
     let home = std::env::temp_dir();
     let mut cmd = Command::new(crate::bins::fake_ollama());
     cmd.arg("serve")

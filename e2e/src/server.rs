@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use herd_api::Node;
 use herd_auth::Token;
-use herd_client::{Api, Client};
+use herd_client::{Api, Client, ClientTrust};
 
 use crate::net::{self, Host};
 use crate::process::Proc;
@@ -66,12 +66,23 @@ pub struct ServerOptions {
     /// Listen on this address instead of a machine address of its own
     /// (127.0.0.1 for "the router's own machine" through `localhost`).
     pub listen_ip: Option<std::net::IpAddr>,
+    /// `--tls-self-signed`: HTTPS with a CA the server makes in its data
+    /// directory (its certificate names the address it listens on).
+    pub tls_self_signed: bool,
 }
 
 impl ServerOptions {
     pub fn balancer(b: &str) -> ServerOptions {
         ServerOptions {
             balancer: Some(b.to_owned()),
+            ..ServerOptions::default()
+        }
+    }
+
+    /// HTTPS with a self-signed CA in the data directory.
+    pub fn tls_self_signed() -> ServerOptions {
+        ServerOptions {
+            tls_self_signed: true,
             ..ServerOptions::default()
         }
     }
@@ -86,7 +97,7 @@ impl ServerOptions {
 /// A running `herd server`.
 pub struct Server {
     pub proc: Proc,
-    /// `http://IP:PORT`.
+    /// `http://IP:PORT`, or `https://IP:PORT` when it serves TLS.
     pub url: String,
     pub addr: SocketAddr,
     pub host: Host,
@@ -105,8 +116,8 @@ impl Server {
         let host = net::next_host();
         let data_dir = tempfile::tempdir().expect("tempdir");
         let listen = SocketAddr::new(options.listen_ip.unwrap_or(host.ip), 0);
-        let (proc, addr) = spawn(&options, listen, &data_dir.path().to_owned(), 1).await;
-        let url = format!("http://{addr}");
+        let (proc, scheme, addr) = spawn(&options, listen, &data_dir.path().to_owned(), 1).await;
+        let url = format!("{scheme}://{addr}");
         DATA_DIRS
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -132,7 +143,7 @@ impl Server {
     pub async fn restart(&mut self) {
         self.proc.kill9();
         self.starts += 1;
-        let (proc, _) = spawn(
+        let (proc, _, _) = spawn(
             &self.options,
             self.addr,
             &self.data_dir.path().to_owned(),
@@ -149,6 +160,9 @@ impl Server {
     /// A client with the server's admin key (when it wrote one).
     pub fn client(&self) -> Client {
         let mut builder = Client::builder(&self.url);
+        if let Some(ca) = self.ca_cert() {
+            builder = builder.trust(ClientTrust::CaFile(ca));
+        }
         if let Some(key) = self.admin_key() {
             builder = builder.token(key.expose());
         }
@@ -179,11 +193,38 @@ impl Server {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let mut builder = reqwest::Client::builder().default_headers(headers);
+        let mut builder = self.trusting(reqwest::Client::builder().default_headers(headers));
         if let Some(t) = timeout {
             builder = builder.timeout(t);
         }
         builder.build().expect("http client")
+    }
+
+    /// The CA a `--tls-self-signed` server made (`<data-dir>/tls/ca.crt`).
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        let path = self.data_dir.path().join("tls").join("ca.crt");
+        path.is_file().then_some(path)
+    }
+
+    /// `builder` trusting the server's CA, when it has one.
+    pub fn trusting(&self, builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+        match self.ca_cert() {
+            Some(ca) => ClientTrust::CaFile(ca)
+                .apply(builder)
+                .expect("the server's CA file is usable"),
+            None => builder,
+        }
+    }
+
+    /// [`crate::http`], trusting the server's CA.
+    pub fn http(&self) -> reqwest::Client {
+        self.trusting(
+            reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .pool_max_idle_per_host(0),
+        )
+        .build()
+        .expect("reqwest client")
     }
 
     /// `req` with the admin key, for the management API.
@@ -204,13 +245,16 @@ impl Server {
 
     /// `GET /apis/herd/v1/requests/stats`, the dashboard's per-node view.
     pub async fn stats(&self) -> serde_json::Value {
-        self.authed(crate::http().get(format!("{}/apis/herd/v1/requests/stats", self.url)))
-            .send()
-            .await
-            .expect("GET requests/stats")
-            .json()
-            .await
-            .expect("stats json")
+        self.authed(
+            self.http()
+                .get(format!("{}/apis/herd/v1/requests/stats", self.url)),
+        )
+        .send()
+        .await
+        .expect("GET requests/stats")
+        .json()
+        .await
+        .expect("stats json")
     }
 
     /// The stats entry of one node, if listed.
@@ -265,7 +309,7 @@ async fn spawn(
     listen: SocketAddr,
     data_dir: &PathBuf,
     start: u32,
-) -> (Proc, SocketAddr) {
+) -> (Proc, &'static str, SocketAddr) {
     let mut cmd = Command::new(crate::bins::herd());
     cmd.arg("server")
         .arg("--listen")
@@ -278,6 +322,9 @@ async fn spawn(
     if let Some(b) = &options.balancer {
         cmd.args(["--balancer", b]);
     }
+    if options.tls_self_signed {
+        cmd.arg("--tls-self-signed");
+    }
     cmd.args(&options.extra);
     cmd.env(
         "RUST_LOG",
@@ -287,18 +334,58 @@ async fn spawn(
     let mut proc = Proc::spawn(format!("herd server #{start} ({listen})"), cmd);
     let line = proc
         .wait_for_line("listening", Duration::from_secs(30), |l| {
-            l.contains("listening on http://")
+            listening_url(l).is_some()
         })
         .await;
-    let addr = line
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| {
-            a.trim_end_matches(|c: char| !c.is_ascii_digit())
-                .parse::<SocketAddr>()
-                .ok()
-        })
-        .unwrap_or_else(|| panic!("no address in {line:?}"));
-    (proc, addr)
+    let (scheme, addr) = listening_url(&line).unwrap_or_else(|| panic!("no address in {line:?}"));
+    (proc, scheme, addr)
+}
+
+/// The scheme and address of herd's `listening on http[s]://ADDR` log line.
+pub fn listening_url(line: &str) -> Option<(&'static str, SocketAddr)> {
+    let rest = line.split("listening on ").nth(1)?;
+    let (scheme, rest) = if let Some(rest) = rest.strip_prefix("https://") {
+        ("https", rest)
+    } else {
+        ("http", rest.strip_prefix("http://")?)
+    };
+    let addr = rest
+        .split_whitespace()
+        .next()?
+        .trim_end_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .ok()?;
+    Some((scheme, addr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_lines() {
+        // (line, scheme and address)
+        let cases = [
+            (
+                "INFO herd server listening on http://127.0.0.2:8080 addr=127.0.0.2:8080",
+                Some(("http", "127.0.0.2:8080")),
+            ),
+            (
+                "INFO herd server listening on https://127.0.0.1:43210",
+                Some(("https", "127.0.0.1:43210")),
+            ),
+            (
+                "herd server listening on https://[::1]:443\"",
+                Some(("https", "[::1]:443")),
+            ),
+            ("herd server listening on ftp://127.0.0.1:21", None),
+            ("listening", None),
+            ("herd server listening on http://not-an-address", None),
+        ];
+        for (line, want) in cases {
+            let want =
+                want.map(|(scheme, addr)| (scheme, addr.parse::<SocketAddr>().expect("addr")));
+            assert_eq!(listening_url(line), want, "{line}");
+        }
+    }
 }

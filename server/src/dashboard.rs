@@ -345,13 +345,19 @@ pub enum LinkError {
     Request(#[source] reqwest::Error),
     #[error("the server refused a sign-in link: HTTP {0}")]
     Refused(StatusCode),
+    #[error("trusting the server's certificate: {0}")]
+    Tls(#[from] herd_tls::TlsError),
 }
 
 /// What `herd up` does once its server is listening: prints a one-time
 /// sign-in link for the dashboard to standard output (a secret, so never
 /// to the log stream). A failure is logged, without the key.
-pub async fn print_signin_link(server_url: String, admin_key_file: std::path::PathBuf) {
-    match signin_link(&server_url, &admin_key_file).await {
+pub async fn print_signin_link(
+    server_url: String,
+    admin_key_file: std::path::PathBuf,
+    trust: Option<herd_tls::ClientTrust>,
+) {
+    match signin_link(&server_url, &admin_key_file, trust.as_ref()).await {
         Ok(url) => println!(
             "Dashboard: {url}\n  (a one-time sign-in link, valid for {} minutes)",
             LINK_TTL.as_secs() / 60
@@ -363,8 +369,12 @@ pub async fn print_signin_link(server_url: String, admin_key_file: std::path::Pa
 /// A one-time sign-in link from the server at `server_url`, asked for with
 /// the admin key in `admin_key_file` the way an admin would
 /// (`POST /dashboard/links`). Waits a little for the file, which the
-/// server writes on its first start.
-pub async fn signin_link(server_url: &str, admin_key_file: &Path) -> Result<String, LinkError> {
+/// server writes on its first start. An https server is trusted by `trust`.
+pub async fn signin_link(
+    server_url: &str,
+    admin_key_file: &Path,
+    trust: Option<&herd_tls::ClientTrust>,
+) -> Result<String, LinkError> {
     const WAIT: Duration = Duration::from_secs(10);
     let start = tokio::time::Instant::now();
     let token = loop {
@@ -386,7 +396,13 @@ pub async fn signin_link(server_url: &str, admin_key_file: &Path) -> Result<Stri
     struct Link {
         url: String,
     }
-    let resp = reqwest::Client::new()
+    let mut http = reqwest::Client::builder();
+    if let Some(trust) = trust {
+        http = trust.apply(http).map_err(LinkError::Tls)?;
+    }
+    let resp = http
+        .build()
+        .map_err(LinkError::Request)?
         .post(format!(
             "{}/dashboard/links",
             server_url.trim_end_matches('/')

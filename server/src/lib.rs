@@ -213,7 +213,10 @@ impl Server {
                 None,
             ),
             Some(Tls::SelfSigned { sans }) => {
-                let ensured = herd_tls::SelfSigned::ensure(&data_dir.join("tls"), sans)?;
+                let ensured = herd_tls::SelfSigned::ensure(
+                    &data_dir.join("tls"),
+                    &self_signed_sans(sans, addr),
+                )?;
                 tracing::info!(
                     ca = %ensured.ca_cert_path().display(),
                     ca_sha256 = %ensured.ca_sha256(),
@@ -399,6 +402,19 @@ fn loopback_client(
     Ok(Client::with_http_client(&url, http)?)
 }
 
+/// The extra names of a self-signed certificate: the operator's, and the address
+/// the server listens on when it is a specific one. The server's own loopback
+/// clients dial that address, and it may be none of the machine's interface
+/// addresses the certificate names by itself (a loopback alias, say).
+fn self_signed_sans(extra: &[String], listening: SocketAddr) -> Vec<String> {
+    let mut sans = extra.to_vec();
+    let ip = listening.ip();
+    if !ip.is_unspecified() && !sans.iter().any(|s| s.parse() == Ok(ip)) {
+        sans.push(ip.to_string());
+    }
+    sans
+}
+
 /// 64 hex digits as bytes.
 fn hex32(hex: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
@@ -425,6 +441,23 @@ pub fn loopback_url(addr: SocketAddr) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_self_signed_certificate_names_the_listening_address() {
+        // (--tls-san values, listening address, names asked for)
+        let cases: [(&[&str], &str, &[&str]); 5] = [
+            (&[], "0.0.0.0:8080", &[]),
+            (&["router.lan"], "[::]:8080", &["router.lan"]),
+            (&[], "127.0.0.5:8080", &["127.0.0.5"]),
+            (&["router.lan"], "10.0.0.7:443", &["router.lan", "10.0.0.7"]),
+            (&["10.0.0.7"], "10.0.0.7:443", &["10.0.0.7"]),
+        ];
+        for (extra, addr, want) in cases {
+            let extra: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
+            let addr: SocketAddr = addr.parse().expect("addr");
+            assert_eq!(self_signed_sans(&extra, addr), want, "{extra:?} {addr}");
+        }
+    }
 
     #[test]
     fn loopback_url_replaces_only_a_wildcard_host() {

@@ -1,13 +1,42 @@
 //! `herd up`: the router and a nodelet for this machine in one process — the
 //! one-command start on a single machine.
 
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
 use anyhow::Context;
 use clap::Args;
 use herd_nodelet::NodeletConfig;
+use herd_tls::ClientTrust;
 
 use super::server::{self, ServerArgs};
 
-/// The file the server writes its join key to, in its data directory.
+/// How this process's nodelet reaches this process's server: its URL and the CA
+/// file it trusts (none for plain HTTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Loopback {
+    url: String,
+    ca_cert: Option<PathBuf>,
+}
+
+/// The loopback URL of the server on `addr`, https when it serves TLS, and the CA
+/// that vouches for it: the certificate file given (as the server's own in-process
+/// clients trust it), or the self-signed CA in the data directory.
+fn loopback(addr: SocketAddr, args: &ServerArgs, data_dir: &Path) -> Loopback {
+    let url = herd_server::loopback_url(addr);
+    let ca_cert = match (&args.tls_cert, args.tls_self_signed) {
+        (Some(cert), _) => Some(cert.clone()),
+        (None, true) => Some(data_dir.join("tls").join(herd_tls::CA_CERT_FILE)),
+        (None, false) => None,
+    };
+    match ca_cert {
+        Some(ca) => Loopback {
+            url: url.replacen("http://", "https://", 1),
+            ca_cert: Some(ca),
+        },
+        None => Loopback { url, ca_cert: None },
+    }
+}
 
 /// Waits until the server answers `/healthz`; false when its task ended first
 /// (it failed to start: its own error says why).
@@ -49,14 +78,23 @@ pub fn run(mut args: UpArgs) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = server::bind(&args.server.listen).await?;
         let addr = listener.local_addr()?;
-        args.nodelet.server = herd_server::loopback_url(addr);
         let data_dir = args
             .server
             .data_dir
             .clone()
             .unwrap_or_else(server::default_data_dir);
+        let loopback = loopback(addr, &args.server, &data_dir);
+        args.nodelet.server = loopback.url.clone();
         if args.nodelet.state_dir.is_none() {
             args.nodelet.state_dir = Some(data_dir.join("nodelet"));
+        }
+        // The self-signed CA is pinned by the join key read below; a key given by
+        // the person may carry no fingerprint, so the CA file backs it.
+        let self_signed_pin = args.server.tls_self_signed
+            && args.nodelet.token.is_none()
+            && args.nodelet.token_file.is_none();
+        if args.nodelet.ca_cert.is_none() && !self_signed_pin {
+            args.nodelet.ca_cert.clone_from(&loopback.ca_cert);
         }
         let mut nodelet_config = NodeletConfig::from_args(&args.nodelet)?;
 
@@ -71,10 +109,13 @@ pub fn run(mut args: UpArgs) -> anyhow::Result<()> {
         tokio::spawn(herd_server::dashboard::print_signin_link(
             args.nodelet.server.clone(),
             admin_key,
+            loopback.ca_cert.clone().map(ClientTrust::CaFile),
         ));
         // The server writes its join key before it answers; the nodelet here
         // exchanges it for a node key of its own, with no step for the person.
-        if nodelet_config.token.is_none() && wait_until_serving(&args.nodelet.server, &server).await
+        // The wait speaks plain HTTP even to a TLS server: any answer will do.
+        if nodelet_config.token.is_none()
+            && wait_until_serving(&herd_server::loopback_url(addr), &server).await
         {
             let join_key = data_dir.join(herd_server::JOIN_KEY_FILE);
             if join_key.exists() {
@@ -96,4 +137,44 @@ pub fn run(mut args: UpArgs) -> anyhow::Result<()> {
         tracing::info!("herd stopped");
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        server: ServerArgs,
+    }
+
+    #[test]
+    fn the_nodelet_speaks_the_servers_scheme_and_trusts_its_ca() {
+        let addr: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        let data = Path::new("/data");
+        // (flags, URL, CA file)
+        let cases: [(&[&str], &str, Option<&str>); 3] = [
+            (&[], "http://127.0.0.1:8080", None),
+            (
+                &["--tls-self-signed"],
+                "https://127.0.0.1:8080",
+                Some("/data/tls/ca.crt"),
+            ),
+            (
+                &["--tls-cert", "/etc/c.pem", "--tls-key", "/etc/k.pem"],
+                "https://127.0.0.1:8080",
+                Some("/etc/c.pem"),
+            ),
+        ];
+        for (flags, url, ca) in cases {
+            let cli = Cli::try_parse_from(std::iter::once("herd").chain(flags.iter().copied()))
+                .expect("flags");
+            let got = loopback(addr, &cli.server, data);
+            assert_eq!(got.url, url, "{flags:?}");
+            assert_eq!(got.ca_cert.as_deref(), ca.map(Path::new), "{flags:?}");
+        }
+    }
 }

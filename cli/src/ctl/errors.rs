@@ -27,11 +27,29 @@ pub fn describe(e: &Error, server: &str) -> String {
             KEY_IN_USE.get().and_then(Option::as_deref),
         ),
         Error::Api(status) => status_message(status),
+        Error::Http(_) if is_untrusted_certificate(&e.to_string()) => {
+            untrusted(server, &e.to_string())
+        }
         Error::Http(http) if http.is_connect() => format!(
             "cannot reach the herd server at {server}: {e}\n(is `herd server` running there? Point --server or HERD_SERVER at it.)"
         ),
         other => other.to_string(),
     }
+}
+
+/// Whether a transport error's text (its whole source chain) is rustls refusing the
+/// server's certificate: no retry mends that, and "cannot reach" would mislead.
+pub fn is_untrusted_certificate(error_chain: &str) -> bool {
+    error_chain.contains("invalid peer certificate")
+}
+
+/// The server's certificate was refused: say how to trust it.
+pub fn untrusted(server: &str, error_chain: &str) -> String {
+    format!(
+        "certificate not trusted; pass --ca-cert FILE (or HERD_CA_CERT) with the CA that signed \
+         the certificate of the herd server at {server} (for `herd server --tls-self-signed`, \
+         <data-dir>/tls/ca.crt), or use a key that carries the CA's fingerprint: {error_chain}"
+    )
 }
 
 /// A 401 or 403, saying which key was refused and what to do.
@@ -131,6 +149,35 @@ mod tests {
             assert!(got.contains(want), "{code} {key:?}: {got}");
             assert!(got.contains(s), "{got}");
         }
+    }
+
+    #[test]
+    fn a_refused_certificate_is_told_apart_from_an_unreachable_server() {
+        // (transport error text, refused certificate)
+        let cases = [
+            (
+                "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer",
+                true,
+            ),
+            (
+                "error sending request: client error (Connect): invalid peer certificate: certificate not trusted: fingerprint mismatch: ...",
+                true,
+            ),
+            (
+                "error sending request: client error (Connect): tcp connect error: Connection refused (os error 111)",
+                false,
+            ),
+            ("operation timed out", false),
+        ];
+        for (text, want) in cases {
+            assert_eq!(is_untrusted_certificate(text), want, "{text}");
+        }
+        let message = untrusted("https://h:1", cases[0].0);
+        assert!(
+            message.starts_with("certificate not trusted; pass --ca-cert")
+                && message.contains("https://h:1"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use herd_e2e::{Node as E2eNode, NodeOptions, Server, bounded};
 
-use crate::support::{TEST_LIMIT, herd_cli};
+use crate::support::{TEST_LIMIT, assert_no_secret_in_logs, herd_cli};
 
 #[tokio::test]
 async fn joined_nodelets_and_no_secret_in_any_log() {
@@ -96,14 +96,7 @@ async fn joined_nodelets_and_no_secret_in_any_log() {
             ("nodelet key-a", a.nodelet().lines()),
             ("nodelet key-b", b.nodelet().lines()),
         ];
-        for (who, lines) in &logs {
-            assert!(!lines.is_empty(), "{who} logged nothing: the check would prove nothing");
-            for (what, secret) in &secrets {
-                if let Some(line) = lines.iter().find(|l| l.contains(secret.as_str())) {
-                    panic!("the {what} secret is in the {who} log: {line}");
-                }
-            }
-        }
+        assert_no_secret_in_logs(&secrets, &logs);
     })
     .await;
 }

@@ -9,3 +9,4 @@ mod quickstart;
 mod soak;
 mod stories;
 mod support;
+mod tls;

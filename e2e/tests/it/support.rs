@@ -55,3 +55,19 @@ pub fn herd_cli(server: &Server, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// Panics when any of `secrets` (what, secret) is in any of `logs` (whose,
+/// lines), or when a log is empty (the check would prove nothing).
+pub fn assert_no_secret_in_logs(secrets: &[(&str, String)], logs: &[(&str, Vec<String>)]) {
+    for (who, lines) in logs {
+        assert!(
+            !lines.is_empty(),
+            "{who} logged nothing: the check would prove nothing"
+        );
+        for (what, secret) in secrets {
+            if let Some(line) = lines.iter().find(|l| l.contains(secret.as_str())) {
+                panic!("the {what} secret is in the {who} log: {line}");
+            }
+        }
+    }
+}

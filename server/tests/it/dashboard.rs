@@ -61,7 +61,7 @@ async fn dashboard_sessions_through_the_whole_server() {
     };
 
     // herd up's link, as herd up asks for it.
-    let link = herd_server::dashboard::signin_link(&url, &admin_key)
+    let link = herd_server::dashboard::signin_link(&url, &admin_key, None)
         .await
         .expect("link");
     assert!(
