@@ -23,3 +23,7 @@ cargo test --workspace --locked "$@"
 # The dashboard in real headless Chromium (installs Debian's chromium and the
 # npm test packages when missing).
 ./scripts/ui-test.sh
+
+# Every parser of outside input under a fuzzer for a bounded time (installs
+# cargo-fuzz once under ~/.cache/herd; fails on any crash).
+FUZZ_SECONDS="${FUZZ_SECONDS:-20}" ./scripts/fuzz.sh
