@@ -715,9 +715,18 @@ async fn no_answer_stream_or_log_line_holds_a_secret_or_its_hash() {
         .secret
         .hash()
         .to_hex();
-    let secret_part = token.rsplit('_').next().expect("secret").to_owned();
+    // The secret is base64url, which may itself hold `_`: take it from the
+    // parsed token, not from the text after the last `_`.
+    let secret_of = |t: &str| {
+        herd_auth::Token::parse(t)
+            .expect("a herd key")
+            .secret
+            .expose()
+            .to_owned()
+    };
+    let secret_part = secret_of(&token);
     let admin_token = wait_key(&dir.path().join(herd_server::ADMIN_KEY_FILE)).await;
-    let admin_secret = admin_token.rsplit('_').next().expect("secret").to_owned();
+    let admin_secret = secret_of(&admin_token);
 
     let mut seen = String::new();
     for rest in [
