@@ -7,10 +7,10 @@ mod logging;
 
 use clap::{CommandFactory as _, Parser, Subcommand};
 
-/// mimalloc (its v2 line: 1.5 % fewer instructions per proxied request
-/// than v3 here, counted with callgrind; see docs/benchmarks.md), built
-/// without its request for transparent huge pages (cli/Cargo.toml): with
-/// them an idle server was resident for twice its heap.
+/// mimalloc, its v2 line, which costs the proxy less per request than v3
+/// (docs/benchmarks.md), built without its request for transparent huge
+/// pages (cli/Cargo.toml): with them an idle server is resident for about
+/// twice its heap.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
