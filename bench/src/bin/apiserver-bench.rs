@@ -17,7 +17,8 @@ use anyhow::Context;
 use clap::Parser;
 use futures_util::StreamExt;
 use herd_bench::{
-    Summary, cpu_time, mib, ms, nodelet_status, rss_bytes, start_herd_server, summarize,
+    Summary, cpu_time, http_with_key, mib, ms, nodelet_status, rss_bytes, start_herd_server,
+    summarize,
 };
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -105,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
     let server = start_herd_server(dir.path(), &flags)?;
     let pid = server.child.id();
     let base = format!("{}/apis/herd/v1/nodes", server.url);
-    let http = reqwest::Client::builder()
+    let http = http_with_key(server.admin_key()?)?
         .pool_max_idle_per_host(1024)
         .build()?;
     println!(
@@ -189,9 +190,20 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Fixed rates: the goal rate without watchers, then the heartbeat rate with watchers.
-    open_loop(&http, &server.url, &base, &args, pid, args.peak_rate, 0).await?;
     open_loop(
         &http,
+        server.admin_key()?,
+        &server.url,
+        &base,
+        &args,
+        pid,
+        args.peak_rate,
+        0,
+    )
+    .await?;
+    open_loop(
+        &http,
+        server.admin_key()?,
         &server.url,
         &base,
         &args,
@@ -286,6 +298,7 @@ fn delivery(line: &[u8]) -> Option<(usize, jiff::Timestamp)> {
 
 async fn open_loop(
     http: &reqwest::Client,
+    admin_key: &str,
     url: &str,
     base: &str,
     args: &Args,
@@ -307,7 +320,7 @@ async fn open_loop(
     let lags = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
     let mut watchers = Vec::new();
-    let watch_http = reqwest::Client::new();
+    let watch_http = http_with_key(admin_key)?.build()?;
     for _ in 0..watcher_count {
         let resp = watch_http
             .get(format!(
