@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use herd_api::Resource as _;
 
 pub mod load;
 
@@ -125,6 +126,72 @@ pub fn herd_binary() -> anyhow::Result<PathBuf> {
 pub struct Proc {
     pub child: Child,
     pub url: String,
+    /// For a herd server: the admin key it wrote to `<data-dir>/admin.key`
+    /// (the management API always needs a key).
+    pub admin_key: Option<String>,
+}
+
+impl Proc {
+    /// The admin key of this herd server.
+    pub fn admin_key(&self) -> anyhow::Result<&str> {
+        self.admin_key
+            .as_deref()
+            .context("this process is not a herd server (no admin key)")
+    }
+
+    /// A typed client for this herd server's API, with its admin key.
+    pub fn admin_client(&self) -> anyhow::Result<herd_client::Client> {
+        Ok(herd_client::Client::builder(&self.url)
+            .token(self.admin_key()?)
+            .build()?)
+    }
+}
+
+/// The admin key a herd server (or `bench-router`) wrote to its data
+/// directory before it started listening.
+pub fn read_admin_key(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("admin.key");
+    Ok(herd_auth::read_key_file(&path)
+        .with_context(|| format!("reading the server's admin key {}", path.display()))?
+        .expose())
+}
+
+/// A reqwest client builder that sends `key` as `Authorization: Bearer` on
+/// every request (marked sensitive, so no `Debug` shows it).
+pub fn http_with_key(key: &str) -> anyhow::Result<reqwest::ClientBuilder> {
+    let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {key}"))
+        .context("the key is not a valid header value")?;
+    value.set_sensitive(true);
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, value);
+    Ok(reqwest::Client::builder().default_headers(headers))
+}
+
+/// Creates an API key with `role` through the API (as `herd create apikey`
+/// does) and returns its secret, which the create response carries once.
+pub async fn create_key(
+    client: &herd_client::Client,
+    name: &str,
+    role: herd_api::Role,
+) -> anyhow::Result<String> {
+    let key = herd_api::ApiKey::new(
+        name,
+        herd_api::ApiKeySpec {
+            role: Some(role),
+            description: "made by a benchmark".to_owned(),
+            ..herd_api::ApiKeySpec::default()
+        },
+    );
+    let created = client
+        .api::<herd_api::ApiKey>()
+        .create(&herd_client::PostParams::default(), &key)
+        .await
+        .with_context(|| format!("creating apikey/{name}"))?;
+    created
+        .status
+        .secret
+        .map(|s| s.expose().to_owned())
+        .with_context(|| format!("apikey/{name} was created without a secret in the response"))
 }
 
 impl Drop for Proc {
@@ -160,5 +227,10 @@ pub fn start_herd_server(data_dir: &Path, extra: &[&str]) -> anyhow::Result<Proc
     };
     // Keep draining stderr so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Ok(Proc { child, url })
+    let admin_key = Some(read_admin_key(data_dir)?);
+    Ok(Proc {
+        child,
+        url,
+        admin_key,
+    })
 }

@@ -14,6 +14,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper::header::{AUTHORIZATION, HeaderValue};
 use hyper::{Request, Response};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -33,10 +34,27 @@ pub fn http_client() -> Http {
         .build(c)
 }
 
-pub fn post_json(url: &str, body: &Bytes) -> anyhow::Result<Request<Full<Bytes>>> {
-    Ok(Request::post(url)
-        .header("content-type", "application/json")
-        .body(Full::new(body.clone()))?)
+/// `Authorization: Bearer KEY`, marked sensitive; built once and cloned
+/// into each request so that a run with a key costs the generator no more
+/// than one without.
+pub fn bearer(key: &str) -> anyhow::Result<HeaderValue> {
+    let mut value = HeaderValue::try_from(format!("Bearer {key}"))
+        .context("the key is not a valid header value")?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+/// A JSON POST, with `Authorization` when `auth` is given.
+pub fn post_json(
+    url: &str,
+    body: &Bytes,
+    auth: Option<&HeaderValue>,
+) -> anyhow::Result<Request<Full<Bytes>>> {
+    let mut req = Request::post(url).header("content-type", "application/json");
+    if let Some(auth) = auth {
+        req = req.header(AUTHORIZATION, auth.clone());
+    }
+    Ok(req.body(Full::new(body.clone()))?)
 }
 
 /// Sends and reads the whole body; errors on a non-2xx status.
@@ -69,11 +87,13 @@ impl Run {
     }
 }
 
-/// `concurrency` clients each sending `body` to `url` back to back for
-/// `duration` (after `warmup`, not measured).
+/// `concurrency` clients each sending `body` to `url` (with `auth` as
+/// `Authorization` when given) back to back for `duration` (after `warmup`,
+/// not measured).
 pub async fn closed_loop(
     http: &Http,
     url: &str,
+    auth: Option<&HeaderValue>,
     body: Bytes,
     concurrency: usize,
     warmup: Duration,
@@ -85,11 +105,12 @@ pub async fn closed_loop(
     let mut tasks = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
         let (http, url, body) = (http.clone(), url.to_owned(), body.clone());
+        let auth = auth.cloned();
         let (stop, measuring, errors) = (stop.clone(), measuring.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::with_capacity(4096);
             while !stop.load(Ordering::Relaxed) {
-                let Ok(req) = post_json(&url, &body) else {
+                let Ok(req) = post_json(&url, &body, auth.as_ref()) else {
                     break;
                 };
                 let t = Instant::now();
@@ -167,6 +188,7 @@ fn spawn_and_read(mut cmd: Command, marker: &str, what: &str) -> anyhow::Result<
         Proc {
             child,
             url: String::new(),
+            admin_key: None,
         },
         found,
     ))
@@ -216,15 +238,16 @@ pub fn start_router_from(
         .env("RUST_LOG", "warn,herd=info");
     let (mut p, url) = spawn_and_read(cmd, "listening on ", name)?;
     p.url = url;
+    p.admin_key = Some(crate::read_admin_key(data_dir)?);
     Ok((p, name))
 }
 
-/// Registers `name` at `router` as a Ready node serving `models` from
-/// `ollama_url` (what a nodelet and the controller would do), with
-/// `spec.maxParallel` and the models' `loaded` flag as given, and waits
-/// until the proxy routes to it.
+/// Registers `name` at `router` (with its admin key) as a Ready node
+/// serving `models` from `ollama_url` (what a nodelet and the controller
+/// would do), with `spec.maxParallel` and the models' `loaded` flag as
+/// given, and waits until the proxy routes to it.
 pub async fn register_node(
-    router: &str,
+    router: &Proc,
     name: &str,
     ollama_url: &str,
     models: &[&str],
@@ -232,7 +255,7 @@ pub async fn register_node(
     loaded: bool,
 ) -> anyhow::Result<()> {
     use herd_api::{Condition, ConditionStatus, Node, NodeModel, NodeSpec, Resource, conditions};
-    let client = herd_client::Client::new(router)?;
+    let client = router.admin_client()?;
     let nodes = client.api::<Node>();
     let node = Node::new(
         name,
@@ -262,10 +285,17 @@ pub async fn register_node(
             s.models = models.clone();
         })
         .await?;
-    let stats_url = format!("{router}/apis/herd/v1/requests/stats");
+    let stats_url = format!("{}/apis/herd/v1/requests/stats", router.url);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let v: serde_json::Value = client.http().get(&stats_url).send().await?.json().await?;
+        let v: serde_json::Value = client
+            .http()
+            .get(&stats_url)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
         let routable = v["nodes"].as_array().is_some_and(|ns| {
             ns.iter()
                 .any(|n| n["node"] == name && n["routable"] == true)
@@ -377,6 +407,7 @@ http {{
         proc: Proc {
             child,
             url: format!("http://{listen}"),
+            admin_key: None,
         },
     })
 }

@@ -1,9 +1,10 @@
 //! Resident memory and CPU of an idle nodelet, measured from /proc (Linux).
 //!
-//! Starts the real apiserver in this process on 127.0.0.1:0, puts the `fake-ollama`
-//! binary into a fresh install directory as herd's installed Ollama, and runs the
-//! `nodelet` example as a separate process: it finds that Ollama, starts and supervises
-//! it, registers, and heartbeats every 5 s (probing /api/version, /api/tags and
+//! Starts a `herd server` (its API, keys on, no controller, proxy or dashboard) in this
+//! process on 127.0.0.1:0, puts the `fake-ollama` binary into a fresh install directory
+//! as herd's installed Ollama, and runs the `nodelet` example as a separate process with
+//! the server's join key in `HERD_TOKEN`: it exchanges it for a node key, finds that
+//! Ollama, starts and supervises it, registers, and heartbeats every 5 s (probing /api/version, /api/tags and
 //! /api/ps, sampling CPU and memory, writing the status) while watching
 //! ModelAssignments. After a warm-up, the nodelet's VmRSS and CPU time (utime + stime)
 //! are sampled every second for the measured period. At the end the nodelet gets
@@ -109,16 +110,26 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let fake_ollama = beside_me("fake-ollama")?;
     let dir = tempfile::tempdir()?;
 
-    // The router.
+    // The server: only what the nodelet talks to, with keys as `herd server` has them.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let router = format!("http://{}", listener.local_addr()?);
     let store = dir.path().join("store");
-    tokio::spawn(herd_apiserver::run(
-        herd_apiserver::Config::new(&store),
+    let server = herd_server::Server::build(
+        herd_server::Config {
+            proxy: None,
+            controller: None,
+            dashboard: false,
+            ..herd_server::Config::new(herd_apiserver::Config::new(&store))
+        },
         listener,
-        std::future::pending(),
-    ));
-    let nodes: Api<Node> = Client::new(&router)?.api();
+    )?;
+    tokio::spawn(server.serve(std::future::pending()));
+    let admin_key = herd_auth::read_key_file(&store.join(herd_server::ADMIN_KEY_FILE))?;
+    let join_key = herd_auth::read_key_file(&store.join(herd_server::JOIN_KEY_FILE))?;
+    let nodes: Api<Node> = Client::builder(&router)
+        .token(admin_key.expose())
+        .build()?
+        .api();
 
     // herd's install directory with fake-ollama as its current Ollama.
     let install_dir = dir.path().join("ollama");
@@ -139,6 +150,9 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         .args(["--heartbeat-interval", &args.heartbeat_interval])
         .arg("--install-dir")
         .arg(&install_dir)
+        .arg("--state-dir")
+        .arg(dir.path().join("nodelet-state"))
+        .env("HERD_TOKEN", join_key.expose())
         .env("RUST_LOG", "warn")
         .env("PATH", "")
         .env("HOME", dir.path())

@@ -17,7 +17,8 @@ use anyhow::Context;
 use clap::Parser;
 use futures_util::StreamExt;
 use herd_bench::{
-    Summary, cpu_time, mib, ms, nodelet_status, rss_bytes, start_herd_server, summarize,
+    Proc, Summary, cpu_time, http_with_key, mib, ms, nodelet_status, rss_bytes, start_herd_server,
+    summarize,
 };
 use serde_json::json;
 use tokio::sync::Mutex;
@@ -105,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
     let server = start_herd_server(dir.path(), &flags)?;
     let pid = server.child.id();
     let base = format!("{}/apis/herd/v1/nodes", server.url);
-    let http = reqwest::Client::builder()
+    let http = http_with_key(server.admin_key()?)?
         .pool_max_idle_per_host(1024)
         .build()?;
     println!(
@@ -189,17 +190,8 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Fixed rates: the goal rate without watchers, then the heartbeat rate with watchers.
-    open_loop(&http, &server.url, &base, &args, pid, args.peak_rate, 0).await?;
-    open_loop(
-        &http,
-        &server.url,
-        &base,
-        &args,
-        pid,
-        args.rate,
-        args.watchers,
-    )
-    .await?;
+    open_loop(&http, &server, &base, &args, pid, args.peak_rate, 0).await?;
+    open_loop(&http, &server, &base, &args, pid, args.rate, args.watchers).await?;
     println!("RSS after load: {}", mib(rss_bytes(pid).unwrap_or(0)));
     let size = |f: &str| {
         std::fs::metadata(dir.path().join(f))
@@ -286,7 +278,7 @@ fn delivery(line: &[u8]) -> Option<(usize, jiff::Timestamp)> {
 
 async fn open_loop(
     http: &reqwest::Client,
-    url: &str,
+    server: &Proc,
     base: &str,
     args: &Args,
     pid: u32,
@@ -307,7 +299,8 @@ async fn open_loop(
     let lags = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::new(Mutex::new(Vec::<Seen>::new()));
     let mut watchers = Vec::new();
-    let watch_http = reqwest::Client::new();
+    let url = &server.url;
+    let watch_http = http_with_key(server.admin_key()?)?.build()?;
     for _ in 0..watcher_count {
         let resp = watch_http
             .get(format!(

@@ -122,7 +122,7 @@ async fn main() -> anyhow::Result<()> {
                 load::start_router(dir.path(), &["--balancer".into(), strategy.into()])?;
             for (i, f) in fakes.iter().enumerate() {
                 load::register_node(
-                    &router.url,
+                    &router,
                     &format!("node-{i}"),
                     &f.url,
                     &["bench"],
@@ -199,7 +199,7 @@ async fn run(args: &Args, router: &str, rate: f64) -> (Vec<Outcome>, usize) {
         measured_sent += usize::from(measured);
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
-            let res = match load::post_json(&url, &Bytes::from_static(BODY.as_bytes())) {
+            let res = match load::post_json(&url, &Bytes::from_static(BODY.as_bytes()), None) {
                 Ok(req) => load::fetch(&http, req).await,
                 Err(e) => Err(e),
             };

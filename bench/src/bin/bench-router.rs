@@ -29,8 +29,19 @@ struct Args {
     /// for the runtime above.
     #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<herd_server::Workers>())]
     http_workers: herd_server::Workers,
+    /// Who may use the Ollama/OpenAI endpoints, as `herd server
+    /// --inference-auth`: `open` (anyone; a herd key that is sent must still
+    /// be valid) or `key` (an `inference` or `admin` key).
+    #[arg(long, value_enum, default_value_t = Access::Open)]
+    inference_auth: Access,
     #[command(flatten)]
     proxy: ProxyArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Access {
+    Open,
+    Key,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,7 +68,7 @@ fn main() -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("binding {}", args.listen))?;
-        let config = herd_server::Config {
+        let mut config = herd_server::Config {
             proxy: Some((&args.proxy).into()),
             controller: None,
             dashboard: false,
@@ -65,6 +76,7 @@ fn main() -> anyhow::Result<()> {
             client_idle_timeout: None,
             ..herd_server::Config::new(herd_apiserver::Config::new(&args.data_dir))
         };
+        config.openness.inference = args.inference_auth == Access::Open;
         let server = herd_server::Server::build(config, listener)?;
         eprintln!(
             "bench-router listening on http://{} (balancer {})",

@@ -105,7 +105,11 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     match cli.command {
         Cmd::RunController { server, args } => rt.block_on(async move {
-            let client = Client::new(&server)?;
+            let mut client = Client::builder(&server);
+            if let Ok(token) = std::env::var(TOKEN_ENV) {
+                client = client.token(token);
+            }
+            let client = client.build()?;
             herd_controller::run(args.config(), client, async {
                 let _ = tokio::signal::ctrl_c().await;
             })
@@ -128,13 +132,26 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Where `run-controller` takes its key from, as `herd controller` does
+/// (the environment, so that no process list shows it).
+const TOKEN_ENV: &str = "HERD_TOKEN";
+
 /// The controller as a child process, killed on drop.
 struct ControllerProc(Child);
 
 impl ControllerProc {
-    fn start(server: &str) -> anyhow::Result<Self> {
+    /// Runs the controller against `server` with a `controller` key made
+    /// for it with the server's admin key.
+    async fn start(server: &herd_bench::Proc) -> anyhow::Result<Self> {
+        let key = herd_bench::create_key(
+            &server.admin_client()?,
+            "bench-controller",
+            herd_api::Role::Controller,
+        )
+        .await?;
         let child = Command::new(std::env::current_exe()?)
-            .args(["run-controller", "--server", server])
+            .args(["run-controller", "--server", &server.url])
+            .env(TOKEN_ENV, key)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -421,7 +438,7 @@ async fn detect(
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = start_server(dir.path())?;
-    let client = Client::new(&server.url)?;
+    let client = server.admin_client()?;
     let api = client.api::<Node>();
     let counter = Arc::new(AtomicU64::new(0));
     let mut ollamas = Vec::new();
@@ -442,7 +459,7 @@ async fn detect(
         ollamas.push(o);
     }
     let mut tracker = Tracker::start(api.clone());
-    let controller = ControllerProc::start(&server.url)?;
+    let controller = ControllerProc::start(&server).await?;
     println!(
         "herd server at {}, controller pid {}, {n} nodes heartbeating every {period:?}; controller defaults",
         server.url,
@@ -582,7 +599,7 @@ async fn cpu(n: usize, period: Duration, warmup: Duration, window: Duration) -> 
     let dir = tempfile::tempdir()?;
     let server = start_server(dir.path())?;
     let server_pid = server.child.id();
-    let client = Client::new(&server.url)?;
+    let client = server.admin_client()?;
     let api = client.api::<Node>();
     let ollama = FakeOllama::start("127.0.0.1:0".parse()?).await?;
     let url = ollama.url();
@@ -645,7 +662,7 @@ async fn cpu(n: usize, period: Duration, warmup: Duration, window: Duration) -> 
     }
 
     let tracker = Tracker::start(api.clone());
-    let controller = ControllerProc::start(&server.url)?;
+    let controller = ControllerProc::start(&server).await?;
     let pid = controller.pid();
     let t0 = Instant::now();
     loop {

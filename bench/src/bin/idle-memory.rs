@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use herd_bench::{load, mib, nodelet_status, proc_status, start_herd_server};
+use herd_bench::{http_with_key, load, mib, nodelet_status, proc_status, start_herd_server};
 use serde_json::json;
 
 #[derive(Parser, Debug)]
@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(args.settle).await;
     print("idle, no nodes", &sample(pid, args.window).await?);
 
-    let http = reqwest::Client::new();
+    let http = http_with_key(server.admin_key()?)?.build()?;
     let base = format!("{}/apis/herd/v1/nodes", server.url);
     for i in 0..args.nodes {
         let node = json!({"metadata": {"name": format!("node-{i}"), "labels": {"gpu": "nvidia"}},

@@ -12,8 +12,15 @@
 //! Targets are measured in rotating order, several rounds each, so drift
 //! on the machine hits all three alike.
 //!
+//! `--auth-cost` adds a second herd router started with `--inference-auth
+//! key`, sent a valid `inference` key (made through the API with the admin
+//! key) on every request, beside the first (`--inference-auth open`, no
+//! key): the two alternate in the same rounds, and each table ends with the
+//! ratio of their median requests/s and the difference of their p50.
+//!
 //! cargo build --release -p herd -p herd-testkit -p herd-bench
 //! target/release/proxy-bench                 # or scripts/bench-proxy.sh
+//! target/release/proxy-bench --auth-cost --no-nginx --requests show --streams 1
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +30,7 @@ use bytes::Bytes;
 use clap::Parser;
 use herd_bench::load::{self, Http, Run};
 use herd_bench::{Summary, summarize};
+use hyper::header::HeaderValue;
 
 #[derive(Parser, Debug)]
 struct Args {
@@ -48,6 +56,10 @@ struct Args {
     /// Leave nginx out (when it cannot be installed).
     #[arg(long)]
     no_nginx: bool,
+    /// Also measure `herd-key`: a router with `--inference-auth key`, sent a
+    /// valid inference key, against `herd` (`--inference-auth open`, no key).
+    #[arg(long)]
+    auth_cost: bool,
     /// Extra flags for the herd router (e.g. --http-workers 0).
     #[arg(long, allow_hyphen_values = true)]
     router_flag: Vec<String>,
@@ -62,9 +74,14 @@ const SMALL: &str = r#"{"model":"bench","prompt":"hi","stream":false,"options":{
 const SHOW: &str = r#"{"model":"bench"}"#;
 const STREAMED: &str = r#"{"model":"bench","prompt":"hi"}"#;
 
+/// The router measured with a key by `--auth-cost`.
+const KEYED: &str = "herd-key";
+
 struct Target {
     name: String,
     url: String,
+    /// `Authorization` sent with every request.
+    auth: Option<HeaderValue>,
     /// The process whose CPU time is measured for it (the fake for direct).
     pid: Option<u32>,
 }
@@ -100,21 +117,53 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut router_flags = vec!["--balancer".to_owned(), "p2c".to_owned()];
     router_flags.extend(args.router_flag.iter().cloned());
-    let (router, router_kind) = load::start_router(&dir.path().join("data"), &router_flags)?;
-    load::register_node(&router.url, "fake", &fake.url, &["bench"], 1024, true).await?;
+    let mut open_flags = router_flags.clone();
+    if args.auth_cost {
+        // Explicit, so the comparison does not rest on the default.
+        open_flags.extend(["--inference-auth".to_owned(), "open".to_owned()]);
+    }
+    let (router, router_kind) = load::start_router(&dir.path().join("data"), &open_flags)?;
+    load::register_node(&router, "fake", &fake.url, &["bench"], 1024, true).await?;
     let mut targets = vec![
         Target {
             name: "direct".to_owned(),
             url: fake.url.clone(),
+            auth: None,
             pid: Some(fake.child.id()),
         },
         Target {
             name: "herd".to_owned(),
             url: router.url.clone(),
+            auth: None,
             pid: Some(router.child.id()),
         },
     ];
     let mut variants = Vec::new();
+    if args.auth_cost {
+        let mut flags = router_flags.clone();
+        flags.extend(["--inference-auth".to_owned(), "key".to_owned()]);
+        let (r, _) = load::start_router(&dir.path().join("data-key"), &flags)?;
+        load::register_node(&r, "fake", &fake.url, &["bench"], 1024, true).await?;
+        let key = herd_bench::create_key(
+            &r.admin_client()?,
+            "bench-inference",
+            herd_api::Role::Inference,
+        )
+        .await?;
+        println!(
+            "variant {KEYED}: {router_kind} {} pid {} at {}, sent an inference key",
+            flags.join(" "),
+            r.child.id(),
+            r.url
+        );
+        targets.push(Target {
+            name: KEYED.to_owned(),
+            url: r.url.clone(),
+            auth: Some(load::bearer(&key)?),
+            pid: Some(r.child.id()),
+        });
+        variants.push(r);
+    }
     for (i, v) in args.variant.iter().enumerate() {
         let (name, flags) = v
             .split_once('=')
@@ -137,7 +186,7 @@ async fn main() -> anyhow::Result<()> {
             &dir.path().join(format!("data-{i}")),
             &flags,
         )?;
-        load::register_node(&r.url, "fake", &fake.url, &["bench"], 1024, true).await?;
+        load::register_node(&r, "fake", &fake.url, &["bench"], 1024, true).await?;
         println!(
             "variant {name}: {} {} pid {} at {}",
             binary
@@ -150,6 +199,7 @@ async fn main() -> anyhow::Result<()> {
         targets.push(Target {
             name: name.to_owned(),
             url: r.url.clone(),
+            auth: None,
             pid: Some(r.child.id()),
         });
         variants.push(r);
@@ -164,6 +214,7 @@ async fn main() -> anyhow::Result<()> {
         targets.push(Target {
             name: "nginx".to_owned(),
             url: n.proc.url.clone(),
+            auth: None,
             pid: Some(n.proc.child.id()),
         });
         Some(n)
@@ -191,6 +242,7 @@ async fn main() -> anyhow::Result<()> {
         let req = load::post_json(
             &format!("{}/api/generate", t.url),
             &Bytes::from_static(SMALL.as_bytes()),
+            t.auth.as_ref(),
         )?;
         load::fetch(&http, req)
             .await
@@ -222,8 +274,14 @@ async fn main() -> anyhow::Result<()> {
         for round in 0..args.rounds {
             for k in 0..targets.len() {
                 let t = &targets[(k + round) % targets.len()];
-                let d = stream_delays(&http, &format!("{}/api/generate", t.url), sc, args.duration)
-                    .await?;
+                let d = stream_delays(
+                    &http,
+                    &format!("{}/api/generate", t.url),
+                    t.auth.as_ref(),
+                    sc,
+                    args.duration,
+                )
+                .await?;
                 delays.entry(&t.name).or_default().extend(d);
             }
         }
@@ -286,6 +344,7 @@ async fn small_requests(
                 let run: Run = load::closed_loop(
                     http,
                     &format!("{}{path}", t.url),
+                    t.auth.as_ref(),
                     Bytes::from_static(body.as_bytes()),
                     c,
                     args.warmup,
@@ -337,6 +396,19 @@ async fn small_requests(
                 );
             }
         }
+        if let (Some(open), Some(keyed)) = (rps.get("herd"), rps.get(KEYED)) {
+            // Each round measures both within seconds of each other, so the
+            // per-round ratio cancels most of the machine's drift.
+            let per_round: Vec<f64> = open.iter().zip(keyed).map(|(o, k)| k / o).collect();
+            let ratio = median(keyed) / median(open);
+            println!(
+                "|  | {KEYED} ÷ herd | {ratio:.3}× req/s (median of rounds {:.3}×; key check {:+.1} %) | p50 {} | p99 {} | | | |",
+                median(&per_round),
+                (median(&per_round) - 1.0) * 100.0,
+                signed_us(summaries[KEYED].p50, summaries["herd"].p50),
+                signed_us(summaries[KEYED].p99, summaries["herd"].p99),
+            );
+        }
         let per = |name: &str| {
             cpu.get(name).filter(|(_, n)| *n > 0).map_or_else(
                 || "—".to_owned(),
@@ -361,17 +433,22 @@ async fn small_requests(
 async fn stream_delays(
     http: &Http,
     url: &str,
+    auth: Option<&HeaderValue>,
     streams: usize,
     duration: Duration,
 ) -> anyhow::Result<Vec<Duration>> {
     let deadline = tokio::time::Instant::now() + duration;
     let mut tasks = Vec::new();
     for _ in 0..streams {
-        let (http, url) = (http.clone(), url.to_owned());
+        let (http, url, auth) = (http.clone(), url.to_owned(), auth.cloned());
         tasks.push(tokio::spawn(async move {
             let mut out = Vec::new();
             while tokio::time::Instant::now() < deadline {
-                let req = load::post_json(&url, &Bytes::from_static(STREAMED.as_bytes()))?;
+                let req = load::post_json(
+                    &url,
+                    &Bytes::from_static(STREAMED.as_bytes()),
+                    auth.as_ref(),
+                )?;
                 let resp = http.request(req).await?;
                 anyhow::ensure!(
                     resp.status().is_success(),
