@@ -16,7 +16,7 @@ use herd_auth::{Issued, JoinRefused, Principal};
 
 use super::AppState;
 use super::resources::{
-    get_one, json_response, list_or_watch, method_not_allowed, patch_main, read_object, replace,
+    get_one, json_response, list_or_watch, method_not_allowed, patch_main, read_create, replace,
     server_fields, write,
 };
 use crate::auth::{self, Caller, Write};
@@ -125,16 +125,8 @@ async fn create(
 ) -> Result<Response, ApiError> {
     let caller = auth::caller(&state, principal)?;
     let dry_run = extract::dry_run(&extract::query(&uri)?)?;
-    let asked: ApiKey = read_object(&state, &headers, body).await?;
+    let asked: ApiKey = read_create(&state, &caller, &headers, body).await?;
     let name = asked.metadata.name.clone();
-    if name.is_empty() {
-        return Err(ApiError::Invalid {
-            kind: ApiKey::KIND,
-            name,
-            errors: vec![herd_api::FieldError::required("metadata.name")],
-        });
-    }
-    auth::authorize_create(&state, &caller, &asked)?;
     let mut issued =
         herd_auth::issue(&name, asked.spec.clone(), creator(&caller)).map_err(generate_failed)?;
     let mut stored = issued.stored();

@@ -273,6 +273,27 @@ pub(crate) async fn read_object<K: Resource>(
     extract::decode::<K>(&bytes)
 }
 
+/// The object a create asks for: read from the body, named (its name is
+/// in the body, not the URL), and authorized for the caller now that the
+/// name is known.
+pub(crate) async fn read_create<K: Resource>(
+    state: &AppState,
+    caller: &auth::Caller,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<K, ApiError> {
+    let obj: K = read_object(state, headers, body).await?;
+    if obj.meta().name.is_empty() {
+        return Err(ApiError::Invalid {
+            kind: K::KIND,
+            name: String::new(),
+            errors: vec![herd_api::FieldError::required("metadata.name")],
+        });
+    }
+    auth::authorize_create(state, caller, &obj)?;
+    Ok(obj)
+}
+
 pub(crate) fn name_from_url<K: Resource>(obj: &mut K, name: &str) -> Result<(), ApiError> {
     let meta = obj.meta_mut();
     if meta.name.is_empty() {
@@ -295,16 +316,8 @@ async fn create<K: Resource>(
 ) -> Result<Response, ApiError> {
     let caller = auth::caller(&state, principal)?;
     let dry_run = extract::dry_run(&extract::query(&uri)?)?;
-    let mut obj: K = read_object(&state, &headers, body).await?;
+    let mut obj: K = read_create::<K>(&state, &caller, &headers, body).await?;
     let name = obj.meta().name.clone();
-    if name.is_empty() {
-        return Err(ApiError::Invalid {
-            kind: K::KIND,
-            name,
-            errors: vec![herd_api::FieldError::required("metadata.name")],
-        });
-    }
-    auth::authorize_create(&state, &caller, &obj)?;
     auth::restrict(&caller, None, &obj)?;
     auth::stamp_source(&caller, &mut obj)?;
     let server = server_fields();
