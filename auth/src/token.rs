@@ -34,37 +34,58 @@ const CA_SEPARATOR: char = '.';
 
 /// The public part of a token: names the key, reveals nothing of its secret.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyId(String);
+///
+/// Held inline, as the secret is: reading a token off a request allocates
+/// nothing, which keeps the key check on the proxy's path cheap.
+pub struct KeyId([u8; KEY_ID_LEN]);
 
 impl KeyId {
     /// Checks the syntax ([`herd_api::key_id`]).
     pub fn parse(s: &str) -> Result<Self, TokenError> {
-        herd_api::key_id(s).map_err(|_| TokenError::Malformed("the key id"))?;
-        Ok(Self(s.to_owned()))
+        if s.len() != KEY_ID_LEN || herd_api::key_id(s).is_err() {
+            return Err(TokenError::Malformed("the key id"));
+        }
+        let mut id = [0u8; KEY_ID_LEN];
+        id.copy_from_slice(s.as_bytes());
+        Ok(Self(id))
     }
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Only ASCII letters and digits get in (`parse`, `random_id`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 }
 
 impl fmt::Display for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 /// The secret part of a token. Neither `Debug` nor any error shows it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub struct Secret([u8; SECRET_LEN]);
 
 impl Secret {
+    /// Checks the syntax: [`SECRET_LEN`] characters of unpadded base64url.
+    fn parse(s: &str) -> Option<Secret> {
+        let ok = s.len() == SECRET_LEN
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        ok.then(|| {
+            let mut secret = [0u8; SECRET_LEN];
+            secret.copy_from_slice(s.as_bytes());
+            Secret(secret)
+        })
+    }
+
     pub fn expose(&self) -> &str {
-        &self.0
+        // Only base64url characters get in (`parse`, `generate`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
     }
 
     pub fn hash(&self) -> SecretHash {
-        hash(&self.0)
+        SecretHash(Sha256::digest(self.0).into())
     }
 }
 
@@ -133,20 +154,14 @@ impl Token {
             Some((secret, ca)) => (secret, Some(ca)),
             None => (rest, None),
         };
-        if secret.len() != SECRET_LEN
-            || !secret
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(TokenError::Malformed("the secret"));
-        }
+        let secret = Secret::parse(secret).ok_or(TokenError::Malformed("the secret"))?;
         let ca_sha256 = match ca {
             None => None,
             Some(hex) => Some(decode_hex(hex).ok_or(TokenError::Malformed("the CA fingerprint"))?),
         };
         Ok(Token {
             id,
-            secret: Secret(secret.to_owned()),
+            secret,
             ca_sha256,
         })
     }
@@ -160,7 +175,7 @@ impl Token {
 
     /// The whole token, secret included.
     pub fn expose(&self) -> String {
-        let mut out = format!("{PREFIX}{}_{}", self.id, self.secret.0);
+        let mut out = format!("{PREFIX}{}_{}", self.id, self.secret.expose());
         if let Some(ca) = &self.ca_sha256 {
             out.push(CA_SEPARATOR);
             out.push_str(&encode_hex(ca));
@@ -221,8 +236,10 @@ pub fn generate() -> Result<NewKey, GenerateError> {
     OsRng
         .try_fill_bytes(&mut bytes)
         .map_err(|e| GenerateError(e.to_string()))?;
-    let secret = Secret(URL_SAFE_NO_PAD.encode(bytes));
-    let id = KeyId(random_id()?);
+    let secret = Secret::parse(&URL_SAFE_NO_PAD.encode(bytes))
+        .ok_or_else(|| GenerateError("the secret's encoding".to_owned()))?;
+    let id = KeyId::parse(&random_id()?)
+        .map_err(|_| GenerateError("the key id's alphabet".to_owned()))?;
     let hash = secret.hash();
     Ok(NewKey {
         token: Token {
