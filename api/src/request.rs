@@ -38,6 +38,14 @@ pub struct RequestRecord {
     pub retries: u32,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub error: String,
+    /// Sent to the node that served this conversation before (prefix
+    /// affinity), rather than picked by load alone.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub affinity: bool,
+    /// Bytes of the request's rendered prefix that node was known to hold;
+    /// absent when an explicit session key (`X-Herd-Session`, `user`) chose it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_bytes: Option<u64>,
 }
 
 trait IsZero {

@@ -85,6 +85,18 @@ pub struct ProxyArgs {
     /// run of characters, e.g. `https://chat.example.com,chrome-extension://*`.
     #[arg(long, env = "HERD_ORIGINS", value_delimiter = ',')]
     pub origins: Vec<String>,
+    /// Send each conversation back to the node that served its earlier turns
+    /// (whose cache holds its prefix) while that node's load stays within
+    /// 1.25× the mean: `on` or `off`.
+    #[arg(long, env = "HERD_PREFIX_AFFINITY", value_enum, default_value_t = Switch::On)]
+    pub prefix_affinity: Switch,
+}
+
+/// A feature flag's value.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 impl Default for ProxyArgs {
@@ -118,6 +130,10 @@ pub struct ProxyConfig {
     /// metadata (see `herd_api::node_address`); set from the controller's
     /// `--allow-node-addresses`.
     pub allow_node_addresses: Vec<herd_api::node_address::Cidr>,
+    /// Prefix affinity (see [`ProxyArgs::prefix_affinity`]).
+    pub prefix_affinity: bool,
+    /// Prefix keys remembered across all models.
+    pub affinity_capacity: usize,
 }
 
 impl Default for ProxyConfig {
@@ -137,6 +153,8 @@ impl Default for ProxyConfig {
             origins: Vec::new(),
             model_overlay_ttl: Duration::from_secs(120),
             allow_node_addresses: Vec::new(),
+            prefix_affinity: true,
+            affinity_capacity: crate::affinity::DEFAULT_CAPACITY,
         }
     }
 }
@@ -156,6 +174,7 @@ impl From<&ProxyArgs> for ProxyConfig {
             status_report_interval: a.status_report_interval,
             aggregate_timeout: a.aggregate_timeout,
             origins: a.origins.clone(),
+            prefix_affinity: a.prefix_affinity == Switch::On,
             ..ProxyConfig::default()
         }
     }
@@ -182,6 +201,11 @@ impl From<ProxyConfig> for ProxyArgs {
             status_report_interval: c.status_report_interval,
             aggregate_timeout: c.aggregate_timeout,
             origins: c.origins,
+            prefix_affinity: if c.prefix_affinity {
+                Switch::On
+            } else {
+                Switch::Off
+            },
         }
     }
 }

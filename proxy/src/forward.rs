@@ -14,10 +14,11 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use smallvec::SmallVec;
 
+use crate::affinity;
 use crate::balance::{self, Dice};
 use crate::body::{Finisher, Framing, InFlight, ProxyBody};
 use crate::error::{Dialect, ProxyError};
-use crate::history::{Outcome, Recorder};
+use crate::history::{AffinityHit, Outcome, Recorder};
 use crate::pool::UpstreamBody;
 use crate::select::{self, NoRoute};
 use crate::state::Shared;
@@ -54,6 +55,9 @@ pub(crate) struct Endpoint {
     /// Answers end with token counts worth looking for (not `/api/show`,
     /// whose kilobytes of model details would be scanned for nothing).
     pub counts_tokens: bool,
+    /// Turns of one conversation go back to the node holding its prefix
+    /// (prompts are long and repeated: chat, generate, completions).
+    pub affine: bool,
 }
 
 impl Endpoint {
@@ -62,6 +66,11 @@ impl Endpoint {
         stream_default: true,
         not_found: NotFoundWording::Quoted,
         counts_tokens: true,
+        affine: false,
+    };
+    pub(crate) const GENERATE: Endpoint = Endpoint {
+        affine: true,
+        ..Endpoint::NATIVE
     };
     pub(crate) const SHOW: Endpoint = Endpoint {
         stream_default: false,
@@ -78,9 +87,11 @@ impl Endpoint {
         stream_default: false,
         not_found: NotFoundWording::Quoted,
         counts_tokens: true,
+        affine: true,
     };
     pub(crate) const OPENAI_EMBED: Endpoint = Endpoint {
         not_found: NotFoundWording::TryPulling,
+        affine: false,
         ..Endpoint::OPENAI
     };
 }
@@ -266,6 +277,10 @@ pub(crate) async fn model_routed(
     }
     let entry = table.model(model);
     set_model(&mut rec, entry, model, stream);
+    let affinity = (ep.affine && shared.config.prefix_affinity && entry.is_some()).then(|| {
+        let session = parts.headers.get(SESSION_HEADER).map(|v| v.as_bytes());
+        affinity::prefix_keys(model, &bytes, session)
+    });
     let call = Call {
         parts: &parts,
         body: bytes.clone(),
@@ -273,6 +288,7 @@ pub(crate) async fn model_routed(
         stream,
         ep,
         on_success: None,
+        affinity,
     };
     forward(&shared, &table, entry, call, rec).await
 }
@@ -287,7 +303,13 @@ pub(crate) struct Call<'a> {
     /// Run after a 2xx response ended with `"status":"success"`, given the
     /// node that answered (create: the new model is there now).
     pub on_success: Option<OnNodeSuccess>,
+    /// The request's prefix keys, when prefix affinity applies to it.
+    pub affinity: Option<affinity::Keys>,
 }
+
+/// A client's explicit conversation key: turns that carry the same value go
+/// to the same node (within the load bound), whatever their prompts.
+pub(crate) const SESSION_HEADER: &str = "x-herd-session";
 
 /// Told the node that answered, after a successful response.
 pub(crate) type OnNodeSuccess = Box<dyn FnOnce(&str) + Send>;
@@ -344,7 +366,12 @@ pub(crate) async fn forward(
                     r2: rand::random::<u32>() as usize,
                     counter: shared.rr.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
                 };
-                let ci = balance::pick(shared.config.strategy, &loads, dice);
+                let remembered = remembered(shared, &call, table, &cands, &loads);
+                rec.routed_by_affinity(remembered.map(|(_, hit)| hit));
+                let ci = match remembered {
+                    Some((ci, _)) => ci,
+                    None => balance::pick(shared.config.strategy, &loads, dice),
+                };
                 // What the other candidates take, for judging this node's first sample.
                 let others: SmallVec<[crate::balance::Load; 8]> = loads
                     .iter()
@@ -359,6 +386,9 @@ pub(crate) async fn forward(
         };
         let backend = &table.nodes[chosen.node];
         backend.live.note_pick(now, shared.next_pick());
+        if let Some(keys) = &call.affinity {
+            shared.tables.affinity.record(keys, &backend.name);
+        }
         tried.push(chosen.node);
         let Some(target) = &backend.target else { break };
         if tried.len() > 1 {
@@ -455,6 +485,38 @@ pub(crate) async fn forward(
         }
     }
     fail(rec, exhausted(call.model, &failures), call.ep.dialect)
+}
+
+/// The candidate that served this request's conversation before (its
+/// session or longest known prefix), when it may take one more request
+/// within the load bound; `None` leaves the pick to the balancer.
+fn remembered(
+    shared: &Shared,
+    call: &Call<'_>,
+    table: &Table,
+    cands: &[select::Candidate],
+    loads: &[crate::balance::Load],
+) -> Option<(usize, AffinityHit)> {
+    let keys = call.affinity.as_ref()?;
+    let found = shared.tables.affinity.lookup(keys);
+    let position = found.as_ref().and_then(|found| {
+        cands
+            .iter()
+            .position(|c| table.nodes[c.node].name == found.node)
+    });
+    let (Some(found), Some(ci)) = (found, position) else {
+        shared.sink.metrics.affinity("miss");
+        return None;
+    };
+    let in_flight: SmallVec<[u32; 8]> = loads.iter().map(|l| l.in_flight).collect();
+    let within = affinity::bounded(&in_flight, ci, affinity::DEFAULT_FACTOR);
+    shared.sink.metrics.affinity(if within { "hit" } else { "overloaded" });
+    within.then_some((
+        ci,
+        AffinityHit {
+            prefix_bytes: found.matched_bytes.map(|b| b as u64),
+        },
+    ))
 }
 
 /// The error after every allowed attempt failed: 503 when every node was
@@ -561,6 +623,7 @@ pub(crate) async fn model_in_path(
         stream: false,
         ep: Endpoint::OPENAI,
         on_success: None,
+        affinity: None,
     };
     forward(&shared, &table, entry, call, rec).await
 }

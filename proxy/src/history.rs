@@ -39,6 +39,14 @@ pub(crate) struct Rec {
     pub tokens_out: Option<u64>,
     pub retries: u32,
     pub error: String,
+    pub affinity: Option<AffinityHit>,
+}
+
+/// A request routed by prefix affinity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct AffinityHit {
+    /// Bytes of rendered prefix matched; `None` for a session key.
+    pub prefix_bytes: Option<u64>,
 }
 
 impl Rec {
@@ -58,6 +66,8 @@ impl Rec {
             tokens_out: self.tokens_out,
             retries: self.retries,
             error: self.error.clone(),
+            affinity: self.affinity.is_some(),
+            prefix_bytes: self.affinity.and_then(|a| a.prefix_bytes),
         }
     }
 }
@@ -345,6 +355,8 @@ struct Started {
     /// The node the request is waiting on, for the record if the client
     /// goes away meanwhile.
     waiting_on: Option<(Arc<str>, Arc<NodeLive>)>,
+    /// Routed to the node that served its prefix before.
+    affinity: Option<AffinityHit>,
 }
 
 /// The status recorded for a request whose client closed the connection
@@ -363,6 +375,7 @@ impl Recorder {
             known_model: false,
             stream: false,
             waiting_on: None,
+            affinity: None,
         }))
     }
 
@@ -383,6 +396,13 @@ impl Recorder {
     pub(crate) fn waiting_on(&mut self, node: &Arc<str>, live: &Arc<NodeLive>) {
         if let Some(s) = &mut self.0 {
             s.waiting_on = Some((node.clone(), live.clone()));
+        }
+    }
+
+    /// Whether the node about to be tried was chosen by prefix affinity.
+    pub(crate) fn routed_by_affinity(&mut self, hit: Option<AffinityHit>) {
+        if let Some(s) = &mut self.0 {
+            s.affinity = hit;
         }
     }
 
@@ -457,6 +477,7 @@ impl Started {
             tokens_out: o.tokens_out,
             retries: o.retries,
             error: o.error,
+            affinity: self.affinity,
         });
     }
 }
@@ -481,6 +502,7 @@ mod tests {
             tokens_out: None,
             retries: 0,
             error: String::new(),
+            affinity: None,
         }
     }
 

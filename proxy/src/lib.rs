@@ -96,6 +96,7 @@
 //! - Read-only fleet views (`/`, `/api/version`, `/api/tags`, `/api/ps`,
 //!   `/v1/models`) are not recorded in the request history.
 
+pub mod affinity;
 mod aggregate;
 pub mod balance;
 mod body;

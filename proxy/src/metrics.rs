@@ -24,6 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use crate::affinity::Affinity;
 use crate::table::{Clock, Table};
 
 /// Seconds, from an embedding's few milliseconds to a cold model load.
@@ -72,6 +73,14 @@ pub(crate) struct Metrics {
     retries: Counter,
     in_flight: Family<NodeLabel, Gauge>,
     ready: Family<NodeLabel, Gauge>,
+    affinity: Family<AffinityLabels, Counter>,
+    affinity_entries: Gauge,
+    affinity_evicted: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AffinityLabels {
+    outcome: &'static str,
 }
 
 /// The series of one (model, node) pair, resolved once and kept with the
@@ -109,6 +118,25 @@ impl Metrics {
         let retries = Counter::default();
         let in_flight = Family::<NodeLabel, Gauge>::default();
         let ready = Family::<NodeLabel, Gauge>::default();
+        let affinity = Family::<AffinityLabels, Counter>::default();
+        let affinity_entries = Gauge::default();
+        let affinity_evicted = Gauge::default();
+        registry.register(
+            "affinity_decisions",
+            "Requests with a prompt prefix: sent to the node that held it (hit), \
+             held but over the load bound (overloaded), or no node known (miss)",
+            affinity.clone(),
+        );
+        registry.register(
+            "affinity_entries",
+            "Prefix keys remembered (bounded by the proxy's affinity capacity)",
+            affinity_entries.clone(),
+        );
+        registry.register(
+            "affinity_evicted_keys",
+            "Prefix keys forgotten, least recently used first, to stay within the bound",
+            affinity_evicted.clone(),
+        );
         registry.register(
             "requests",
             "Requests answered, by model, node and HTTP status",
@@ -165,7 +193,15 @@ impl Metrics {
             retries,
             in_flight,
             ready,
+            affinity,
+            affinity_entries,
+            affinity_evicted,
         }
+    }
+
+    /// One prefix-affinity decision: `hit`, `overloaded` or `miss`.
+    pub(crate) fn affinity(&self, outcome: &'static str) {
+        self.affinity.get_or_create(&AffinityLabels { outcome }).inc();
     }
 
     /// Resolves the series of one (model, node) pair.
@@ -233,8 +269,11 @@ impl Metrics {
     }
 
     /// The exposition text, with the per-node gauges taken from `table` now.
-    pub(crate) fn render(&self, table: &Table, clock: &Clock) -> String {
+    pub(crate) fn render(&self, table: &Table, clock: &Clock, affinity: &Affinity) -> String {
         let now = clock.now();
+        let as_gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.affinity_entries.set(as_gauge(affinity.len() as u64));
+        self.affinity_evicted.set(as_gauge(affinity.evicted()));
         self.in_flight.clear();
         self.ready.clear();
         for b in &table.nodes {

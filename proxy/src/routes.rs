@@ -57,8 +57,8 @@ async fn no_such_endpoint() -> Response<Body> {
 /// one node that has it. The router and [`shortcut`] both serve them from
 /// this list.
 const MODEL_ROUTED: [(&str, Endpoint); 9] = [
-    ("/api/generate", Endpoint::NATIVE),
-    ("/api/chat", Endpoint::NATIVE),
+    ("/api/generate", Endpoint::GENERATE),
+    ("/api/chat", Endpoint::GENERATE),
     ("/api/embed", Endpoint::EMBED),
     ("/api/embeddings", Endpoint::EMBED),
     ("/api/show", Endpoint::SHOW),
@@ -256,6 +256,7 @@ async fn create(shared: Arc<Shared>, req: Request) -> Response<Body> {
         stream,
         ep: Endpoint::NATIVE,
         on_success: Some(overlay),
+        affinity: None,
     };
     forward::forward(&shared, &table, Some(entry), call, rec).await
 }
@@ -321,7 +322,10 @@ async fn blob(State(shared): S, Path(_digest): Path<String>, req: Request) -> Re
 
 async fn metrics_text(State(shared): S) -> Response<Body> {
     let table = shared.current_table().await;
-    let text = shared.sink.metrics.render(&table, &shared.clock);
+    let text = shared
+        .sink
+        .metrics
+        .render(&table, &shared.clock, &shared.tables.affinity);
     let mut r = Response::new(Body::from(text));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -10,6 +10,7 @@ use herd_api::Node;
 use herd_client::Store;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
+use crate::affinity::Affinity;
 use crate::config::ProxyConfig;
 use crate::history::{History, Sink};
 use crate::metrics::Metrics;
@@ -39,13 +40,16 @@ pub(crate) struct Tables {
     overlay_ttl: Duration,
     /// One build at a time, so an older snapshot never replaces a newer one.
     building: Mutex<()>,
+    /// Which node served each conversation prefix; a node leaving routing
+    /// is forgotten here at the rebuild that takes it out.
+    pub(crate) affinity: Affinity,
     /// True once a table built from a listed store is in place (requests
     /// that come before wait for it; the value changes with no receiver too).
     synced: tokio::sync::watch::Sender<bool>,
 }
 
 impl Tables {
-    fn new(nodes: Store<Node>, overlay_ttl: Duration) -> Tables {
+    fn new(nodes: Store<Node>, overlay_ttl: Duration, affinity_capacity: usize) -> Tables {
         let (lives, overlay) = (Lives::default(), Overlay::default());
         let first = Table::build(&nodes.list(), nodes.is_ready(), &lives, &overlay);
         let (synced, _) = tokio::sync::watch::channel(first.synced);
@@ -56,6 +60,7 @@ impl Tables {
             overlay,
             overlay_ttl,
             building: Mutex::new(()),
+            affinity: Affinity::new(affinity_capacity),
             synced,
         }
     }
@@ -78,7 +83,10 @@ impl Tables {
             "routing table rebuilt"
         );
         let synced = next.synced;
-        self.current.store(Arc::new(next));
+        let previous = self.current.swap(Arc::new(next));
+        for gone in previous.left_routing(&self.current.load()) {
+            self.affinity.forget_node(gone);
+        }
         self.synced
             .send_if_modified(|s| !std::mem::replace(s, synced) && synced);
     }
@@ -130,7 +138,7 @@ impl Shared {
         let stop = shutdown.child_token();
         let clock = Clock::new();
         let mut changes = nodes.subscribe();
-        let tables = Arc::new(Tables::new(nodes, config.model_overlay_ttl));
+        let tables = Arc::new(Tables::new(nodes, config.model_overlay_ttl, config.affinity_capacity));
         {
             let (tables, stop) = (tables.clone(), stop.clone());
             tokio::spawn(async move {

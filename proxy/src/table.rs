@@ -566,6 +566,22 @@ pub(crate) struct Table {
 }
 
 impl Table {
+    /// Nodes that took requests in `self` and do not in `next`: gone, no
+    /// longer ready, cordoned, or weighted 0.
+    pub(crate) fn left_routing<'a>(&'a self, next: &Table) -> Vec<&'a str> {
+        self.nodes
+            .iter()
+            .filter(|b| b.unroutable().is_none())
+            .filter(|b| {
+                !next
+                    .nodes
+                    .iter()
+                    .any(|n| n.name == b.name && n.unroutable().is_none())
+            })
+            .map(|b| &*b.name)
+            .collect()
+    }
+
     /// The model a request names, by Ollama's name equality.
     pub(crate) fn model(&self, raw: &str) -> Option<&ModelEntry> {
         let i = match self.aliases.get(raw) {
