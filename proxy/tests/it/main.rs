@@ -3,6 +3,7 @@
 //! `herd_client`, and several fake Ollamas from `herd_testkit`. Every test
 //! is bounded in time and talks only to 127.0.0.1.
 
+mod affinity;
 mod credentials;
 mod errors;
 mod failover;
