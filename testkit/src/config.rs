@@ -98,6 +98,10 @@ pub(crate) struct Config {
     pub native_responses: bool,
     pub version: String,
     pub ttft: Duration,
+    /// Prompt evaluation speed: each prompt token a slot does not already
+    /// hold in its cache adds `1 / prompt_tokens_per_sec` to the time to
+    /// first token. 0: the time to first token is `ttft` whatever the prompt.
+    pub prompt_tokens_per_sec: f64,
     pub tokens_per_sec: f64,
     pub tokens: usize,
     pub num_parallel: usize,
@@ -138,6 +142,7 @@ impl Default for Config {
             native_responses: true,
             version: DEFAULT_VERSION.to_owned(),
             ttft: Duration::from_millis(10),
+            prompt_tokens_per_sec: 0.0,
             tokens_per_sec: 100.0,
             tokens: 8,
             num_parallel: 1,

@@ -55,6 +55,26 @@ pub(crate) fn count_tokens(text: &str) -> usize {
     text.split_whitespace().count().max(1)
 }
 
+/// How long evaluating the prompt tokens a slot's cache lacks takes.
+fn uncached_time(cfg: &crate::config::Config, prompt_tokens: usize, cached: usize) -> Duration {
+    let rate = cfg.prompt_tokens_per_sec;
+    if rate <= 0.0 || !rate.is_finite() {
+        return Duration::ZERO;
+    }
+    let uncached = prompt_tokens.saturating_sub(cached);
+    Duration::from_secs_f64(uncached as f64 / rate)
+}
+
+/// The words of a prompt, hashed in order: the fake's tokens, as far as
+/// its prefix cache is concerned.
+pub(crate) fn prompt_words<'a>(texts: impl IntoIterator<Item = &'a str>) -> Vec<u64> {
+    texts
+        .into_iter()
+        .flat_map(str::split_whitespace)
+        .map(|w| hash64(0, w.as_bytes()))
+        .collect()
+}
+
 /// The numbers of the final `done: true` chunk.
 #[derive(Debug, Clone)]
 pub(crate) struct Final {
@@ -91,6 +111,7 @@ pub(crate) struct Generation {
 pub(crate) struct Plan<'a> {
     pub entry: &'a ModelEntry,
     pub prompt_tokens: usize,
+    pub prompt: Vec<u64>,
     pub num_predict: Option<i64>,
     pub keep_alive: Option<KeepAlive>,
     pub start: Instant,
@@ -101,7 +122,7 @@ impl Generation {
     /// token is ready; fails with Ollama's 503 when the queue is full.
     pub(crate) async fn begin(ctx: &Ctx, plan: Plan<'_>) -> Result<Generation, ApiError> {
         let cfg = ctx.cfg();
-        let lease = ctx
+        let mut lease = ctx
             .shared
             .sched
             .acquire(
@@ -116,7 +137,8 @@ impl Generation {
             .map_err(|_| ApiError::busy())?;
         lease.ensure_loaded(ctx.scaled(cfg.load_time)).await;
         let load_duration = plan.start.elapsed();
-        let prompt_eval = ctx.scaled(cfg.ttft);
+        let cached = lease.take_cached(plan.prompt);
+        let prompt_eval = ctx.scaled(cfg.ttft + uncached_time(&cfg, plan.prompt_tokens, cached));
         tokio::time::sleep(prompt_eval).await;
 
         let (n_tokens, done_reason) = match plan.num_predict {

@@ -58,6 +58,11 @@ struct ServeOpts {
     #[arg(long, default_value_t = 10, global = true)]
     ttft_ms: u64,
 
+    /// Prompt tokens evaluated per second beyond what a slot's prefix cache
+    /// holds (0: the time to first token is --ttft-ms whatever the prompt).
+    #[arg(long, default_value_t = 0.0, global = true)]
+    prompt_tokens_per_sec: f64,
+
     /// Tokens per second after the first.
     #[arg(
         long,
@@ -305,6 +310,7 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         .version(opts.version())
         .ttft(Duration::from_millis(opts.ttft_ms))
         .tokens_per_sec(opts.tokens_per_sec)
+        .prompt_tokens_per_sec(opts.prompt_tokens_per_sec)
         .tokens(opts.tokens)
         .num_parallel(opts.num_parallel.unwrap_or(1))
         .max_queue(opts.max_queue.unwrap_or(512))

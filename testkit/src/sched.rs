@@ -34,6 +34,11 @@ struct Runner {
     /// Serialises loading so concurrent first requests share one load.
     load_lock: tokio::sync::Mutex<()>,
     state: Mutex<RunState>,
+    /// The prompts idle slots still hold in their KV cache (at most one per
+    /// slot, most recent last): a request takes the slot whose prompt
+    /// shares the longest prefix with its own, as llama.cpp's server does.
+    cache: Mutex<Vec<Vec<u64>>>,
+    slots_n: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -92,6 +97,9 @@ pub(crate) struct Loaded {
 pub(crate) struct Lease {
     runner: Arc<Runner>,
     _permit: Option<OwnedSemaphorePermit>,
+    /// The prompt this lease's slot evaluated: cached for later requests
+    /// once the slot is free again.
+    prompt: Option<Vec<u64>>,
 }
 
 impl Scheduler {
@@ -104,6 +112,8 @@ impl Scheduler {
                     entry: entry.clone(),
                     slots: Arc::new(Semaphore::new(num_parallel.max(1))),
                     load_lock: tokio::sync::Mutex::new(()),
+                    cache: Mutex::new(Vec::new()),
+                    slots_n: num_parallel.max(1),
                     state: Mutex::new(RunState {
                         loaded: false,
                         refs: 0,
@@ -154,6 +164,7 @@ impl Scheduler {
         Ok(Lease {
             runner,
             _permit: permit,
+            prompt: None,
         })
     }
 
@@ -225,8 +236,49 @@ impl Lease {
     }
 }
 
+/// Tokens two prompts share from their start.
+pub(crate) fn common_prefix(a: &[u64], b: &[u64]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+impl Lease {
+    /// Takes the slot whose cached prompt shares the longest prefix with
+    /// `prompt` and returns how many tokens of `prompt` it already holds;
+    /// the slot holds `prompt` from now on.
+    pub(crate) fn take_cached(&mut self, prompt: Vec<u64>) -> usize {
+        let mut cache = lock(&self.runner.cache);
+        let best = cache
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, common_prefix(c, &prompt)))
+            .max_by_key(|&(i, n)| (n, i));
+        let cached = match best {
+            Some((i, n)) if n > 0 => {
+                cache.remove(i);
+                n
+            }
+            // Nothing shared: the least recently used slot is overwritten.
+            _ => {
+                if cache.len() >= self.runner.slots_n {
+                    cache.remove(0);
+                }
+                0
+            }
+        };
+        self.prompt = Some(prompt);
+        cached
+    }
+}
+
 impl Drop for Lease {
     fn drop(&mut self) {
+        if let Some(prompt) = self.prompt.take() {
+            let mut cache = lock(&self.runner.cache);
+            if cache.len() >= self.runner.slots_n {
+                cache.remove(0);
+            }
+            cache.push(prompt);
+        }
         let mut st = lock(&self.runner.state);
         st.refs = st.refs.saturating_sub(1);
         if st.refs == 0 {

@@ -121,6 +121,15 @@ impl FakeOllamaBuilder {
         self
     }
 
+    /// Prompt evaluation speed, with a prefix cache per slot: a request
+    /// waits `ttft` plus its prompt tokens that the best-matching idle slot
+    /// does not hold, at this rate (default 0: `ttft` alone). Words stand
+    /// for tokens.
+    pub fn prompt_tokens_per_sec(mut self, r: f64) -> Self {
+        self.config.prompt_tokens_per_sec = r;
+        self
+    }
+
     /// Generation speed after the first token (default 100/s).
     pub fn tokens_per_sec(mut self, r: f64) -> Self {
         self.config.tokens_per_sec = r;

@@ -163,6 +163,7 @@ pub(crate) async fn messages(
         capability: "chat",
         empty: false,
         prompt_tokens: chatlike::prompt_tokens(v),
+        prompt: chatlike::prompt(v),
         num_predict: int(v, "max_tokens")?,
         keep_alive: None,
         think: false,

@@ -105,6 +105,13 @@ pub(crate) fn whole(n: usize, json: bool) -> String {
 
 /// Prompt tokens of a request: words in every string under `content`,
 /// `text`, `input`, `system` and `instructions` (images and ids skipped).
+/// The prompt's words in order, hashed (see `generation::prompt_words`).
+pub(crate) fn prompt(v: &Value) -> Vec<u64> {
+    let mut text = String::new();
+    collect_text(v, false, &mut text);
+    crate::generation::prompt_words([text.as_str()])
+}
+
 pub(crate) fn prompt_tokens(v: &Value) -> usize {
     let mut text = String::new();
     collect_text(v, false, &mut text);

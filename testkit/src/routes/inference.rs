@@ -228,6 +228,8 @@ pub(crate) struct Job<'a> {
     /// No prompt / no messages: a load (or, with `keep_alive: 0`, unload).
     pub empty: bool,
     pub prompt_tokens: usize,
+    /// The prompt's words in order, hashed: what a slot's cache is matched on.
+    pub prompt: Vec<u64>,
     pub num_predict: Option<i64>,
     pub keep_alive: Option<KeepAlive>,
     pub think: bool,
@@ -268,6 +270,7 @@ pub(crate) async fn run(ctx: &Ctx, job: Job<'_>) -> Result<Outcome, ApiError> {
     let plan = Plan {
         entry: &entry,
         prompt_tokens: job.prompt_tokens,
+        prompt: job.prompt,
         num_predict: job.num_predict,
         keep_alive: job.keep_alive,
         start: job.start,
@@ -339,6 +342,10 @@ pub(crate) async fn generate(
         capability: "generate",
         empty: prompt.is_empty(),
         prompt_tokens,
+        prompt: crate::generation::prompt_words([
+            r.system.as_deref().unwrap_or(""),
+            prompt.as_str(),
+        ]),
         num_predict: num_predict(r.options.as_ref())?,
         keep_alive,
         think: wants_thinking(r.think.as_ref()),
@@ -402,6 +409,9 @@ pub(crate) async fn chat(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<B
         capability: "chat",
         empty: messages.is_empty(),
         prompt_tokens,
+        prompt: crate::generation::prompt_words(
+            messages.iter().map(|m| m.content.as_deref().unwrap_or("")),
+        ),
         num_predict: num_predict(r.options.as_ref())?,
         keep_alive,
         think: wants_thinking(r.think.as_ref()),

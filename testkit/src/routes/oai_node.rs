@@ -338,7 +338,7 @@ fn finish_reason(f: &Final, tool: bool) -> &'static str {
 async fn generation(
     ctx: &Ctx,
     model: &str,
-    prompt_tokens: usize,
+    prompt: Vec<u64>,
     max_tokens: Option<i64>,
     start: Instant,
     capability: &'static str,
@@ -347,7 +347,8 @@ async fn generation(
         model,
         capability,
         empty: false,
-        prompt_tokens,
+        prompt_tokens: prompt.len().max(1),
+        prompt,
         num_predict: max_tokens,
         keep_alive: None,
         think: false,
@@ -375,7 +376,7 @@ async fn chat(ctx: &Ctx, v: &Value, start: Instant) -> Result<Response<Body>, Ap
     let g = generation(
         ctx,
         &model,
-        chatlike::prompt_tokens(v),
+        chatlike::prompt(v),
         max_tokens,
         start,
         "chat",
@@ -465,7 +466,7 @@ async fn completions(ctx: &Ctx, v: &Value, start: Instant) -> Result<Response<Bo
     let g = generation(
         ctx,
         &model,
-        crate::generation::count_tokens(&prompt),
+        crate::generation::prompt_words([prompt.as_str()]),
         max_tokens,
         start,
         "generate",

@@ -301,9 +301,13 @@ pub(crate) async fn chat(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<B
         return Err(ApiError::bad_request("[] is too short - 'messages'"));
     }
     let mut prompt_tokens = 0;
+    let mut texts = Vec::with_capacity(messages.len());
     for m in messages {
-        prompt_tokens += count_tokens(&message_text(m)?);
+        let text = message_text(m)?;
+        prompt_tokens += count_tokens(&text);
+        texts.push(text);
     }
+    let prompt = crate::generation::prompt_words(texts.iter().map(String::as_str));
     let meta = Meta {
         id: format!("chatcmpl-{}", small_random(999)),
         model: r.model.clone().unwrap_or_default(),
@@ -314,6 +318,7 @@ pub(crate) async fn chat(ctx: &Ctx, req: Request<Incoming>) -> Result<Response<B
         capability: "chat",
         empty: false,
         prompt_tokens,
+        prompt,
         num_predict: r.max_tokens,
         keep_alive: None,
         think: false,
@@ -379,6 +384,7 @@ pub(crate) async fn completions(
         capability: "generate",
         empty: prompt.is_empty(),
         prompt_tokens: count_tokens(&prompt),
+        prompt: crate::generation::prompt_words([prompt.as_str()]),
         num_predict: r.max_tokens,
         keep_alive: None,
         think: false,

@@ -238,6 +238,7 @@ async fn run(
         capability: "chat",
         empty: false,
         prompt_tokens: chatlike::prompt_tokens(v),
+        prompt: chatlike::prompt(v),
         num_predict: int(v, "max_output_tokens")?,
         keep_alive: None,
         think: false,

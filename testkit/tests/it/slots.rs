@@ -136,3 +136,46 @@ async fn different_models_have_their_own_slots() {
     })
     .await;
 }
+
+/// `prompt_eval_duration` of a non-streamed chat, in milliseconds.
+async fn prompt_eval_ms(f: &herd_testkit::FakeOllama, messages: serde_json::Value) -> u64 {
+    let body = json!({"model": "llama3.2:1b", "stream": false, "messages": messages});
+    let v = json_of(post(f, "/api/chat", body).await).await;
+    v["prompt_eval_duration"].as_u64().expect("duration") / 1_000_000
+}
+
+#[tokio::test]
+async fn a_slot_reuses_the_cached_prefix_of_its_last_prompt() {
+    bounded(async {
+        // 1,000 words a second beyond what the slot holds; 400-word system prompt.
+        let f = fake()
+            .num_parallel(2)
+            .ttft(Duration::ZERO)
+            .prompt_tokens_per_sec(1000.0)
+            .tokens(2)
+            .start()
+            .await;
+        let system = "word ".repeat(400);
+        let turn1 = json!([{"role": "system", "content": system},
+            {"role": "user", "content": "one two three four five"}]);
+        assert_eq!(prompt_eval_ms(&f, turn1).await, 405);
+        // The next turn repeats the conversation: only its new words count.
+        let turn2 = json!([{"role": "system", "content": system},
+            {"role": "user", "content": "one two three four five"},
+            {"role": "assistant", "content": "six seven"},
+            {"role": "user", "content": "eight nine ten"}]);
+        assert_eq!(prompt_eval_ms(&f, turn2.clone()).await, 5);
+        // Another conversation takes the other slot, cold; the first slot
+        // still holds the first conversation.
+        let other = json!([{"role": "system", "content": "other ".repeat(300)}]);
+        assert_eq!(prompt_eval_ms(&f, other).await, 300);
+        let mut turn3 = turn2.as_array().expect("array").clone();
+        turn3.push(json!({"role": "user", "content": "eleven"}));
+        assert_eq!(prompt_eval_ms(&f, json!(turn3)).await, 1);
+        // Without a prompt rate the time to first token ignores the prompt.
+        let plain = fake().ttft(Duration::from_millis(20)).tokens(2).start().await;
+        let long = json!([{"role": "user", "content": "w ".repeat(2000)}]);
+        assert_eq!(prompt_eval_ms(&plain, long).await, 20);
+    })
+    .await;
+}
