@@ -380,6 +380,31 @@ test('request counters move while requests are sent', async (t) => {
   load = startLoad();
 });
 
+test('the Models view shows how often conversations went back to the node holding their prefix', async (t) => {
+  if (!proxy) {
+    t.skip('herd server does not serve /apis/herd/v1/requests yet (the proxy is not wired in)');
+    return;
+  }
+  const system = 'You are a patient tutor who explains physics to children. '.repeat(20);
+  const messages = [{ role: 'system', content: system }];
+  for (let turn = 0; turn < 4; turn += 1) {
+    messages.push({ role: 'user', content: `question ${turn}` });
+    const res = await fetch(`${server.url}/api/chat`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, stream: false, messages }),
+    });
+    assert.equal(res.status, 200);
+    messages.push({ role: 'assistant', content: (await res.json()).message.content });
+  }
+  await go('/dashboard/models');
+  const row = page.locator('[data-testid="node-models-table"] tbody tr', { hasText: MODEL });
+  await eventually('affinity hits shown', async () => {
+    const cell = await text(row.getByTestId('affinity-hits'));
+    return Number(cell.split(' of ')[0].replace(/[^0-9]/g, '')) >= 3;
+  });
+});
+
 test('cordon, drain and uncordon from the node page reach the store', async () => {
   await go('/dashboard/nodes/gpu-2');
   await page.getByTestId('cordon').waitFor();

@@ -61,7 +61,32 @@ function AssignmentRow({ ma, onEdit }) {
   </tr>`;
 }
 
+// Requests prefix affinity looks at: conversations and prompts.
+const AFFINE_PATHS = new Set(['/api/chat', '/api/generate', '/v1/chat/completions', '/v1/completions', '/v1/messages', '/v1/responses']);
+
+function canonical(model) {
+  if (!model) return '';
+  const last = model.split('/').pop();
+  return last.includes(':') ? model : `${model}:latest`;
+}
+
+// Per model, over the recent request history: requests sent back to the node
+// that held their prompt prefix, out of the answered conversation requests.
+function affinityByModel() {
+  const out = new Map();
+  for (const r of store.records) {
+    if (!AFFINE_PATHS.has(r.path) || !r.node) continue;
+    const key = canonical(r.model);
+    const m = out.get(key) || { hits: 0, total: 0 };
+    m.total += 1;
+    if (r.affinity) m.hits += 1;
+    out.set(key, m);
+  }
+  return out;
+}
+
 function ModelsOnNodes() {
+  const affinity = affinityByModel();
   const byModel = new Map();
   for (const n of store.nodes.items.values()) {
     for (const m of n.status?.models || []) {
@@ -71,13 +96,14 @@ function ModelsOnNodes() {
   }
   const rows = [...byModel.entries()].sort(([a], [b]) => a.localeCompare(b));
   if (!rows.length) return html`<${Empty}>No node reports any model yet.<//>`;
-  return html`<div class="table-wrap"><table class="table">
-    <thead><tr><th scope="col">Model</th><th scope="col" class="num">Size</th><th scope="col" class="num">Loaded on</th><th scope="col">Nodes</th></tr></thead>
+  return html`<div class="table-wrap"><table class="table" data-testid="node-models-table">
+    <thead><tr><th scope="col">Model</th><th scope="col" class="num">Size</th><th scope="col" class="num">Loaded on</th><th scope="col" class="num" title="Recent conversation requests sent back to the node holding their prompt prefix">Affinity hits</th><th scope="col">Nodes</th></tr></thead>
     <tbody>${rows.map(
       ([name, m]) => html`<tr key=${name}>
         <th scope="row" class="mono strong">${name}</th>
         <td class="num">${m.size ? fmtBytes(m.size) : DASH}</td>
         <td class="num">${fmtInt(m.nodes.filter((x) => x.loaded).length)} of ${fmtInt(m.nodes.length)}</td>
+        <td class="num" data-testid="affinity-hits">${affinityCell(affinity.get(canonical(name)))}</td>
         <td><span class="chips">${m.nodes.map(
           (x) => html`<a class=${`chip${x.loaded ? ' chip-loaded' : ''}`} href=${href(`/nodes/${encodeURIComponent(x.node)}`)}
             title=${x.loaded ? 'loaded in memory' : 'on disk'}>${x.loaded ? html`<span class="chip-dot" aria-hidden="true"></span>` : null}${x.node}${x.loaded ? html`<span class="sr-only"> (loaded)</span>` : null}</a>`,
@@ -85,6 +111,11 @@ function ModelsOnNodes() {
       </tr>`,
     )}</tbody>
   </table></div>`;
+}
+
+function affinityCell(a) {
+  if (!a || !a.total) return DASH;
+  return `${fmtInt(a.hits)} of ${fmtInt(a.total)} · ${Math.round((100 * a.hits) / a.total)} %`;
 }
 
 export function ModelsView() {
