@@ -8,6 +8,7 @@
 # Needs release binaries: cargo build --release -p herd -p herd-testkit --bins
 # (the iteration profile of docs/benchmarks.md is fine), valgrind, python3.
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 n="${1:-2000}"
 bin=target/release
@@ -16,14 +17,14 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$work"
+    if [ -n "${KEEP:-}" ]; then echo "callgrind files kept in $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
 # Waits for `pattern` in `file` and prints the rest of that line.
 wait_line() {
     local file=$1 pattern=$2
-    for _ in $(seq 1 600); do
+    for _ in $(seq 1 3000); do
         if line=$(grep -m1 -o "$pattern.*" "$file" 2>/dev/null); then
             echo "${line#"$pattern"}"
             return 0
@@ -38,13 +39,14 @@ wait_line() {
 "$bin/fake-ollama" serve --listen 127.0.0.1:0 --models bench --num-parallel 64 \
     >"$work/fake.log" 2>&1 &
 pids+=($!)
-fake="http://$(wait_line "$work/fake.log" "Listening on ")"
+fake="$(wait_line "$work/fake.log" "Listening on ")"
+fake="http://${fake%% *}"
 
 # Runs one router under callgrind; prints instructions per request.
 measure() {
     local mode=$1 dir="$work/$1"
     mkdir -p "$dir"
-    RUST_LOG=warn valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" \
+    RUST_LOG=warn,herd=info valgrind --tool=callgrind --callgrind-out-file="$dir/cg.%p" \
         --instr-atstart=no \
         "$bin/herd" server --no-controller --listen 127.0.0.1:0 --data-dir "$dir/data" \
         --http-workers 1 --inference-auth "$mode" >"$dir/log" 2>&1 &
@@ -83,8 +85,13 @@ EOF
     callgrind_control -i off "$vg" >/dev/null
     callgrind_control -d "$vg" >/dev/null
     sleep 1
-    local total
-    total=$(cat "$dir"/cg.* | grep -E "^summary:" | awk '{s+=$2} END {print s}')
+    local total=0 part ir
+    # The dump's own summary line stays 0 when instrumentation starts off;
+    # callgrind_annotate sums the costs it holds.
+    for part in "$dir"/cg.*.*; do
+        ir=$(callgrind_annotate "$part" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+        total=$((total + ${ir:-0}))
+    done
     kill "$vg" 2>/dev/null || true
     echo "$mode $((total / n))"
 }
