@@ -121,6 +121,17 @@ impl Default for NodeSpec {
 }
 
 impl NodeSpec {
+    /// `url` without a trailing slash and, for an `openai` node, without a
+    /// trailing `/v1` (as OpenAI clients' base URLs are written): the prefix
+    /// that request paths (`/v1/...`, `/api/...`) are appended to.
+    pub fn base_url(&self) -> &str {
+        let url = self.url.trim().trim_end_matches('/');
+        match self.api {
+            NodeApi::OpenAi => url.strip_suffix("/v1").unwrap_or(url),
+            NodeApi::Ollama => url,
+        }
+    }
+
     fn validate(&self) -> Vec<FieldError> {
         let mut errors = Vec::new();
         if !self.url.is_empty()
@@ -417,6 +428,26 @@ mod tests {
         assert!(plain.validate().iter().any(|e| e.message.contains("https://")));
         let bad_api = serde_json::from_str::<Node>(r#"{"metadata":{"name":"a"},"spec":{"api":"vllm"}}"#);
         assert!(bad_api.expect_err("unknown api").to_string().contains("vllm"));
+    }
+
+    #[test]
+    fn base_url_table() {
+        for (url, api, want) in [
+            ("http://h:11434", NodeApi::Ollama, "http://h:11434"),
+            ("http://h:11434/", NodeApi::Ollama, "http://h:11434"),
+            ("http://h:8000/v1", NodeApi::OpenAi, "http://h:8000"),
+            ("https://h/openai/v1/", NodeApi::OpenAi, "https://h/openai"),
+            ("http://h:8000", NodeApi::OpenAi, "http://h:8000"),
+            // An Ollama's path is its own business.
+            ("http://h/v1", NodeApi::Ollama, "http://h/v1"),
+        ] {
+            let spec = NodeSpec {
+                url: url.into(),
+                api,
+                ..NodeSpec::default()
+            };
+            assert_eq!(spec.base_url(), want, "{url} {api:?}");
+        }
     }
 
     #[test]

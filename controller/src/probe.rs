@@ -174,6 +174,8 @@ pub enum ProbeFailure {
     BadStatus(u16),
     /// A 2xx that is not Ollama's `{"version": ...}`.
     NotOllama,
+    /// A 2xx to `/v1/models` that is not an OpenAI model list.
+    NotOpenAi,
     /// The connection broke after it was made.
     Broken,
 }
@@ -188,8 +190,12 @@ impl ProbeFailure {
             }
             Self::AddressNotAllowed => "refused by policy: the node URL resolves to a link-local or cloud metadata address (see --allow-node-addresses)".into(),
             Self::Redirect(code) => format!("redirect: answered HTTP {code}; probes do not follow redirects"),
+            Self::BadStatus(code @ (401 | 403)) => {
+                format!("bad answer: HTTP {code}; the backend refused the router's credentials")
+            }
             Self::BadStatus(code) => format!("bad answer: HTTP {code}"),
             Self::NotOllama => "bad answer: not Ollama's {\"version\": ...}".into(),
+            Self::NotOpenAi => "bad answer: not an OpenAI-compatible model list".into(),
             Self::Broken => "bad answer: the connection broke before the answer was complete".into(),
         }
     }

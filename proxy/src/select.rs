@@ -255,7 +255,7 @@ mod tests {
         let mut n = Node::new(
             name,
             NodeSpec {
-                ollama_url: "http://127.0.0.1:11434".into(),
+                url: "http://127.0.0.1:11434".into(),
                 unschedulable: cordoned,
                 max_parallel: 2,
                 ..NodeSpec::default()

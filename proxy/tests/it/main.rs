@@ -209,7 +209,7 @@ impl Herd {
         let node = Node::new(
             name,
             NodeSpec {
-                ollama_url: url.to_owned(),
+                url: url.to_owned(),
                 ..NodeSpec::default()
             },
         );
