@@ -33,7 +33,88 @@ struct OpenAiErrorBody<'a> {
     code: Option<()>,
 }
 
+#[derive(Serialize)]
+struct CodedError<'a> {
+    error: CodedErrorBody<'a>,
+}
+
+/// llama.cpp's and vLLM's error object: the status repeated as `code`.
+#[derive(Serialize)]
+struct CodedErrorBody<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: u16,
+}
+
+#[derive(Serialize)]
+struct AnthropicError<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    error: AnthropicErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct AnthropicErrorBody<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    message: &'a str,
+}
+
 impl ApiError {
+    pub(crate) fn unauthorized() -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "Invalid API Key")
+    }
+
+    /// `{"error":{"message","type","code":<status>}}`, as llama.cpp's
+    /// `format_error_response` writes it (types as it names them).
+    pub(crate) fn openai_coded(&self) -> Response<Body> {
+        let kind = match self.status {
+            StatusCode::BAD_REQUEST => "invalid_request_error",
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::NOT_IMPLEMENTED => "not_supported_error",
+            StatusCode::SERVICE_UNAVAILABLE => "unavailable_error",
+            _ => "server_error",
+        };
+        body::json_plain(
+            self.status,
+            &CodedError {
+                error: CodedErrorBody {
+                    message: &self.message,
+                    kind,
+                    code: self.status.as_u16(),
+                },
+            },
+        )
+    }
+
+    /// `{"type":"error","error":{"type","message"}}`, the Anthropic
+    /// Messages API's error (Ollama's `anthropic` middleware writes the same).
+    pub(crate) fn anthropic(&self) -> Response<Body> {
+        let kind = match self.status {
+            StatusCode::BAD_REQUEST => "invalid_request_error",
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::NOT_FOUND => "not_found_error",
+            StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            StatusCode::SERVICE_UNAVAILABLE => "overloaded_error",
+            _ => "api_error",
+        };
+        body::json_plain(
+            self.status,
+            &AnthropicError {
+                kind: "error",
+                error: AnthropicErrorBody {
+                    kind,
+                    message: &self.message,
+                },
+            },
+        )
+    }
+
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
         ApiError {
             status,

@@ -144,6 +144,11 @@ impl Generation {
         self.prompt_tokens
     }
 
+    /// Tokens this reply will have.
+    pub(crate) fn n_tokens(&self) -> usize {
+        self.n_tokens
+    }
+
     /// The next token, paced; then the final event; then `None`.
     pub(crate) async fn next(&mut self) -> Option<Event> {
         if self.finished {

@@ -51,7 +51,7 @@ mod util;
 
 pub mod ollama_host;
 
-pub use config::{DEFAULT_VERSION, KeepAlive};
+pub use config::{Api, DEFAULT_VERSION, KeepAlive};
 pub use error::BUSY as BUSY_MESSAGE;
 pub use fault::Fault;
 pub use generation::reply_text;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use herd_testkit::{DEFAULT_VERSION, FakeOllama, Fault, KeepAlive, ollama_host};
+use herd_testkit::{Api, DEFAULT_VERSION, FakeOllama, Fault, KeepAlive, ollama_host};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser, Debug)]
@@ -105,6 +105,31 @@ struct ServeOpts {
     /// Turn off the loopback Host check (403 for foreign Host headers).
     #[arg(long, global = true)]
     no_host_check: bool,
+
+    /// Which server to play: `ollama`, or `openai` for an OpenAI-compatible
+    /// server like llama.cpp's llama-server or vLLM (/v1 only, /health,
+    /// model ids as given).
+    #[arg(long, default_value = "ollama", global = true)]
+    api: Api,
+
+    /// OpenAI mode: require this key (bearer or x-api-key) on every
+    /// request but /health.
+    #[arg(
+        long,
+        env = "FAKE_OPENAI_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    api_key: Option<String>,
+
+    /// OpenAI mode: answer 404 on /v1/messages, as a server without the
+    /// Anthropic API does.
+    #[arg(long, global = true)]
+    no_messages: bool,
+
+    /// OpenAI mode: answer 404 on /v1/responses.
+    #[arg(long, global = true)]
+    no_responses: bool,
 
     /// Directory that keeps the installed-model list across restarts
     /// [env: OLLAMA_MODELS]
@@ -285,7 +310,13 @@ async fn serve(opts: ServeOpts) -> anyhow::Result<()> {
         .max_queue(opts.max_queue.unwrap_or(512))
         .load_time(Duration::from_millis(opts.load_time_ms))
         .pull_duration(Duration::from_millis(opts.pull_duration_ms))
-        .host_check(!opts.no_host_check);
+        .host_check(!opts.no_host_check)
+        .api(opts.api)
+        .native_messages(!opts.no_messages)
+        .native_responses(!opts.no_responses);
+    if let Some(key) = &opts.api_key {
+        builder = builder.api_key(key);
+    }
     if let Some(p) = &opts.pullable {
         builder = builder.pullable(p.iter().map(|m| m.trim().to_owned()));
     }

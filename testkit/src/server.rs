@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::{self, Body, Killed};
-use crate::config::{Config, KeepAlive};
+use crate::config::{Api, Config, KeepAlive};
 use crate::cors::{self, Cors};
 use crate::fault::Fault;
 use crate::hostcheck;
@@ -201,6 +201,33 @@ impl FakeOllamaBuilder {
         self
     }
 
+    /// Which server to play: Ollama (default) or an OpenAI-compatible
+    /// server like llama.cpp's `llama-server` or vLLM ([`Api::OpenAi`]).
+    pub fn api(mut self, api: Api) -> Self {
+        self.config.api = api;
+        self
+    }
+
+    /// OpenAI mode: require this key as `Authorization: Bearer KEY` (or
+    /// `x-api-key`) on every request but `/health`; 401 without it.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.config.api_key = Some(key.into());
+        self
+    }
+
+    /// OpenAI mode: serve `/v1/messages` natively (default on, as
+    /// `llama-server` does; off answers 404 as vLLM may).
+    pub fn native_messages(mut self, on: bool) -> Self {
+        self.config.native_messages = on;
+        self
+    }
+
+    /// OpenAI mode: serve `/v1/responses` natively (default on).
+    pub fn native_responses(mut self, on: bool) -> Self {
+        self.config.native_responses = on;
+        self
+    }
+
     /// A fault active from the start.
     pub fn fault(mut self, f: Fault) -> Self {
         self.fault = Some(f);
@@ -252,6 +279,12 @@ impl FakeOllamaBuilder {
             ),
             None => None,
         };
+        let mut ids: Vec<String> = Vec::new();
+        for m in &self.models {
+            if !ids.contains(m) {
+                ids.push(m.clone());
+            }
+        }
         let mut store = ModelStore::new(pullable, self.models_dir);
         store.load()?;
         for m in &self.models {
@@ -273,6 +306,8 @@ impl FakeOllamaBuilder {
                 ..Faults::default()
             }),
             blobs: Mutex::new(HashSet::new()),
+            ids: Mutex::new(ids),
+            bodies: Mutex::new(std::collections::HashMap::new()),
             loopback: addr.ip().is_loopback(),
         });
         let serving = if refusing {
@@ -428,10 +463,15 @@ impl FakeOllama {
             panic!("fake-ollama: invalid model name {name:?}");
         };
         self.inner.shared.install(ModelEntry::new(canonical));
+        let mut ids = lock(&self.inner.shared.ids);
+        if !ids.iter().any(|i| i == name) {
+            ids.push(name.to_owned());
+        }
     }
 
     /// Removes a model (unloading it); returns whether it was installed.
     pub fn remove_model(&self, name: &str) -> bool {
+        lock(&self.inner.shared.ids).retain(|i| i != name);
         normalize_model_name(name).is_some_and(|c| self.inner.shared.uninstall(&c).is_some())
     }
 
@@ -510,6 +550,14 @@ impl FakeOllama {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.inner.shared.stats.snapshot()
+    }
+
+    /// The last JSON body received on `path`, kept by the endpoints of
+    /// OpenAI mode and by `/v1/messages` and `/v1/responses` in both modes:
+    /// what a proxy in front of the fake actually sent.
+    pub fn last_body(&self, path: &str) -> Option<serde_json::Value> {
+        let bytes = lock(&self.inner.shared.bodies).get(path).cloned()?;
+        serde_json::from_slice(&bytes).ok()
     }
 
     /// Requests received on `path` so far.
@@ -691,7 +739,14 @@ async fn handle(
     tracing::debug!(method = %req.method(), %path, host = ?host, "fake ollama request");
     let guard = RequestGuard::start(shared.stats.clone(), path.clone(), host.clone(), token);
     let origin = req.headers().get(ORIGIN).and_then(|v| v.to_str().ok());
-    let allow = match cors::check(req.method(), origin, host.as_deref()) {
+    // llama-server and vLLM check neither `Origin` nor `Host`.
+    let ollama = shared.config().api == Api::Ollama;
+    let checked = if ollama {
+        cors::check(req.method(), origin, host.as_deref())
+    } else {
+        Cors::None
+    };
+    let allow = match checked {
         Cors::None => None,
         Cors::Forbidden => {
             return Ok(body::empty(StatusCode::FORBIDDEN).map(|b| b.with_guard(guard)));
@@ -727,7 +782,11 @@ async fn route(
     host: Option<String>,
     mut guard: RequestGuard,
 ) -> Result<Response<Body>, Killed> {
-    if shared.config().host_check && shared.loopback && !hostcheck::allowed(host.as_deref()) {
+    if shared.config().api == Api::Ollama
+        && shared.config().host_check
+        && shared.loopback
+        && !hostcheck::allowed(host.as_deref())
+    {
         return Ok(body::empty(StatusCode::FORBIDDEN).map(|b| b.with_guard(guard)));
     }
 

@@ -27,6 +27,12 @@ pub(crate) struct Shared {
     pub faults: Mutex<Faults>,
     /// Digests uploaded through `/api/blobs`.
     pub blobs: Mutex<HashSet<String>>,
+    /// OpenAI mode: model ids exactly as given (`/v1/models` lists these
+    /// and requests must name one of them).
+    pub ids: Mutex<Vec<String>>,
+    /// The last JSON body received per path, on the endpoints that keep it
+    /// (OpenAI mode, `/v1/messages`, `/v1/responses`).
+    pub bodies: Mutex<HashMap<String, bytes::Bytes>>,
     /// Whether the listener is on a loopback address: Ollama only checks
     /// `Host` then.
     pub loopback: bool,

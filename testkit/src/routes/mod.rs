@@ -1,11 +1,15 @@
 //! Routing, with gin's answers for unknown paths (404 `404 page not found`)
 //! and wrong methods (405 `405 method not allowed`).
 
+mod anthropic;
+mod chatlike;
 mod embed;
 mod inference;
 mod models;
+mod oai_node;
 mod openai;
 mod pull;
+mod responses;
 
 use std::future::poll_fn;
 use std::pin::Pin;
@@ -48,6 +52,8 @@ enum Route {
     OaiEmbeddings,
     OaiModels,
     OaiModel(String),
+    Messages,
+    Responses,
 }
 
 impl Route {
@@ -71,6 +77,8 @@ impl Route {
             "/v1/completions" => Route::OaiCompletions,
             "/v1/embeddings" => Route::OaiEmbeddings,
             "/v1/models" => Route::OaiModels,
+            "/v1/messages" => Route::Messages,
+            "/v1/responses" => Route::Responses,
             p => {
                 // gin's `:param` matches one segment.
                 let param = |prefix: &str| {
@@ -104,8 +112,17 @@ impl Route {
 }
 
 pub(crate) async fn dispatch(ctx: Ctx, req: Request<Incoming>) -> Response<Body> {
+    let cfg = ctx.cfg();
+    if cfg.api == crate::config::Api::OpenAi {
+        return oai_node::dispatch(ctx, req).await;
+    }
     let path = req.uri().path().to_owned();
-    let Some(route) = Route::find(&path) else {
+    let served = match Route::find(&path) {
+        Some(Route::Messages) => cfg.serves_messages(),
+        Some(Route::Responses) => cfg.serves_responses(),
+        _ => true,
+    };
+    let Some(route) = Route::find(&path).filter(|_| served) else {
         return redirect_trailing_slash(&path, req.method()).unwrap_or_else(|| {
             body::text(StatusCode::NOT_FOUND, "text/plain", "404 page not found")
         });
@@ -117,7 +134,7 @@ pub(crate) async fn dispatch(ctx: Ctx, req: Request<Incoming>) -> Response<Body>
             "405 method not allowed",
         );
     }
-    let version = ctx.cfg().version;
+    let version = cfg.version;
     match route {
         Route::Root => body::text(
             StatusCode::OK,
@@ -143,6 +160,34 @@ pub(crate) async fn dispatch(ctx: Ctx, req: Request<Incoming>) -> Response<Body>
         Route::OaiEmbeddings => oai(openai::embeddings(&ctx, req).await),
         Route::OaiModels => openai::models(&ctx),
         Route::OaiModel(m) => oai(openai::model(&ctx, &m)),
+        Route::Messages => match read_json(&ctx, &path, req).await {
+            Ok((v, start)) => anthropic::messages(&ctx, &v, start, oai_node::Naming::Ollama)
+                .await
+                .unwrap_or_else(|e| e.anthropic()),
+            Err(e) => e.anthropic(),
+        },
+        Route::Responses => match read_json(&ctx, &path, req).await {
+            Ok((v, start)) => {
+                oai(responses::responses(&ctx, &v, start, oai_node::Naming::Ollama).await)
+            }
+            Err(e) => e.openai(),
+        },
+    }
+}
+
+/// Reads a JSON object body and keeps it as the path's last body.
+async fn read_json(
+    ctx: &Ctx,
+    path: &str,
+    req: Request<Incoming>,
+) -> Result<(serde_json::Value, tokio::time::Instant), ApiError> {
+    let start = tokio::time::Instant::now();
+    let bytes = read_body(req).await?;
+    crate::util::lock(&ctx.shared.bodies).insert(path.to_owned(), bytes.clone());
+    match serde_json::from_slice(&bytes) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok((v, start)),
+        Ok(_) => Err(ApiError::bad_request("request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!("invalid JSON: {e}"))),
     }
 }
 

@@ -8,6 +8,7 @@ mod helpers;
 mod host;
 mod lifecycle;
 mod models;
+mod oai_node;
 mod openai;
 mod slots;
 mod streaming;
