@@ -44,9 +44,25 @@ impl NotFoundWording {
     }
 }
 
+/// Which nodes can answer an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Ollama's native API: Ollama nodes.
+    Ollama,
+    /// The OpenAI-compatible core (chat, completions, embeddings, models):
+    /// every node.
+    Any,
+    /// Anthropic's `/v1/messages`, from nodes that serve it themselves.
+    Messages,
+    /// OpenAI's `/v1/responses`, from nodes that serve it themselves.
+    Responses,
+}
+
 /// What differs between the model-routed endpoints.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Endpoint {
+    /// Which nodes can answer it.
+    pub need: Need,
     pub dialect: Dialect,
     /// `stream` when the request does not say: true for native, false for /v1.
     pub stream_default: bool,
@@ -58,6 +74,7 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) const NATIVE: Endpoint = Endpoint {
+        need: Need::Ollama,
         dialect: Dialect::Ollama,
         stream_default: true,
         not_found: NotFoundWording::Quoted,
@@ -74,6 +91,7 @@ impl Endpoint {
         ..Endpoint::NATIVE
     };
     pub(crate) const OPENAI: Endpoint = Endpoint {
+        need: Need::Any,
         dialect: Dialect::OpenAi,
         stream_default: false,
         not_found: NotFoundWording::Quoted,
@@ -81,6 +99,14 @@ impl Endpoint {
     };
     pub(crate) const OPENAI_EMBED: Endpoint = Endpoint {
         not_found: NotFoundWording::TryPulling,
+        ..Endpoint::OPENAI
+    };
+    pub(crate) const MESSAGES: Endpoint = Endpoint {
+        need: Need::Messages,
+        ..Endpoint::OPENAI
+    };
+    pub(crate) const RESPONSES: Endpoint = Endpoint {
+        need: Need::Responses,
         ..Endpoint::OPENAI
     };
 }
@@ -319,7 +345,7 @@ pub(crate) async fn forward(
         // The candidates end here, before the request is sent: kept
         // across the await, they would enlarge every request's future.
         let (entry, chosen, reference) = {
-            let mut cands = match select::candidates(table, entry, now, &tried) {
+            let mut cands = match select::candidates(table, entry, call.ep.need, now, &tried) {
                 Ok(c) => c,
                 Err(no) => {
                     return fail(
@@ -380,7 +406,7 @@ pub(crate) async fn forward(
             .await;
         let may_retry = || {
             tried.len() < max_attempts
-                && select::candidates(table, Some(entry), shared.clock.now(), &tried)
+                && select::candidates(table, Some(entry), call.ep.need, shared.clock.now(), &tried)
                     .is_ok_and(|c| !c.is_empty())
         };
         match result {

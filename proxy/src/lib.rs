@@ -119,7 +119,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use futures_util::future::BoxFuture;
-use herd_api::Node;
+use herd_api::{Node, Secret};
 use herd_client::{Client, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -182,8 +182,28 @@ impl Proxy {
         api: Client,
         shutdown: CancellationToken,
     ) -> Proxy {
+        let (_, no_secrets) = herd_client::reflector::store::<Secret>();
+        Proxy::with_secrets(config, nodes, no_secrets, api, shutdown)
+    }
+
+    /// Like [`Proxy::with_shutdown`], sending each node that names a Secret
+    /// (`spec.auth.secretRef`) the token from `secrets` (a watch cache the
+    /// caller keeps; reading Secrets takes an admin key).
+    pub fn with_secrets(
+        config: impl Into<ProxyConfig>,
+        nodes: Store<Node>,
+        secrets: Store<Secret>,
+        api: Client,
+        shutdown: CancellationToken,
+    ) -> Proxy {
         Proxy {
-            shared: Arc::new(state::Shared::new(config.into(), nodes, api, shutdown)),
+            shared: Arc::new(state::Shared::new(
+                config.into(),
+                nodes,
+                secrets,
+                api,
+                shutdown,
+            )),
         }
     }
 

@@ -468,6 +468,7 @@ fn public_roots() -> Result<Arc<rustls::ClientConfig>, String> {
 
 impl Target {
     /// A target for `url`, without credentials or a CA of its own.
+    #[cfg(test)]
     pub(crate) fn parse(url: &str) -> Result<Target, String> {
         Target::with(url, None, "")
     }
@@ -617,9 +618,21 @@ impl Backend {
     }
 
     /// Ready and schedulable with a URL: fan-outs (pull, delete) go here,
-    /// whatever the weight.
+    /// whatever the weight. Only Ollamas: an OpenAI-compatible server
+    /// has no pull, copy or delete.
     pub(crate) fn fanout_target(&self) -> bool {
-        self.ready && !self.unschedulable && self.target.is_some()
+        self.ready && !self.unschedulable && self.target.is_some() && self.api == NodeApi::Ollama
+    }
+
+    /// Whether this node can answer an endpoint that needs `need`.
+    pub(crate) fn serves(&self, need: crate::forward::Need) -> bool {
+        use crate::forward::Need;
+        match need {
+            Need::Any => true,
+            Need::Ollama => self.api == NodeApi::Ollama,
+            Need::Messages => self.native_messages,
+            Need::Responses => self.native_responses,
+        }
     }
 }
 
@@ -636,6 +649,8 @@ pub(crate) struct Holder {
 pub(crate) struct ModelEntry {
     /// Ollama's short form (`llama3:latest`): metric labels, messages.
     pub display: Arc<str>,
+    /// As the first node that has it lists it (an OpenAI server's model id).
+    pub raw: Arc<str>,
     pub holders: Vec<Holder>,
 }
 
@@ -776,6 +791,7 @@ impl Table {
                     None => {
                         table.models.push(ModelEntry {
                             display: m.display.clone(),
+                            raw: m.raw.clone(),
                             holders: Vec::new(),
                         });
                         by_canonical.insert(m.canonical.clone(), table.models.len() - 1);
