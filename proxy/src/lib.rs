@@ -113,6 +113,7 @@ mod routes;
 mod select;
 mod state;
 mod table;
+mod translated;
 mod upstream;
 
 use std::sync::Arc;

@@ -57,10 +57,10 @@ async fn no_such_endpoint() -> Response<Body> {
 /// one node that has it. The router and [`shortcut`] both serve them from
 /// this list.
 const MODEL_ROUTED: [(&str, Endpoint); 11] = [
-    ("/api/generate", Endpoint::NATIVE),
-    ("/api/chat", Endpoint::NATIVE),
+    ("/api/generate", Endpoint::GENERATE),
+    ("/api/chat", Endpoint::CHAT),
     ("/api/embed", Endpoint::EMBED),
-    ("/api/embeddings", Endpoint::EMBED),
+    ("/api/embeddings", Endpoint::EMBEDDINGS),
     ("/api/show", Endpoint::SHOW),
     ("/api/push", Endpoint::NATIVE),
     ("/v1/chat/completions", Endpoint::OPENAI),

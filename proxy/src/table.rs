@@ -630,8 +630,6 @@ impl Backend {
         match need {
             Need::Any => true,
             Need::Ollama => self.api == NodeApi::Ollama,
-            Need::Messages => self.native_messages,
-            Need::Responses => self.native_responses,
         }
     }
 }

@@ -309,3 +309,153 @@ async fn https_nodes_are_reached_with_their_own_ca() {
     })
     .await;
 }
+
+/// An unmanaged OpenAI node behind herd, Ready and routable.
+async fn openai_node(h: &Herd, name: &str, fake: &FakeOllama) {
+    if h.client.api::<Secret>().get_opt("node-key").await.ok().flatten().is_none() {
+        add_secret(h, "node-key", TOKEN).await;
+    }
+    h.nodes
+        .create(
+            &PostParams::default(),
+            &unmanaged(name, &fake.url(), Some("node-key")),
+        )
+        .await
+        .expect("create node");
+    wait_ready(h, name, ConditionStatus::True).await;
+    let n = name.to_owned();
+    h.wait_stats(&format!("{name} routable"), move |s| {
+        s.nodes.iter().any(|x| x.node == n && x.routable)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn ollama_clients_reach_openai_nodes_through_translation() {
+    bounded(async {
+        let h = Herd::with_controller().await;
+        let fake = openai_fake(false).await;
+        openai_node(&h, "llama-cpp", &fake).await;
+
+        let r = h
+            .post(
+                "/api/chat",
+                json!({"model": "smollm2", "stream": false, "options": {"temperature": 0.2, "num_predict": 8},
+                       "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        assert_eq!(node_of(&r), "llama-cpp");
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(v["model"], "smollm2", "{v}");
+        assert_eq!(v["done"], true, "{v}");
+        assert!(v["message"]["content"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
+        assert!(v["eval_count"].as_u64().is_some(), "{v}");
+        let sent = fake.last_body("/v1/chat/completions").expect("the node got a chat completion");
+        assert_eq!(sent["max_tokens"], 8, "{sent}");
+        assert_eq!(sent["temperature"], 0.2, "{sent}");
+
+        // Streamed: SSE from the node, NDJSON to the client, done last.
+        let r = h
+            .post(
+                "/api/chat",
+                json!({"model": "smollm2", "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.headers().get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/x-ndjson")
+        );
+        let lines = crate::ndjson(&r.text().await.expect("text"));
+        assert!(lines.len() >= 2, "{lines:?}");
+        assert_eq!(lines.last().map(|l| l["done"].clone()), Some(json!(true)), "{lines:?}");
+        assert!(lines[..lines.len() - 1].iter().all(|l| l["done"] == false));
+
+        let r = h
+            .post(
+                "/api/generate",
+                json!({"model": "smollm2", "prompt": "Once", "stream": false}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert!(v["response"].as_str().is_some_and(|c| !c.is_empty()), "{v}");
+
+        let r = h
+            .post("/api/embed", json!({"model": "smollm2", "input": ["a", "b"]}))
+            .await;
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(v["embeddings"].as_array().map(Vec::len), Some(2), "{v}");
+
+        let r = h.post("/api/show", json!({"model": "smollm2"})).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(node_of(&r), "llama-cpp");
+
+        // A client mistake the translation finds: 400 in Ollama's shape.
+        let r = h
+            .post("/api/chat", json!({"model": "smollm2", "messages": "nope"}))
+            .await;
+        assert_eq!(r.status(), 400);
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert!(v["error"].as_str().is_some_and(|e| e.contains("messages")), "{v}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn messages_and_responses_are_translated_for_nodes_without_them() {
+    bounded(async {
+        let h = Herd::with_controller().await;
+        let fake = openai_fake(false).await;
+        openai_node(&h, "vllm", &fake).await;
+        let before = fake.requests("/v1/chat/completions");
+
+        // The client's key (herd's here) goes no further than herd.
+        let r = h
+            .http
+            .post(h.at("/v1/messages"))
+            .header("x-api-key", "sk-ant-client")
+            .header("anthropic-version", "2023-06-01")
+            .json(&json!({"model": "smollm2", "max_tokens": 16,
+                          "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("messages");
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.expect("json");
+        assert_eq!(v["type"], "message", "{v}");
+        assert_eq!(v["content"][0]["type"], "text", "{v}");
+
+        let r = h
+            .http
+            .post(h.at("/v1/messages"))
+            .json(&json!({"model": "smollm2", "max_tokens": 16, "stream": true,
+                          "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .expect("messages stream");
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.expect("text");
+        assert!(text.contains("event: message_start") && text.contains("event: message_stop"), "{text}");
+
+        for stream in [false, true] {
+            let r = h
+                .post(
+                    "/v1/responses",
+                    json!({"model": "smollm2", "input": "hi", "stream": stream}),
+                )
+                .await;
+            assert_eq!(r.status(), 200, "stream {stream}");
+            let text = r.text().await.expect("text");
+            assert!(text.contains("output_text") || text.contains("response.completed"), "{text}");
+        }
+        assert_eq!(
+            fake.requests("/v1/chat/completions"),
+            before + 4,
+            "all four went onto chat completions"
+        );
+    })
+    .await;
+}
