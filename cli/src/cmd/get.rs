@@ -412,7 +412,7 @@ impl Printer {
         t.render()
     }
 
-    fn initial<T: Tabular + Serialize>(
+    fn initial<T: Tabular + Serialize + Clone>(
         &mut self,
         items: &[T],
         single: bool,
@@ -448,7 +448,7 @@ impl Printer {
         }
     }
 
-    fn change<T: Tabular + Serialize>(&mut self, item: &T, verb: &str) -> anyhow::Result<String> {
+    fn change<T: Tabular + Serialize + Clone>(&mut self, item: &T, verb: &str) -> anyhow::Result<String> {
         match self.format {
             OutputFormat::Table | OutputFormat::Wide => {
                 let t = self.table(&[(verb, item)]);

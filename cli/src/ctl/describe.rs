@@ -187,15 +187,12 @@ pub fn node(
     if !node.spec.ca_cert.is_empty() {
         spec.push(("CA Cert", format!("<set, {} bytes>", node.spec.ca_cert.len())));
     }
+    spec.extend([
+        ("Unschedulable", node.spec.unschedulable.to_string()),
+        ("Max Parallel", node.spec.max_parallel.to_string()),
+        ("Weight", node.spec.weight.to_string()),
+    ]);
     doc.fields(1, &spec);
-    doc.fields(
-        1,
-        &[
-            ("Unschedulable", node.spec.unschedulable.to_string()),
-            ("Max Parallel", node.spec.max_parallel.to_string()),
-            ("Weight", node.spec.weight.to_string()),
-        ],
-    );
     conditions(&mut doc, &status.conditions, now);
     if let Some(endpoints) = &status.endpoints {
         doc.section("Native Endpoints");
