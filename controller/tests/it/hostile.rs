@@ -125,7 +125,7 @@ async fn link_local_and_metadata_node_urls_are_refused_at_validation() {
         let err = api.apply(&node).await.expect_err(url);
         let text = err.to_string();
         assert!(
-            text.contains("--allow-node-addresses") && text.contains("spec.ollamaUrl"),
+            text.contains("--allow-node-addresses") && text.contains("spec.url"),
             "{url}: {text}"
         );
     }
