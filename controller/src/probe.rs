@@ -1,6 +1,6 @@
 //! The active probe's decisions (pure): what a probe's answer means, and
 //! what a run of results makes of the `Reachable` condition. The probe
-//! itself, `GET {spec.ollamaUrl}/api/version` on every node from the
+//! itself, `GET {spec.url}/api/version` (`/v1/models` for an OpenAI node) on every node from the
 //! router's side of the network, is sent by `probe_worker`.
 //!
 //! It catches what heartbeats cannot: a nodelet that is alive while its

@@ -171,7 +171,13 @@ pub(crate) async fn tags(shared: Arc<Shared>) -> Response<Body> {
 /// `GET /api/ps`: every model loaded on some serving node, once.
 pub(crate) async fn ps(shared: Arc<Shared>) -> Response<Body> {
     let table = shared.current_table().await;
-    let models = dedupe(gather(&shared, &table, "/api/ps", "models", true).await, "name");
+    let mut listed = gather(&shared, &table, "/api/ps", "models", true).await;
+    // What an OpenAI server lists is what it has ready to serve.
+    listed.extend(openai_tags(&shared, &table).into_iter().map(|mut m| {
+        m["size_vram"] = json!(0);
+        m
+    }));
+    let models = dedupe(listed, "name");
     json_response(&json!({ "models": models }), GIN_JSON)
 }
 

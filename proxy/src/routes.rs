@@ -157,8 +157,13 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             "/api/copy",
-            post(|State(s): S, req: Request| fanout::simple(s, Simple::Copy, req))
-                .fallback(method_not_allowed),
+            post(|State(s): S, req: Request| async move {
+                let skipped = fanout::skipped(&*s.current_table().await);
+                let mut resp = fanout::simple(s, Simple::Copy, req).await;
+                fanout::note_skipped(&mut resp, &skipped);
+                resp
+            })
+            .fallback(method_not_allowed),
         )
         .route(
             "/api/blobs/{digest}",

@@ -119,9 +119,15 @@ async fn llama_real_model_behind_herd_with_every_client() {
             .expect("write manifest");
         let applied = herd_cli(&server, &["apply", "-f", file.to_str().expect("path")]);
         assert_eq!(applied.lines().count(), 3, "{applied}");
-        server
-            .wait_routable(&["llama-a", "llama-b", "llama-embed"], Duration::from_secs(60))
+        for name in ["llama-a", "llama-b", "llama-embed"] {
+            herd_e2e::eventually(
+                &format!("{name} routable"),
+                Duration::from_secs(60),
+                || async { server.routable(name).await },
+                |r| *r,
+            )
             .await;
+        }
 
         let script = clients_dir().join("llama_client.py");
         let out = run_client(
