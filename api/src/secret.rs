@@ -25,10 +25,33 @@ pub struct SecretSpec {
 }
 
 /// A bearer token. Its `Debug` shows only its length, so a `Secret` that
-/// reaches a log line or an error by mistake does not carry it there.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// reaches a log line or an error by mistake does not carry it there; a
+/// token of the wrong type is refused without quoting it (serde's own
+/// message would: ``invalid type: integer `123` ``).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(transparent)]
 pub struct SecretToken(String);
+
+impl<'de> Deserialize<'de> for SecretToken {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = SecretToken;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SecretToken, E> {
+                Ok(SecretToken(v.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<SecretToken, E> {
+                Ok(SecretToken(v))
+            }
+        }
+        // Anything but a string: one message that carries no part of it.
+        d.deserialize_any(Visit)
+            .map_err(|_: D::Error| serde::de::Error::custom("spec.token must be a string"))
+    }
+}
 
 impl SecretToken {
     pub fn new(token: impl Into<String>) -> Self {
@@ -127,6 +150,15 @@ mod tests {
             },
         );
         assert_eq!(long.validate().len(), 1);
+    }
+
+    #[test]
+    fn a_token_of_the_wrong_type_is_not_quoted() {
+        for spec in [r#"{"token":918273645}"#, r#"{"token":["sk-in-a-list"]}"#, r#"{"token":true}"#] {
+            let err = serde_json::from_str::<SecretSpec>(spec).expect_err(spec).to_string();
+            assert!(err.contains("spec.token must be a string"), "{err}");
+            assert!(!err.contains("918273645") && !err.contains("sk-in-a-list"), "{err}");
+        }
     }
 
     #[test]

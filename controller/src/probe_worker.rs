@@ -55,7 +55,10 @@ pub(crate) async fn probe_node(ctx: Arc<Context>, name: String) -> Result<Action
         };
         let recheck_endpoints = before.endpoints.is_none() || ctx.endpoints_stale(&name, generation);
         result = target.probe(&mut seen, recheck_endpoints).await;
-        if recheck_endpoints && seen.endpoints.is_some() {
+        if result.is_err() {
+            // The server may come back another version: look again then.
+            ctx.endpoints_checked(&name, None);
+        } else if recheck_endpoints && seen.endpoints.is_some() {
             ctx.endpoints_checked(&name, generation);
         }
     }
