@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the client libraries the end-to-end suite (e2e/) drives against
-# the router: ollama and openai from PyPI into a virtualenv at
+# the router: ollama, openai and anthropic from PyPI into a virtualenv at
 # target/e2e-venv (pinned in e2e/clients/requirements.txt), and the ollama
 # npm package into e2e/clients/node_modules (e2e/clients/package-lock.json).
 #
@@ -21,11 +21,11 @@ fail() {
 
 digest() { sha256sum "$1" | cut -d' ' -f1; }
 
-# Python: ollama and openai.
+# Python: ollama, openai and anthropic.
 command -v python3 >/dev/null 2>&1 || fail "python3 is needed (with the venv module: apt-get install python3-venv)"
 want="$(digest "$clients/requirements.txt")"
 if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.herd-requirements" 2>/dev/null)" != "$want" ]; then
-    echo "e2e-clients: creating $venv (ollama, openai from PyPI)" >&2
+    echo "e2e-clients: creating $venv (ollama, openai, anthropic from PyPI)" >&2
     rm -rf "$venv"
     python3 -m venv "$venv" || fail "python3 -m venv failed (on Debian: apt-get install python3-venv)"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
@@ -33,7 +33,7 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$venv/.herd-requirements" 2>/dev/nul
         fail "pip install -r $clients/requirements.txt failed (is PyPI reachable?)"
     echo "$want" >"$venv/.herd-requirements"
 fi
-"$venv/bin/python" -c 'import ollama, openai' || fail "the venv at $venv cannot import ollama and openai"
+"$venv/bin/python" -c 'import ollama, openai, anthropic' || fail "the venv at $venv cannot import ollama, openai and anthropic"
 
 # Node: the ollama npm package.
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 ||

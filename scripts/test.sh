@@ -14,9 +14,15 @@ fi
 # every binary first; then run all tests of the workspace.
 cargo build --workspace --bins --locked
 
-# Real Ollama and OpenAI client libraries for the end-to-end tests
-# (Python venv under target/, npm packages under e2e/clients/).
+# Real Ollama, OpenAI and Anthropic client libraries for the end-to-end
+# tests (Python venv under target/, npm packages under e2e/clients/).
 ./scripts/e2e-clients.sh
+
+# A real model for the end-to-end tests: llama.cpp's llama-server and
+# SmolLM2-135M, built and cached under ~/.cache/herd/llama (about 6 minutes
+# on 2 cores the first time on a machine, nothing after).
+HERD_LLAMA_DIR="$(./scripts/llama.sh | tail -n 1)"
+export HERD_LLAMA_DIR
 
 cargo test --workspace --locked "$@"
 

@@ -1,7 +1,7 @@
 //! herd's resource model: the types every part of herd reads and writes.
 //!
 //! Everything herd knows lives as versioned resources (`Node`, `ModelAssignment`,
-//! `Event`, `ApiKey`) in the apiserver's store. This crate holds their wire
+//! `Event`, `ApiKey`, `Secret`) in the apiserver's store. This crate holds their wire
 //! types, the one error shape (`Status`), watch events, label selectors, and
 //! validation as pure functions, so the server, the client, the controller
 //! and the CLI agree on exactly one definition.
@@ -17,6 +17,7 @@ mod node;
 pub mod node_address;
 mod request;
 mod resource;
+mod secret;
 pub mod selector;
 mod status;
 pub mod validate;
@@ -39,11 +40,12 @@ pub use meta::{
 };
 pub use model_name::ModelName;
 pub use node::{
-    GpuInfo, ModelPull, Node, NodeCapacity, NodeInfo, NodeModel, NodeSpec, NodeStatus, NodeUsage,
-    PullPhase, RoutingStatus,
+    GpuInfo, MAX_CA_CERT_BYTES, ModelPull, Node, NodeApi, NodeAuth, NodeCapacity, NodeInfo,
+    NodeModel, NodeSpec, NodeStatus, NodeUsage, PullPhase, RoutingStatus, endpoints,
 };
 pub use request::RequestRecord;
 pub use resource::{Resource, ResourceInfo, api_resources};
+pub use secret::{MAX_TOKEN_BYTES, Secret, SecretSpec, SecretStatus, SecretToken};
 pub use selector::LabelSelector;
 pub use status::{Status, StatusCause, StatusDetails, StatusReason};
 pub use validate::FieldError;
@@ -71,7 +73,7 @@ pub mod conditions {
     pub const OLLAMA_INSTALLED: &str = "OllamaInstalled";
     /// Nodelet: the node's Ollama answers HTTP correctly.
     pub const OLLAMA_RUNNING: &str = "OllamaRunning";
-    /// Proxy and controller probe: the router can reach `spec.ollamaUrl`.
+    /// Proxy and controller probe: the router can reach `spec.url`.
     pub const REACHABLE: &str = "Reachable";
     /// Controller: a cordoned node has finished its in-flight requests.
     pub const DRAINED: &str = "Drained";

@@ -159,6 +159,42 @@ pub fn object_size(len: usize) -> Result<(), String> {
     }
 }
 
+/// A few PEM `CERTIFICATE` blocks and nothing else, at most `max` bytes.
+/// Only the shape is checked here (the certificates are parsed where they
+/// are used, which reports a bad one on the node); the point is a clear
+/// error for a key, a path or a typo pasted in place of a certificate.
+pub fn pem_certificates(pem: &str, max: usize) -> Result<(), String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    if pem.len() > max {
+        return Err(format!("is {} bytes; the limit is {max}", pem.len()));
+    }
+    let mut blocks = 0;
+    let mut rest = pem.trim();
+    while !rest.is_empty() {
+        let Some(body) = rest.strip_prefix(BEGIN) else {
+            return Err(format!(
+                "must hold PEM certificates only ({BEGIN} … {END})"
+            ));
+        };
+        let Some((body, after)) = body.split_once(END) else {
+            return Err(format!("a certificate has no {END} line"));
+        };
+        let b64: Vec<char> = body.chars().filter(|c| !c.is_whitespace()).collect();
+        let is_b64 = |c: &char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+        // The smallest real certificate is a few hundred bytes of DER.
+        if b64.len() < 200 || !b64.iter().all(is_b64) {
+            return Err("a certificate's body is not a base64 DER certificate".to_owned());
+        }
+        blocks += 1;
+        rest = after.trim_start();
+    }
+    if blocks == 0 {
+        return Err("holds no certificate".to_owned());
+    }
+    Ok(())
+}
+
 /// Checks every key and value of a label map at `path`, and their number.
 pub fn labels(path: &str, labels: &BTreeMap<String, String>, errors: &mut Vec<FieldError>) {
     if labels.len() > MAX_LABELS {

@@ -1,4 +1,4 @@
-//! herd's API server: `Node` and `ModelAssignment` resources over SQLite, with
+//! herd's API server: `Node`, `ModelAssignment`, `Secret` and the other resources over SQLite, with
 //! Kubernetes semantics (resourceVersion, generation, status subresource,
 //! merge patch, label selectors) and NDJSON watch streams.
 //!
@@ -25,7 +25,7 @@ use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
 use futures_util::FutureExt as _;
-use herd_api::{ApiKey, ApiKeyHash, Event, ModelAssignment, Node, Resource};
+use herd_api::{ApiKey, ApiKeyHash, Event, ModelAssignment, Node, Resource, Secret};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -93,6 +93,7 @@ pub const KINDS: &[&str] = &[
     Event::PLURAL,
     ApiKey::PLURAL,
     ApiKeyHash::PLURAL,
+    Secret::PLURAL,
 ];
 
 /// Opens the store and builds the API routes.

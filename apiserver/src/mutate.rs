@@ -52,7 +52,7 @@ pub fn check_object_size<K: Resource>(name: &str, len: usize) -> Result<(), ApiE
     })
 }
 
-/// Refuses a Node whose `spec.ollamaUrl` is an IP literal in a network
+/// Refuses a Node whose `spec.url` is an IP literal in a network
 /// node URLs may not use (see [`herd_api::node_address`]) unless `allowed`
 /// lets it in (422). Host names are checked where they are resolved, by the
 /// probe and the proxy.
@@ -63,13 +63,13 @@ pub fn check_node_address<K: Resource>(
     let Some(node) = (obj as &dyn std::any::Any).downcast_ref::<herd_api::Node>() else {
         return Ok(());
     };
-    let Some(ip) = herd_api::node_address::ip_literal_host(&node.spec.ollama_url) else {
+    let Some(ip) = herd_api::node_address::ip_literal_host(&node.spec.url) else {
         return Ok(());
     };
     herd_api::node_address::check(ip, allowed).map_err(|message| ApiError::Invalid {
         kind: K::KIND,
         name: node.meta().name.clone(),
-        errors: vec![herd_api::FieldError::invalid("spec.ollamaUrl", message)],
+        errors: vec![herd_api::FieldError::invalid("spec.url", message)],
     })
 }
 
@@ -380,6 +380,8 @@ pub fn patch<K: Resource>(
             "metadata.name {n:?} does not match the name in the URL {name:?}"
         )));
     }
+    let renamed = old_names(K::KIND, patch);
+    let patch = renamed.as_ref().unwrap_or(patch);
     let mut doc = to_value(&current)?;
     // A patch that drops a kept field (`null`, or a `null` or non-object
     // around it) does not remove it: it belongs to another writer.
@@ -416,6 +418,35 @@ pub fn patch<K: Resource>(
             Ok(finish(&current, next, rv))
         }
     }
+}
+
+/// Fields a kind still accepts under an older name, as (path to the
+/// object holding it, old name, current name).
+const OLD_NAMES: &[(&str, &[&str], &str, &str)] = &[("Node", &["spec"], "ollamaUrl", "url")];
+
+/// `patch` with older field names written as the current ones, or `None`
+/// when it uses none. The stored object is serialized with the current
+/// name, so a patch naming the old one (an older nodelet, a manifest
+/// applied before the rename) would otherwise leave both names in the
+/// merged document. When a patch gives both, the current name wins.
+pub fn old_names(kind: &str, patch: &Value) -> Option<Value> {
+    let mut out: Option<Value> = None;
+    for (k, path, old, new) in OLD_NAMES {
+        if *k != kind || field(patch, path).and_then(|o| o.get(*old)).is_none() {
+            continue;
+        }
+        let doc = out.get_or_insert_with(|| patch.clone());
+        let Some(Value::Object(obj)) = path.iter().try_fold(&mut *doc, |v, key| v.get_mut(*key))
+        else {
+            continue;
+        };
+        if let Some(value) = obj.remove(*old)
+            && !obj.contains_key(*new)
+        {
+            obj.insert((*new).to_owned(), value);
+        }
+    }
+    out
 }
 
 /// DELETE: the final state carries the deletion's revision.
@@ -470,7 +501,7 @@ mod tests {
         let mut n = Node::new(
             "a",
             NodeSpec {
-                ollama_url: "http://127.0.0.1:11434".into(),
+                url: "http://127.0.0.1:11434".into(),
                 ..NodeSpec::default()
             },
         );
@@ -609,6 +640,29 @@ mod tests {
             Err(ApiError::NotFound { .. })
         ));
     }
+    #[test]
+    fn a_patch_may_use_the_old_name_of_a_node_url() {
+        let cur = stored(5);
+        // (patch, url after it)
+        let cases = [
+            (json!({"spec":{"ollamaUrl":"http://10.0.0.9:11434"}}), "http://10.0.0.9:11434"),
+            (
+                json!({"spec":{"ollamaUrl":"http://old:1","url":"http://new:1"}}),
+                "http://new:1",
+            ),
+            (json!({"spec":{"url":"http://plain:1"}}), "http://plain:1"),
+        ];
+        for (p, want) in cases {
+            let Ok(Decision::Put(n)) = patch(Some(cur.clone()), "a", &p, PatchTarget::Main, 6)
+            else {
+                panic!("{p}")
+            };
+            assert_eq!(n.spec.url, want, "{p}");
+        }
+        assert!(old_names("Node", &json!({"spec":{"weight":1}})).is_none());
+        assert!(old_names("ModelAssignment", &json!({"spec":{"ollamaUrl":"x"}})).is_none());
+    }
+
     #[test]
     fn has_field_table() {
         let path: &[&str] = &["status", "usage", "inFlight"];

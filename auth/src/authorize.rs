@@ -346,6 +346,7 @@ mod tests {
         assert_eq!(EVENTS, Event::PLURAL);
         assert_eq!(APIKEYS, ApiKey::PLURAL);
         assert_eq!(APIKEYHASHES, herd_api::ApiKeyHash::PLURAL);
+        assert_eq!(SECRETS, herd_api::Secret::PLURAL);
     }
 
     #[test]
@@ -357,6 +358,8 @@ mod tests {
             (Admin, api(Delete, NODES).named("gpu-2").into(), true),
             (Admin, api(Create, APIKEYS).named("ci").into(), true),
             (Admin, api(Get, SECRETS).named("s").into(), true),
+            (Admin, api(Create, SECRETS).named("s").into(), true),
+            (Admin, api(Watch, SECRETS).into(), true),
             (Admin, api(Update, MODELASSIGNMENTS).named("m").into(), true),
             (Admin, api(Patch, NODES).named("gpu-2").into(), true),
             (Admin, Action::Inference, true),
@@ -382,6 +385,8 @@ mod tests {
             (Viewer, Action::Metrics, true),
             (Viewer, api(Get, SECRETS).named("s").into(), false),
             (Viewer, api(List, SECRETS).into(), false),
+            (Viewer, api(Watch, SECRETS).into(), false),
+            (Viewer, api(Create, SECRETS).named("s").into(), false),
             (Viewer, api(Watch, APIKEYHASHES).into(), false),
             (Viewer, api(Patch, NODES).named("gpu-2").into(), false),
             (
@@ -442,6 +447,9 @@ mod tests {
             (Controller, api(Delete, EVENTS).named("e").into(), false),
             (Controller, api(List, APIKEYS).into(), false),
             (Controller, api(Get, SECRETS).named("s").into(), false),
+            (Controller, api(List, SECRETS).into(), false),
+            (Controller, api(Watch, SECRETS).into(), false),
+            (Controller, api(Patch, SECRETS).named("s").into(), false),
             (Controller, Action::Inference, false),
             (Controller, Action::Metrics, false),
             (Controller, Action::Discovery, true),
@@ -523,6 +531,8 @@ mod tests {
             (NodeRole, api(Get, APIKEYS).named("ci").into(), false),
             (NodeRole, api(List, APIKEYS).into(), false),
             (NodeRole, api(Get, SECRETS).named("s").into(), false),
+            (NodeRole, api(Watch, SECRETS).into(), false),
+            (NodeRole, api(Create, SECRETS).named("gpu-1").into(), false),
             (NodeRole, Action::Inference, false),
             (NodeRole, Action::JoinExchange, false),
             (NodeRole, Action::ModelManagement, false),
@@ -532,6 +542,8 @@ mod tests {
             (Inference, Action::Inference, true),
             (Inference, Action::Metrics, false),
             (Inference, api(List, NODES).into(), false),
+            (Inference, api(Get, SECRETS).named("s").into(), false),
+            (Inference, api(List, SECRETS).into(), false),
             (
                 Inference,
                 api(Get, MODELASSIGNMENTS).named("m").into(),

@@ -9,7 +9,7 @@ use crate::authorize::Denied;
 
 /// The spec fields a nodelet is the source of; every other field, including
 /// ones added later, stays the administrator's.
-pub const NODELET_SPEC_FIELDS: &[&str] = &["ollamaUrl", "maxParallel"];
+pub const NODELET_SPEC_FIELDS: &[&str] = &["url", "maxParallel"];
 
 /// Whether a nodelet may write `new` over `old` (`None` for a create): only
 /// [`NODELET_SPEC_FIELDS`], the labels listed in the
@@ -119,7 +119,7 @@ mod tests {
         let mut n = Node::new(
             "gpu-1",
             NodeSpec {
-                ollama_url: url.to_owned(),
+                url: url.to_owned(),
                 ..NodeSpec::default()
             },
         );

@@ -260,7 +260,7 @@ pub async fn register_node(
     let node = Node::new(
         name,
         NodeSpec {
-            ollama_url: ollama_url.to_owned(),
+            url: ollama_url.to_owned(),
             max_parallel,
             ..NodeSpec::default()
         },

@@ -17,7 +17,7 @@ pub struct ControllerArgs {
     /// (reason HeartbeatMissed) and leaves routing. Nodelets heartbeat every 5s.
     #[arg(long, env = "HERD_HEARTBEAT_GRACE", default_value = "15s", value_parser = humantime::parse_duration)]
     pub heartbeat_grace: Duration,
-    /// How often the controller checks each node's Ollama (GET {ollamaUrl}/api/version).
+    /// How often the controller checks each node's Ollama (GET {url}/api/version, or /v1/models of an OpenAI-compatible server).
     #[arg(long, env = "HERD_PROBE_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
     pub probe_interval: Duration,
     /// How long one probe may take (connect included) before it counts as failed.

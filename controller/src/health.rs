@@ -14,6 +14,12 @@
 //! | `Reachable=False` (probe or proxy)      | `False`   | `Unreachable`      |
 //! | none of these                           | `True`    | `Healthy`          |
 //!
+//! An unmanaged node (`spec.managed: false`) has no nodelet and no
+//! heartbeat: [`ready_unmanaged`] takes `Ready` from the probe alone. And
+//! any node the router cannot use (no URL, a missing Secret, a CA
+//! certificate that does not parse) is `False` with reason `BackendUnusable`
+//! and the problem in its message ([`unusable`]), whatever else holds.
+//!
 //! A graceful stop comes first: it is an explicit statement, more telling
 //! than the silence that follows it. Staleness comes before the other
 //! conditions because they are only as fresh as the last heartbeat.
@@ -41,6 +47,8 @@ pub mod reasons {
     pub const NODELET_NOT_READY: &str = "NodeletNotReady";
     pub const OLLAMA_NOT_RUNNING: &str = "OllamaNotRunning";
     pub const UNREACHABLE: &str = "Unreachable";
+    pub const NOT_PROBED: &str = "NotProbed";
+    pub const BACKEND_UNUSABLE: &str = "BackendUnusable";
 }
 
 /// What the controller knows about a node's current heartbeat value.
@@ -183,6 +191,52 @@ pub fn ready_condition(
     )
 }
 
+/// `Ready` of a node the router cannot use: `False`, saying why.
+pub fn unusable(problem: &str) -> ReadyDecision {
+    ReadyDecision {
+        condition: Condition::new(
+            conditions::READY,
+            ConditionStatus::False,
+            reasons::BACKEND_UNUSABLE,
+            problem,
+        ),
+        deadline: None,
+    }
+}
+
+/// `Ready` of an unmanaged node, from its `Reachable` condition alone (the
+/// probe's verdict, or the proxy's report of a failed connection): no
+/// heartbeat is expected, so there is no deadline.
+pub fn ready_unmanaged(conds: &[Condition]) -> ReadyDecision {
+    use ConditionStatus::{False, True, Unknown};
+    let reachable = find_condition(conds, conditions::REACHABLE);
+    let (status, reason, message) = match reachable.map(|c| c.status) {
+        Some(True) => (
+            True,
+            reasons::HEALTHY,
+            "unmanaged: the router's probes of the backend succeed".to_owned(),
+        ),
+        Some(False) => (
+            False,
+            reasons::UNREACHABLE,
+            reachable
+                .map(|c| c.message.trim())
+                .filter(|m| !m.is_empty())
+                .unwrap_or("the router cannot reach the backend")
+                .to_owned(),
+        ),
+        Some(Unknown) | None => (
+            Unknown,
+            reasons::NOT_PROBED,
+            "unmanaged: waiting for the first probe of the backend".to_owned(),
+        ),
+    };
+    ReadyDecision {
+        condition: Condition::new(conditions::READY, status, reason, message),
+        deadline: None,
+    }
+}
+
 /// How long a node has not been Ready; zero while it is Ready. A node
 /// never reconciled counts from `fallback`.
 ///
@@ -210,6 +264,29 @@ pub fn not_ready_for(conds: &[Condition], now: Timestamp, fallback: Timestamp) -
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unmanaged_ready_comes_from_the_probe_alone() {
+        use herd_api::Condition;
+        let reach = |status| vec![Condition::new(conditions::REACHABLE, status, "r", "refused: x")];
+        let cases = [
+            (vec![], ConditionStatus::Unknown, reasons::NOT_PROBED),
+            (reach(ConditionStatus::Unknown), ConditionStatus::Unknown, reasons::NOT_PROBED),
+            (reach(ConditionStatus::True), ConditionStatus::True, reasons::HEALTHY),
+            (reach(ConditionStatus::False), ConditionStatus::False, reasons::UNREACHABLE),
+        ];
+        for (conds, status, reason) in cases {
+            let d = ready_unmanaged(&conds);
+            assert_eq!((d.condition.status, d.condition.reason.as_str()), (status, reason));
+            assert_eq!(d.deadline, None, "no heartbeat, no deadline");
+        }
+        let d = ready_unmanaged(&reach(ConditionStatus::False));
+        assert_eq!(d.condition.message, "refused: x");
+        let d = unusable("spec.auth.secretRef: Secret k does not exist");
+        assert_eq!(d.condition.status, ConditionStatus::False);
+        assert_eq!(d.condition.reason, reasons::BACKEND_UNUSABLE);
+        assert!(d.condition.message.contains("Secret k"));
+    }
+
     use super::*;
     use ConditionStatus::{False, True, Unknown};
 

@@ -27,6 +27,7 @@
 //! wrote, writes nothing that is already right and records no event for a
 //! state that is already recorded.
 
+pub mod backend;
 mod cache;
 mod config;
 pub mod drain;
@@ -46,7 +47,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use herd_api::{ModelAssignment, Node};
+use herd_api::{ModelAssignment, Node, NodeSpec, Secret};
 use herd_client::reflector::Store;
 use herd_client::{Api, Client, watcher};
 use tokio_util::sync::CancellationToken;
@@ -88,6 +89,12 @@ pub(crate) struct Context {
     node_queue: Arc<WorkQueue>,
     probe_queue: Arc<WorkQueue>,
     http: reqwest::Client,
+    /// Probe clients that also trust a node's `spec.caCert`, by its text
+    /// (or the error it gave).
+    ca_clients: Mutex<HashMap<String, Result<reqwest::Client, String>>>,
+    /// Secrets, for the nodes' tokens; `None` when this controller's key
+    /// may not read them.
+    secrets: Option<Store<Secret>>,
     memory: Mutex<HashMap<String, NodeMemory>>,
 }
 
@@ -95,18 +102,113 @@ impl Context {
     fn memory(&self) -> MutexGuard<'_, HashMap<String, NodeMemory>> {
         self.memory.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// The bearer token a node's requests carry, and whether it was found.
+    fn secret_for(&self, spec: &NodeSpec) -> (backend::SecretLookup, Option<String>) {
+        use backend::SecretLookup;
+        let Some(auth) = &spec.auth else {
+            return (SecretLookup::NotNeeded, None);
+        };
+        let Some(secrets) = &self.secrets else {
+            return (SecretLookup::Unreadable, None);
+        };
+        match secrets.get(&auth.secret_ref) {
+            Some(s) => (SecretLookup::Found, Some(s.spec.token.expose().to_owned())),
+            None => (SecretLookup::Missing, None),
+        }
+    }
+
+    /// The probe client for a node with CA certificate `ca` (`""`: none),
+    /// and the error `ca` gave, if any (then the plain client comes back).
+    fn http_for(&self, ca: &str) -> (reqwest::Client, Option<String>) {
+        if ca.is_empty() {
+            return (self.http.clone(), None);
+        }
+        let mut clients = self.ca_clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let built = clients.entry(ca.to_owned()).or_insert_with(|| {
+            let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| "no certificate in it parses".to_owned())?;
+            probe_worker::http_client(
+                self.config.probe_timeout,
+                self.config.allow_node_addresses.clone(),
+                certs,
+            )
+            .map_err(|_| "the certificates cannot be used".to_owned())
+        });
+        match built {
+            Ok(c) => (c.clone(), None),
+            Err(e) => (self.http.clone(), Some(e.clone())),
+        }
+    }
+
+    /// The node changed since its native endpoints were last found.
+    fn endpoints_stale(&self, name: &str, generation: Option<i64>) -> bool {
+        self.memory()
+            .get(name)
+            .is_none_or(|m| m.endpoints_generation != generation)
+    }
+
+    fn endpoints_checked(&self, name: &str, generation: Option<i64>) {
+        if let Some(m) = self.memory().get_mut(name) {
+            m.endpoints_generation = generation;
+        }
+    }
 }
 
 /// Runs the controller against the API behind `client` until `shutdown`
 /// resolves. Errors talking to the API are retried (watches relist,
-/// reconciles back off); only a setup failure ends it early.
+/// reconciles back off); only a setup failure ends it early. Secrets (the
+/// nodes' backend tokens) are watched when the client's key may read them;
+/// otherwise nodes that name one are reported unusable, saying so.
 pub async fn run(
     config: Config,
     client: Client,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), Error> {
-    let http = probe_worker::http_client(config.probe_timeout, config.allow_node_addresses.clone())
-        .map_err(Error::ProbeClient)?;
+    let secrets = match client
+        .api::<Secret>()
+        .list(&herd_client::ListParams::default())
+        .await
+    {
+        Err(e) if matches!(e.code(), Some(401 | 403)) => {
+            tracing::info!(
+                "this controller's key may not read Secrets: nodes with spec.auth are reported unusable"
+            );
+            None
+        }
+        _ => Some(herd_client::reflector::spawn(
+            client.api::<Secret>(),
+            watcher::Config::default(),
+        )),
+    };
+    run_inner(config, client, secrets, shutdown).await
+}
+
+/// [`run`] with a watch of Secrets the caller keeps (`herd server` shares
+/// one between its proxy and its controller).
+pub async fn run_with_secrets(
+    config: Config,
+    client: Client,
+    secrets: Store<Secret>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    run_inner(config, client, Some(secrets), shutdown).await
+}
+
+async fn run_inner(
+    config: Config,
+    client: Client,
+    secrets: Option<Store<Secret>>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), Error> {
+    let http = probe_worker::http_client(
+        config.probe_timeout,
+        config.allow_node_addresses.clone(),
+        Vec::new(),
+    )
+    .map_err(Error::ProbeClient)?;
     let token = CancellationToken::new();
     let node_queue = Arc::new(WorkQueue::new());
     let assignment_queue = Arc::new(WorkQueue::new());
@@ -144,6 +246,8 @@ pub async fn run(
         node_queue: node_queue.clone(),
         probe_queue: probe_queue.clone(),
         http,
+        ca_clients: Mutex::new(HashMap::new()),
+        secrets,
         memory: Mutex::new(HashMap::new()),
     });
 

@@ -3,8 +3,10 @@
 //! reconcile makes at most one write.
 //!
 //! Owned here: the `Ready`, `Reachable` (from the probe) and `Drained`
-//! conditions and `status.routing`. Everything else in the status belongs
-//! to the nodelet or the proxy and is passed through untouched.
+//! conditions and `status.routing`; for an unmanaged node (no nodelet),
+//! also `status.models`, `status.endpoints` and `status.info.ollamaVersion`,
+//! from the probe. Everything else in the status belongs to the nodelet or
+//! the proxy and is passed through untouched.
 
 use std::time::Duration;
 
@@ -12,9 +14,10 @@ use herd_api::{
     ConditionStatus, Node, NodeStatus, Timestamp, conditions, find_condition, set_condition,
 };
 
+use crate::backend::BackendSeen;
 use crate::drain::drained_condition;
 use crate::events::{EventDraft, reasons};
-use crate::health::{HeartbeatSeen, ready_condition};
+use crate::health::{HeartbeatSeen, ready_condition, ready_unmanaged, unusable};
 use crate::probe::{ProbeVerdict, reachable_condition};
 use crate::routing::{routing_for, routing_update};
 use crate::time::since;
@@ -31,6 +34,8 @@ pub struct NodeObservation {
     pub heartbeat: Option<HeartbeatSeen>,
     /// The settled probe verdict, if there is one.
     pub probe: Option<ProbeVerdict>,
+    /// What the probe found about the backend.
+    pub backend: BackendSeen,
 }
 
 /// What to do about one node.
@@ -72,7 +77,14 @@ pub fn reconcile_node(
             changed: false,
         })
     });
-    let ready = ready_condition(&status.conditions, heartbeat, now, grace);
+    let ready = match (&observed.backend.problem, node.spec.managed) {
+        (Some(problem), _) => unusable(problem),
+        (None, true) => ready_condition(&status.conditions, heartbeat, now, grace),
+        (None, false) => ready_unmanaged(&status.conditions),
+    };
+    if !node.spec.managed {
+        seen_by_probe(&mut status, &observed.backend);
+    }
     let ready_now = ready.condition.clone();
     set_condition(&mut status.conditions, ready.condition, now);
 
@@ -92,10 +104,14 @@ pub fn reconcile_node(
     let mut events = Vec::new();
     let was_ready = find_condition(before, conditions::READY);
     if was_ready.is_none() {
-        let url = if node.spec.ollama_url.is_empty() {
-            "no Ollama URL".to_owned()
+        let backend = match node.spec.api {
+            herd_api::NodeApi::Ollama => "Ollama",
+            herd_api::NodeApi::OpenAi => "OpenAI-compatible server",
+        };
+        let url = if node.spec.url.is_empty() {
+            format!("no {backend} URL")
         } else {
-            format!("Ollama at {}", node.spec.ollama_url)
+            format!("{backend} at {}", node.spec.url)
         };
         events.push(EventDraft::normal::<Node>(
             name,
@@ -142,6 +158,24 @@ pub fn reconcile_node(
     }
 }
 
+/// What the probe found about an unmanaged node, written where a nodelet
+/// would write it. What it has not (yet) found stays as stored.
+fn seen_by_probe(status: &mut NodeStatus, seen: &BackendSeen) {
+    if let Some(models) = &seen.models {
+        status.models.clone_from(models);
+    }
+    if let Some(endpoints) = &seen.endpoints {
+        status.endpoints = Some(endpoints.clone());
+    }
+    if let Some(version) = &seen.version {
+        status
+            .info
+            .get_or_insert_with(Default::default)
+            .ollama_version
+            .clone_from(version);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,7 +194,7 @@ mod tests {
         let mut n = Node::new(
             "gpu-1",
             NodeSpec {
-                ollama_url: "http://10.0.0.1:11434".into(),
+                url: "http://10.0.0.1:11434".into(),
                 ..NodeSpec::default()
             },
         );
@@ -184,6 +218,7 @@ mod tests {
                 changed: true,
             }),
             probe: None,
+            backend: BackendSeen::default(),
         }
     }
 
@@ -466,5 +501,82 @@ mod tests {
             events,
             [reasons::NOT_READY, reasons::READY, reasons::NOT_READY]
         );
+    }
+
+    #[test]
+    fn an_unmanaged_node_is_ready_from_its_probe_and_takes_its_models_from_it() {
+        let mut n = Node::new(
+            "vllm",
+            NodeSpec {
+                url: "http://10.0.0.7:8000".into(),
+                api: herd_api::NodeApi::OpenAi,
+                managed: false,
+                ..NodeSpec::default()
+            },
+        );
+        // No heartbeat ever; not probed yet.
+        let d = reconcile_node(&n, &NodeObservation::default(), t(0.0), GRACE);
+        assert_eq!(cond(&d.status, conditions::READY), Some((Unknown, "NotProbed".into())));
+        assert_eq!(d.requeue_after, None, "no heartbeat deadline to wait for");
+        apply(&mut n, &d);
+
+        let models = vec![herd_api::NodeModel {
+            name: "smollm2".into(),
+            loaded: true,
+            ..Default::default()
+        }];
+        let probed = NodeObservation {
+            probe: Some(ProbeVerdict {
+                reachable: true,
+                at: t(1.0),
+                message: String::new(),
+            }),
+            backend: BackendSeen {
+                models: Some(models.clone()),
+                endpoints: Some(vec!["/v1/messages".into()]),
+                ..BackendSeen::default()
+            },
+            ..NodeObservation::default()
+        };
+        let d = reconcile_node(&n, &probed, t(1.0), GRACE);
+        assert_eq!(cond(&d.status, conditions::READY), Some((True, "Healthy".into())));
+        assert_eq!(d.status.models, models);
+        assert_eq!(d.status.endpoints, Some(vec!["/v1/messages".to_owned()]));
+        assert!(reasons_of(&d).contains(&reasons::READY));
+        apply(&mut n, &d);
+
+        // Long after: still Ready, with no heartbeat.
+        let d = reconcile_node(&n, &probed, t(3600.0), GRACE);
+        assert_eq!(cond(&d.status, conditions::READY), Some((True, "Healthy".into())));
+
+        let down = NodeObservation {
+            probe: Some(ProbeVerdict {
+                reachable: false,
+                at: t(3601.0),
+                message: "refused: nothing accepts connections at the node URL".into(),
+            }),
+            ..probed.clone()
+        };
+        let d = reconcile_node(&n, &down, t(3601.0), GRACE);
+        assert_eq!(cond(&d.status, conditions::READY), Some((False, "Unreachable".into())));
+    }
+
+    #[test]
+    fn a_node_the_router_cannot_use_is_never_ready_and_says_why() {
+        for managed in [true, false] {
+            let mut n = fresh_node(0.0);
+            n.spec.managed = managed;
+            let mut observed = seen(0.0);
+            observed.probe = Some(ProbeVerdict {
+                reachable: true,
+                at: t(0.5),
+                message: String::new(),
+            });
+            observed.backend.problem = Some("spec.auth.secretRef: Secret k does not exist".into());
+            let d = reconcile_node(&n, &observed, t(1.0), GRACE);
+            let ready = find_condition(&d.status.conditions, conditions::READY).expect("Ready");
+            assert_eq!((ready.status, ready.reason.as_str()), (False, "BackendUnusable"));
+            assert!(ready.message.contains("Secret k"), "{}", ready.message);
+        }
     }
 }

@@ -15,6 +15,7 @@ use herd_api::{Node, Timestamp};
 use herd_client::{PostParams, STATUS_UPDATE_ATTEMPTS};
 use rand::Rng;
 
+use crate::backend::BackendSeen;
 use crate::events::{EventDraft, reasons};
 use crate::health::{HeartbeatSeen, observe_heartbeat};
 use crate::node::{NodeObservation, reconcile_node};
@@ -30,6 +31,10 @@ pub(crate) struct NodeMemory {
     uid: Option<String>,
     heartbeat: Option<HeartbeatSeen>,
     pub probe: ProbeTracker,
+    /// What the probe found about the backend.
+    pub backend: BackendSeen,
+    /// The node's generation when its native endpoints were last found.
+    pub endpoints_generation: Option<i64>,
 }
 
 enum Sighting {
@@ -64,6 +69,7 @@ impl Context {
         let observed = NodeObservation {
             heartbeat: entry.heartbeat,
             probe: entry.probe.verdict(),
+            backend: entry.backend.clone(),
         };
         (observed, sighting)
     }

@@ -17,6 +17,10 @@
 //! not: a node that is down keeps its place and pulls when it is back, and
 //! a new node gets the model as soon as its nodelet can pull it.
 //!
+//! Unmanaged nodes (`spec.managed: false`) are never placed on: no nodelet
+//! there pulls. They serve the models they have, and a node that becomes
+//! unmanaged loses its places at once.
+//!
 //! Placement is stable: it only changes when one of the rules above says
 //! so, never because free memory moved. Cordoned nodes lose their place at
 //! once (cordon means "take traffic off this node", and a replica there
@@ -68,6 +72,7 @@ enum Unplaced {
     Deleted,
     NoLongerMatches,
     Cordoned,
+    Unmanaged,
     NotReadyTooLong(Duration),
     ScaledDown(u32),
 }
@@ -132,7 +137,14 @@ pub fn reconcile_placement<'a>(
         .map(|n| (n.metadata.name.as_str(), Facts::of(n, model)))
         .collect();
     let matches = |f: &Facts<'_>| selector.matches(&f.node.metadata.labels);
-    let schedulable = |f: &Facts<'_>| !f.node.spec.unschedulable;
+    let schedulable = |f: &Facts<'_>| !f.node.spec.unschedulable && f.node.spec.managed;
+    let unplaceable = |f: &Facts<'_>| {
+        if f.node.spec.managed {
+            Unplaced::Cordoned
+        } else {
+            Unplaced::Unmanaged
+        }
+    };
 
     let previous: BTreeSet<&str> = ma.status.nodes.iter().map(|p| p.node.as_str()).collect();
     let mut removed: Vec<(&str, Unplaced)> = Vec::new();
@@ -144,7 +156,7 @@ pub fn reconcile_placement<'a>(
                 match nodes.get(name) {
                     None => removed.push((name, Unplaced::Deleted)),
                     Some(f) if !matches(f) => removed.push((name, Unplaced::NoLongerMatches)),
-                    Some(f) if !schedulable(f) => removed.push((name, Unplaced::Cordoned)),
+                    Some(f) if !schedulable(f) => removed.push((name, unplaceable(f))),
                     Some(_) => {}
                 }
             }
@@ -166,7 +178,7 @@ pub fn reconcile_placement<'a>(
                     continue;
                 }
                 if !schedulable(f) {
-                    removed.push((name, Unplaced::Cordoned));
+                    removed.push((name, unplaceable(f)));
                     continue;
                 }
                 let created = f.node.metadata.creation_timestamp.unwrap_or(now);
@@ -233,7 +245,17 @@ pub fn reconcile_placement<'a>(
         .count() as u32;
     status.ready_replicas = ready_replicas;
     status.observed_generation = ma.metadata.generation;
-    let available = available_condition(ma.spec.replicas, &placed, &nodes, ready_replicas);
+    let unmanaged = nodes
+        .values()
+        .filter(|f| !f.node.spec.managed && matches(f))
+        .count();
+    let mut available = available_condition(ma.spec.replicas, &placed, &nodes, ready_replicas);
+    if unmanaged > 0 && available.status != ConditionStatus::True {
+        available.message.push_str(&format!(
+            "; {unmanaged} matching node{} unmanaged and never placed on (no nodelet there pulls)",
+            if unmanaged == 1 { " is" } else { "s are" }
+        ));
+    }
     set_condition(&mut status.conditions, available, now);
 
     let ma_name = ma.metadata.name.as_str();
@@ -253,6 +275,7 @@ pub fn reconcile_placement<'a>(
             Unplaced::Deleted => "the node was deleted".to_owned(),
             Unplaced::NoLongerMatches => "the node no longer matches the node selector".to_owned(),
             Unplaced::Cordoned => "the node is cordoned".to_owned(),
+            Unplaced::Unmanaged => "the node is unmanaged: no nodelet there pulls models".to_owned(),
             Unplaced::NotReadyTooLong(d) => format!(
                 "the node has not been Ready for {} (replace after {})",
                 human(d),

@@ -1,6 +1,6 @@
 //! The active probe's decisions (pure): what a probe's answer means, and
 //! what a run of results makes of the `Reachable` condition. The probe
-//! itself, `GET {spec.ollamaUrl}/api/version` on every node from the
+//! itself, `GET {spec.url}/api/version` (`/v1/models` for an OpenAI node) on every node from the
 //! router's side of the network, is sent by `probe_worker`.
 //!
 //! It catches what heartbeats cannot: a nodelet that is alive while its
@@ -174,6 +174,8 @@ pub enum ProbeFailure {
     BadStatus(u16),
     /// A 2xx that is not Ollama's `{"version": ...}`.
     NotOllama,
+    /// A 2xx to `/v1/models` that is not an OpenAI model list.
+    NotOpenAi,
     /// The connection broke after it was made.
     Broken,
 }
@@ -188,8 +190,12 @@ impl ProbeFailure {
             }
             Self::AddressNotAllowed => "refused by policy: the node URL resolves to a link-local or cloud metadata address (see --allow-node-addresses)".into(),
             Self::Redirect(code) => format!("redirect: answered HTTP {code}; probes do not follow redirects"),
+            Self::BadStatus(code @ (401 | 403)) => {
+                format!("bad answer: HTTP {code}; the backend refused the router's credentials")
+            }
             Self::BadStatus(code) => format!("bad answer: HTTP {code}"),
             Self::NotOllama => "bad answer: not Ollama's {\"version\": ...}".into(),
+            Self::NotOpenAi => "bad answer: not an OpenAI-compatible model list".into(),
             Self::Broken => "bad answer: the connection broke before the answer was complete".into(),
         }
     }

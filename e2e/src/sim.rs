@@ -39,7 +39,7 @@ impl SimNode {
     ) -> SimNode {
         let nodes = server.nodes();
         let spec = NodeSpec {
-            ollama_url: ollama_url.to_owned(),
+            url: ollama_url.to_owned(),
             ..NodeSpec::default()
         };
         nodes

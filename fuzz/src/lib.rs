@@ -38,7 +38,7 @@ pub fn resource_json(data: &[u8]) {
         let base = Node::new(
             "n",
             herd_api::NodeSpec {
-                ollama_url: "http://127.0.0.1:11434".into(),
+                url: "http://127.0.0.1:11434".into(),
                 ..herd_api::NodeSpec::default()
             },
         );

@@ -39,7 +39,7 @@ pub fn registration_node(existing: Option<&Node>, reg: &Registration) -> Node {
         Some(node) => node.clone(),
         None => Node::new(&reg.name, NodeSpec::default()),
     };
-    node.spec.ollama_url.clone_from(&reg.ollama_url);
+    node.spec.url.clone_from(&reg.ollama_url);
     if let Some(n) = reg.max_parallel {
         node.spec.max_parallel = n;
     }
@@ -125,7 +125,7 @@ mod tests {
     fn a_new_node_gets_the_defaults_and_the_flags() {
         let node = registration_node(None, &reg(&[("gpu", "nvidia")], None));
         assert_eq!(node.metadata.name, "gpu-box");
-        assert_eq!(node.spec.ollama_url, "http://10.0.0.5:11434/");
+        assert_eq!(node.spec.url, "http://10.0.0.5:11434/");
         assert_eq!(node.spec.max_parallel, NodeSpec::default().max_parallel);
         assert_eq!(node.spec.weight, NodeSpec::default().weight);
         assert!(!node.spec.unschedulable);
@@ -150,7 +150,7 @@ mod tests {
         existing.metadata.resource_version = Some("41".into());
         existing.spec.unschedulable = true;
         existing.spec.weight = 7;
-        existing.spec.ollama_url = "http://old:11434/".into();
+        existing.spec.url = "http://old:11434/".into();
         existing
             .metadata
             .labels
@@ -181,7 +181,7 @@ mod tests {
             let next = registration_node(Some(&existing), &reg(flags, max_parallel));
             assert_eq!(labels(&next), want_labels, "{flags:?}");
             assert_eq!(next.spec.max_parallel, want_parallel, "{flags:?}");
-            assert_eq!(next.spec.ollama_url, "http://10.0.0.5:11434/");
+            assert_eq!(next.spec.url, "http://10.0.0.5:11434/");
             assert!(next.spec.unschedulable);
             assert_eq!(next.spec.weight, 7);
             assert_eq!(next.metadata.resource_version.as_deref(), Some("41"));

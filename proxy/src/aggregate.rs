@@ -8,7 +8,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
-use herd_api::model_name;
+use herd_api::{NodeApi, model_name};
 use herd_client::ollama::VersionResponse;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -20,21 +20,43 @@ use crate::upstream::{Outgoing, SendError, UpBody};
 /// Largest list accepted from one node.
 const MAX_LIST_BODY: usize = 16 << 20;
 
-/// Nodes asked for fleet-wide lists: those that take requests now.
-fn serving(shared: &Shared, table: &Table) -> Vec<usize> {
+/// Nodes asked for fleet-wide lists: those that take requests now (with
+/// `ollama_only`, of those only the Ollamas: the list is Ollama's own).
+fn serving(shared: &Shared, table: &Table, ollama_only: bool) -> Vec<usize> {
     let now = shared.clock.now();
     table
         .nodes
         .iter()
         .enumerate()
         .filter(|(_, b)| b.unroutable().is_none() && !b.live.is_tripped(now))
+        .filter(|(_, b)| !ollama_only || b.api == NodeApi::Ollama)
         .map(|(i, _)| i)
+        .collect()
+}
+
+/// `/api/tags` entries for the models of serving OpenAI-compatible nodes,
+/// made from their model lists (their servers have no `/api/tags`).
+fn openai_tags(shared: &Shared, table: &Table) -> Vec<Value> {
+    let serving = serving(shared, table, false);
+    table
+        .models
+        .iter()
+        .filter(|m| {
+            m.holders.iter().any(|h| {
+                serving.contains(&h.node) && table.nodes[h.node].api == NodeApi::OpenAi
+            })
+        })
+        .map(|m| {
+            json!({"name": &*m.raw, "model": &*m.raw, "size": 0, "digest": "",
+                   "details": {"format": "", "family": "", "families": null,
+                               "parameter_size": "", "quantization_level": ""}})
+        })
         .collect()
 }
 
 /// `GET path` on one node, as JSON, bounded by the aggregate timeout.
 async fn get_json(shared: &Shared, b: &Backend, path: &'static str) -> Result<Value, String> {
-    let target = b.target.as_ref().ok_or("no ollamaUrl")?;
+    let target = b.target.as_ref().ok_or("no url")?;
     let pq = PathAndQuery::from_static(path);
     let headers = HeaderMap::new();
     let req = Outgoing {
@@ -82,8 +104,9 @@ async fn gather(
     table: &Table,
     path: &'static str,
     field: &str,
+    ollama_only: bool,
 ) -> Vec<Value> {
-    let nodes = serving(shared, table);
+    let nodes = serving(shared, table, ollama_only);
     let asks = nodes
         .iter()
         .map(|&i| get_json(shared, &table.nodes[i], path));
@@ -138,7 +161,9 @@ fn by_modified_desc(items: &mut [Value]) {
 /// `GET|HEAD /api/tags`: every model some serving node holds, once.
 pub(crate) async fn tags(shared: Arc<Shared>) -> Response<Body> {
     let table = shared.current_table().await;
-    let mut models = dedupe(gather(&shared, &table, "/api/tags", "models").await, "name");
+    let mut listed = gather(&shared, &table, "/api/tags", "models", true).await;
+    listed.extend(openai_tags(&shared, &table));
+    let mut models = dedupe(listed, "name");
     by_modified_desc(&mut models);
     json_response(&json!({ "models": models }), GIN_JSON)
 }
@@ -146,14 +171,20 @@ pub(crate) async fn tags(shared: Arc<Shared>) -> Response<Body> {
 /// `GET /api/ps`: every model loaded on some serving node, once.
 pub(crate) async fn ps(shared: Arc<Shared>) -> Response<Body> {
     let table = shared.current_table().await;
-    let models = dedupe(gather(&shared, &table, "/api/ps", "models").await, "name");
+    let mut listed = gather(&shared, &table, "/api/ps", "models", true).await;
+    // What an OpenAI server lists is what it has ready to serve.
+    listed.extend(openai_tags(&shared, &table).into_iter().map(|mut m| {
+        m["size_vram"] = json!(0);
+        m
+    }));
+    let models = dedupe(listed, "name");
     json_response(&json!({ "models": models }), GIN_JSON)
 }
 
 /// `GET /v1/models`: the OpenAI list over serving nodes, once per id.
 pub(crate) async fn openai_models(shared: Arc<Shared>) -> Response<Body> {
     let table = shared.current_table().await;
-    let data = dedupe(gather(&shared, &table, "/v1/models", "data").await, "id");
+    let data = dedupe(gather(&shared, &table, "/v1/models", "data", false).await, "id");
     json_response(
         &json!({ "object": "list", "data": data }),
         "application/json",
@@ -204,7 +235,7 @@ pub(crate) async fn version(shared: Arc<Shared>) -> Response<Body> {
     let ready: Vec<&Backend> = table
         .nodes
         .iter()
-        .filter(|b| b.ready && b.target.is_some())
+        .filter(|b| b.ready && b.target.is_some() && b.api == NodeApi::Ollama)
         .map(AsRef::as_ref)
         .collect();
     let mut versions: Vec<String> = ready

@@ -24,7 +24,7 @@ use crate::pool::UpstreamBody;
 use crate::table::{Clock, NodeLive};
 use crate::upstream::chain;
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Counts one request in a node's in-flight total while it lives.
 pub(crate) struct InFlight(Arc<NodeLive>);

@@ -45,6 +45,46 @@ fn targets(table: &Table) -> Vec<usize> {
         .collect()
 }
 
+/// The nodes a fan-out would reach but for their API: OpenAI-compatible
+/// servers have no pull, copy or delete.
+pub(crate) fn skipped(table: &Table) -> Vec<Arc<str>> {
+    table
+        .nodes
+        .iter()
+        .filter(|b| b.api != herd_api::NodeApi::Ollama && b.ready && !b.unschedulable)
+        .map(|b| b.name.clone())
+        .collect()
+}
+
+/// The header that names the nodes a fan-out skipped.
+pub(crate) const SKIPPED_HEADER: &str = "x-herd-skipped";
+
+/// Says on `resp` which nodes were skipped, and why.
+pub(crate) fn note_skipped(resp: &mut Response<Body>, skipped: &[Arc<str>]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let names: Vec<&str> = skipped.iter().map(|n| &**n).collect();
+    let text = format!("{} (OpenAI-compatible: no model management)", names.join(", "));
+    if let Ok(v) = HeaderValue::from_str(&text) {
+        resp.headers_mut().insert(SKIPPED_HEADER, v);
+    }
+}
+
+/// The error when no node can take a fan-out, naming the nodes skipped.
+fn no_targets(table: &Table) -> ProxyError {
+    let skipped = skipped(table);
+    let mut msg = "no nodes available: no Ollama node is ready and schedulable".to_owned();
+    if !skipped.is_empty() {
+        let names: Vec<&str> = skipped.iter().map(|n| &**n).collect();
+        msg.push_str(&format!(
+            " (skipped {}: OpenAI-compatible servers have no pull, copy or delete)",
+            names.join(", ")
+        ));
+    }
+    ProxyError::Unavailable(msg)
+}
+
 /// What one node answered to a fan-out.
 enum Answer {
     Response(Response<UpstreamBody>),
@@ -63,7 +103,7 @@ async fn send_all(
         let b = &table.nodes[i];
         async move {
             let Some(target) = b.target.as_ref() else {
-                return Answer::Failed(SendError::Request("no ollamaUrl".into()));
+                return Answer::Failed(SendError::Request("no url".into()));
             };
             let req = Outgoing {
                 method: &parts.method,
@@ -183,13 +223,7 @@ pub(crate) async fn simple(
     }
     let nodes = targets(&table);
     if nodes.is_empty() {
-        return fail(
-            rec,
-            ProxyError::Unavailable(
-                "no nodes available: no node is ready and schedulable".to_owned(),
-            ),
-            Dialect::Ollama,
-        );
+        return fail(rec, no_targets(&table), Dialect::Ollama);
     }
     let answers = send_all(&shared, &table, &nodes, &parts, &bytes).await;
 
@@ -527,13 +561,7 @@ pub(crate) async fn pull(shared: Arc<Shared>, req: Request<Body>) -> Response<Bo
     }
     let nodes = targets(&table);
     if nodes.is_empty() {
-        return fail(
-            rec,
-            ProxyError::Unavailable(
-                "no nodes available: no node is ready and schedulable".to_owned(),
-            ),
-            Dialect::Ollama,
-        );
+        return fail(rec, no_targets(&table), Dialect::Ollama);
     }
     // Always stream from the nodes: progress is merged even when the client
     // wants one object at the end.

@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::request::Parts;
+use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, Request, Response, StatusCode};
+use herd_translate::{Plan, Reply};
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
@@ -23,6 +25,7 @@ use crate::pool::UpstreamBody;
 use crate::select::{self, NoRoute};
 use crate::state::Shared;
 use crate::table::{Backend, ModelEntry, ModelLive, Table};
+use crate::translated::{self, How};
 use crate::upstream::{self, Outgoing, SendError, UpBody};
 
 /// How "model not found" reads on an endpoint (Ollama words it per handler).
@@ -45,9 +48,37 @@ impl NotFoundWording {
     }
 }
 
+/// Which nodes can answer an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Need {
+    /// Ollama's model management (push, create): Ollama nodes.
+    Ollama,
+    /// Every node: itself or through translation (see `translated::how`).
+    Any,
+}
+
+/// Which endpoint a model-routed request is for, as translation sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Chat,
+    Generate,
+    Embed,
+    Embeddings,
+    Show,
+    /// `/api/push`, `/api/create`: Ollama's own.
+    Manage,
+    /// The OpenAI-compatible core every node serves.
+    OpenAi,
+    Messages,
+    Responses,
+}
+
 /// What differs between the model-routed endpoints.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Endpoint {
+    /// Which nodes can answer it.
+    pub need: Need,
+    pub kind: Kind,
     pub dialect: Dialect,
     /// `stream` when the request does not say: true for native, false for /v1.
     pub stream_default: bool,
@@ -62,27 +93,45 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     pub(crate) const NATIVE: Endpoint = Endpoint {
+        need: Need::Ollama,
+        kind: Kind::Manage,
         dialect: Dialect::Ollama,
         stream_default: true,
         not_found: NotFoundWording::Quoted,
         counts_tokens: true,
         affine: false,
     };
-    pub(crate) const GENERATE: Endpoint = Endpoint {
+    pub(crate) const CHAT: Endpoint = Endpoint {
+        need: Need::Any,
+        kind: Kind::Chat,
         affine: true,
         ..Endpoint::NATIVE
     };
+    pub(crate) const GENERATE: Endpoint = Endpoint {
+        kind: Kind::Generate,
+        ..Endpoint::CHAT
+    };
     pub(crate) const SHOW: Endpoint = Endpoint {
+        kind: Kind::Show,
         stream_default: false,
         counts_tokens: false,
-        ..Endpoint::NATIVE
+        affine: false,
+        ..Endpoint::CHAT
     };
     pub(crate) const EMBED: Endpoint = Endpoint {
+        kind: Kind::Embed,
         stream_default: false,
         not_found: NotFoundWording::TryPulling,
-        ..Endpoint::NATIVE
+        affine: false,
+        ..Endpoint::CHAT
+    };
+    pub(crate) const EMBEDDINGS: Endpoint = Endpoint {
+        kind: Kind::Embeddings,
+        ..Endpoint::EMBED
     };
     pub(crate) const OPENAI: Endpoint = Endpoint {
+        need: Need::Any,
+        kind: Kind::OpenAi,
         dialect: Dialect::OpenAi,
         stream_default: false,
         not_found: NotFoundWording::Quoted,
@@ -92,6 +141,14 @@ impl Endpoint {
     pub(crate) const OPENAI_EMBED: Endpoint = Endpoint {
         not_found: NotFoundWording::TryPulling,
         affine: false,
+        ..Endpoint::OPENAI
+    };
+    pub(crate) const MESSAGES: Endpoint = Endpoint {
+        kind: Kind::Messages,
+        ..Endpoint::OPENAI
+    };
+    pub(crate) const RESPONSES: Endpoint = Endpoint {
+        kind: Kind::Responses,
         ..Endpoint::OPENAI
     };
 }
@@ -341,7 +398,7 @@ pub(crate) async fn forward(
         // The candidates end here, before the request is sent: kept
         // across the await, they would enlarge every request's future.
         let (entry, chosen, reference) = {
-            let mut cands = match select::candidates(table, entry, now, &tried) {
+            let mut cands = match select::candidates(table, entry, call.ep.need, now, &tried) {
                 Ok(c) => c,
                 Err(no) => {
                     return fail(
@@ -395,14 +452,42 @@ pub(crate) async fn forward(
             shared.sink.metrics.retry();
         }
 
+        // A request the node does not serve in the client's API is
+        // translated (see `translated`); the Ollama path passes through.
+        let (translated_pq, translated_headers);
+        let (pq, headers, body, reply) = match translated::how(call.ep.kind, backend) {
+            How::Pass => (
+                &path_and_query,
+                &call.parts.headers,
+                call.body.clone(),
+                None,
+            ),
+            How::Show => {
+                return answered(rec, backend, translated::show(call.model));
+            }
+            How::Translate(dialect) => match herd_translate::request(dialect, &call.body) {
+                Err(e) => return answered(rec, backend, translated::response(e.answer(dialect))),
+                Ok(Plan::Answer(a)) => return answered(rec, backend, translated::response(a)),
+                Ok(Plan::Forward(up, reply)) => {
+                    translated_pq = PathAndQuery::from_static(up.path);
+                    translated_headers = translated::headers();
+                    (
+                        &translated_pq,
+                        &translated_headers,
+                        Bytes::from(up.body),
+                        Some(reply),
+                    )
+                }
+            },
+        };
         let in_flight = InFlight::new(backend.live.clone());
         rec.waiting_on(&backend.name, &backend.live);
         let req = Outgoing {
             method: &call.parts.method,
             target,
-            path_and_query: &path_and_query,
-            headers: &call.parts.headers,
-            body: UpBody::full(call.body.clone()),
+            path_and_query: pq,
+            headers,
+            body: UpBody::full(body),
         };
         let result = shared
             .client
@@ -410,7 +495,7 @@ pub(crate) async fn forward(
             .await;
         let may_retry = || {
             tried.len() < max_attempts
-                && select::candidates(table, Some(entry), shared.clock.now(), &tried)
+                && select::candidates(table, Some(entry), call.ep.need, shared.clock.now(), &tried)
                     .is_ok_and(|c| !c.is_empty())
         };
         match result {
@@ -457,6 +542,10 @@ pub(crate) async fn forward(
                     on_success,
                     counts_tokens: call.ep.counts_tokens,
                 };
+                if let Some(reply) = reply {
+                    return respond_translated(shared, resp, backend, rec, in_flight, served, reply, sent)
+                        .await;
+                }
                 return respond(shared, resp, backend, rec, in_flight, served);
             }
             Err(e) => {
@@ -557,6 +646,50 @@ pub(crate) struct Served {
     pub counts_tokens: bool,
 }
 
+/// Answers a request without sending it to a node (a translation that
+/// needs no node, a client mistake the translation found), recorded
+/// against the node it was for.
+fn answered(rec: Recorder, backend: &Backend, mut resp: Response<Body>) -> Response<Body> {
+    rec.finish(Outcome {
+        status: resp.status().as_u16(),
+        node: Some((backend.name.clone(), backend.live.clone())),
+        ..Outcome::default()
+    });
+    resp.headers_mut()
+        .insert(crate::NODE_HEADER_NAME, backend.header.clone());
+    resp
+}
+
+/// A translated request's answer: the node's body, read through the
+/// accounting of [`node_body`], translated back into the client's API,
+/// whole or as a stream.
+#[allow(clippy::too_many_arguments)]
+async fn respond_translated(
+    shared: &Shared,
+    resp: Response<UpstreamBody>,
+    backend: &Backend,
+    rec: Recorder,
+    in_flight: InFlight,
+    served: Served,
+    reply: Reply,
+    sent: Instant,
+) -> Response<Body> {
+    let (parts, body) = node_body(shared, resp, backend, rec, in_flight, served);
+    let mut out = if reply.stream() && parts.status.is_success() {
+        let mut r = Response::new(Body::new(translated::Translating::new(body, reply.clone(), sent)));
+        r.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static(reply.content_type()),
+        );
+        r
+    } else {
+        translated::response(translated::whole(parts.status.as_u16(), body, &reply, sent).await)
+    };
+    out.headers_mut()
+        .insert(crate::NODE_HEADER_NAME, backend.header.clone());
+    out
+}
+
 /// Streams a node's response to the client, recording it when it ends.
 pub(crate) fn respond(
     shared: &Shared,
@@ -566,6 +699,26 @@ pub(crate) fn respond(
     in_flight: InFlight,
     served: Served,
 ) -> Response<Body> {
+    let (parts, body) = node_body(shared, resp, backend, rec, in_flight, served);
+    let mut out = Response::new(Body::new(body));
+    *out.status_mut() = parts.status;
+    *out.headers_mut() = upstream::response_headers(parts.headers);
+    out.headers_mut()
+        .insert(crate::NODE_HEADER_NAME, backend.header.clone());
+    out
+}
+
+/// The node's response head, and its body wrapped for accounting: the
+/// request is recorded, its in-flight count dropped and its tokens counted
+/// when the body ends.
+fn node_body(
+    shared: &Shared,
+    resp: Response<UpstreamBody>,
+    backend: &Backend,
+    rec: Recorder,
+    in_flight: InFlight,
+    served: Served,
+) -> (axum::http::response::Parts, ProxyBody) {
     let Served {
         retries,
         pair,
@@ -593,12 +746,7 @@ pub(crate) fn respond(
             .then_some((shared.clock, shared.config.failure_cooldown)),
     };
     let body = ProxyBody::new(incoming, framing, backend.name.clone(), fin);
-    let mut out = Response::new(Body::new(body));
-    *out.status_mut() = parts.status;
-    *out.headers_mut() = upstream::response_headers(parts.headers);
-    out.headers_mut()
-        .insert(crate::NODE_HEADER_NAME, backend.header.clone());
-    out
+    (parts, body)
 }
 
 /// `GET /v1/models/{model}`: the model named in the path.

@@ -217,7 +217,7 @@ pub struct NodeRequestStats {
     /// left out after a connection failure.
     pub routable: bool,
     /// Why not, when `routable` is false ("not ready", "cordoned",
-    /// "weight 0", "no usable ollamaUrl", "connection failed recently").
+    /// "weight 0", "no usable url", "connection failed recently").
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
     /// The weight routing uses (`status.routing.weight` or `spec.weight`).

@@ -41,7 +41,7 @@
 //! | `GET\|HEAD /` | `Ollama is running` |
 //! | `GET\|HEAD /api/version` | lowest Ollama version among ready nodes; `0.0.0` when none can say |
 //! | `GET\|HEAD /api/tags`, `GET /api/ps`, `GET /v1/models` | union over the nodes taking requests, one entry per model |
-//! | `POST /api/generate`, `/api/chat`, `/api/embed`, `/api/embeddings`, `/api/show`, `/api/push`, `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`; `GET /v1/models/{model}` | to one node holding the model |
+//! | `POST /api/generate`, `/api/chat`, `/api/embed`, `/api/embeddings`, `/api/show`, `/api/push`, `/v1/chat/completions`, `/v1/completions`, `/v1/embeddings`, `/v1/messages`, `/v1/responses`; `GET /v1/models/{model}` | to one node holding the model (translated where the node does not serve the client's API: see *Other backends*) |
 //! | `POST /api/create` | to a node holding `from`, else the primary node |
 //! | `HEAD\|POST /api/blobs/{digest}` | streamed to the primary node (first schedulable node by name) |
 //! | `POST /api/pull` | every ready, schedulable node; progress merged into one stream |
@@ -57,7 +57,7 @@
 //! # Choosing a node
 //!
 //! Candidates are nodes whose `Ready` condition is `True`, not cordoned
-//! (`spec.unschedulable`), with a `spec.ollamaUrl`, a weight above 0
+//! (`spec.unschedulable`), with a usable `spec.url`, a weight above 0
 //! (`status.routing.weight` if the controller set it, else `spec.weight`),
 //! that hold the model in `status.models` (Ollama's name equality:
 //! `llama3` = `llama3:latest`), and that have not refused a connection in
@@ -87,9 +87,24 @@
 //! endpoint. Every candidate failed: 503 if all were busy, else 502, naming
 //! each node and what happened. `/v1/*` errors use OpenAI's shape.
 //!
+//! # Other backends
+//!
+//! A node's `spec.api` says what its backend speaks. `ollama` nodes get
+//! every request as the client wrote it, except `/v1/messages` and
+//! `/v1/responses` on an Ollama older than 0.14.0 and 0.13.3. `openai`
+//! nodes (`llama-server`, vLLM, hosted endpoints) get `/v1/chat/completions`,
+//! `/v1/completions` and `/v1/embeddings` as they are, and the rest through
+//! `herd-translate` (the `translated` module): Ollama's native API onto
+//! chat completions and embeddings (SSE turned into NDJSON), `/api/show`
+//! from the node's model list, and `/v1/messages` and `/v1/responses` onto
+//! chat completions unless the probe found the node serves them
+//! (`status.endpoints`). Model management (pull, copy, delete, push,
+//! create, blobs) skips them. A node's `spec.auth` Secret is sent as
+//! `Authorization: Bearer`; clients' own credentials never are. `https://`
+//! URLs use rustls with the public roots plus the node's `spec.caCert`.
+//!
 //! # Not an Ollama
 //!
-//! - Nodes are reached over plain `http://` only.
 //! - Model changes made through the proxy (pull, copy, create, delete)
 //!   count at once on the nodes they happened on, for `model_overlay_ttl`,
 //!   until the nodes' own status (from their nodelets) agrees.
@@ -114,13 +129,14 @@ mod routes;
 mod select;
 mod state;
 mod table;
+mod translated;
 mod upstream;
 
 use std::sync::Arc;
 
 use axum::Router;
 use futures_util::future::BoxFuture;
-use herd_api::Node;
+use herd_api::{Node, Secret};
 use herd_client::{Client, Store};
 use tokio_util::sync::CancellationToken;
 
@@ -183,8 +199,28 @@ impl Proxy {
         api: Client,
         shutdown: CancellationToken,
     ) -> Proxy {
+        let (_, no_secrets) = herd_client::reflector::store::<Secret>();
+        Proxy::with_secrets(config, nodes, no_secrets, api, shutdown)
+    }
+
+    /// Like [`Proxy::with_shutdown`], sending each node that names a Secret
+    /// (`spec.auth.secretRef`) the token from `secrets` (a watch cache the
+    /// caller keeps; reading Secrets takes an admin key).
+    pub fn with_secrets(
+        config: impl Into<ProxyConfig>,
+        nodes: Store<Node>,
+        secrets: Store<Secret>,
+        api: Client,
+        shutdown: CancellationToken,
+    ) -> Proxy {
         Proxy {
-            shared: Arc::new(state::Shared::new(config.into(), nodes, api, shutdown)),
+            shared: Arc::new(state::Shared::new(
+                config.into(),
+                nodes,
+                secrets,
+                api,
+                shutdown,
+            )),
         }
     }
 

@@ -22,6 +22,9 @@
 //!
 //! Dropping an [`UpstreamBody`] before its end closes the connection, which
 //! is how a client's disconnect cancels the node's generation.
+//!
+//! A node with an `https://` URL is reached over rustls ([`Io::Tls`]); the
+//! plain TCP path is the same socket it always was, behind one `match`.
 
 use std::collections::HashMap;
 
@@ -44,7 +47,7 @@ use bytes::{Bytes, BytesMut};
 use herd_api::node_address::{self, Cidr};
 use http_body_util::BodyExt as _;
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::h1::{self, BodyLen, Decoder, Step, WireError};
@@ -73,9 +76,83 @@ const INLINE_BODY: usize = 16 * 1024;
 /// A connection keeps a head buffer up to this size for the next request.
 const KEEP_OUT: usize = 2 * INLINE_BODY;
 
+/// A connection's byte stream: plain TCP, or TLS over it for an
+/// `https://` node.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl Io {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Io::Plain(s) => s,
+            Io::Tls(s) => s.get_ref().0,
+        }
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
 /// One connection to a node.
 struct Conn {
-    io: TcpStream,
+    io: Io,
     /// Read from the node and not yet handed on.
     buf: BytesMut,
     /// Where request heads are written (kept for its capacity).
@@ -92,7 +169,7 @@ struct Conn {
 impl Conn {
     /// Boxed: a connection moves between the pool, the request and the
     /// response body, as one pointer.
-    fn new(io: TcpStream) -> Box<Conn> {
+    fn new(io: Io) -> Box<Conn> {
         Box::new(Conn {
             io,
             buf: BytesMut::new(),
@@ -106,12 +183,17 @@ impl Conn {
     /// node since its last response (a close, a reset, stray bytes). The
     /// runtime knows the socket has been quiet without a system call.
     fn idle_ok(&mut self, cx: &mut Context<'_>) -> bool {
-        match self.io.poll_read_ready(cx) {
+        let tls = matches!(self.io, Io::Tls(_));
+        let tcp = self.io.tcp();
+        match tcp.poll_read_ready(cx) {
             Poll::Pending => true,
             Poll::Ready(Err(_)) => false,
+            // Over TLS, bytes are records that cannot be looked at without
+            // consuming them: an idle TLS connection with news is dropped.
+            Poll::Ready(Ok(())) if tls => false,
             // Readable, or only marked so since the last read: look.
             Poll::Ready(Ok(())) => {
-                matches!(self.io.try_read(&mut [0; 1]), Err(e) if e.kind() == ErrorKind::WouldBlock)
+                matches!(tcp.try_read(&mut [0; 1]), Err(e) if e.kind() == ErrorKind::WouldBlock)
             }
         }
     }
@@ -133,7 +215,8 @@ impl Conn {
     async fn write_request(&mut self, req: &mut Outgoing<'_>) -> Result<(), Failed> {
         let path = [req.target.prefix.as_str(), req.path_and_query.as_str()];
         let host = &req.target.host;
-        let headers = upstream::forwarded(req.headers);
+        let auth = req.target.auth.as_ref().map(|v| (&header::AUTHORIZATION, v));
+        let headers = upstream::forwarded(req.headers).chain(auth);
         self.out.clear();
         match &mut req.body {
             UpBody::Full(b) => {
@@ -149,6 +232,10 @@ impl Conn {
                         Err(e) => Err(e),
                     }
                 };
+                let r = match r {
+                    Ok(()) => self.flush_tls().await,
+                    e => e,
+                };
                 r.map_err(|e| Failed::Unsent(e.to_string()))
             }
             UpBody::Stream(s) => {
@@ -158,8 +245,20 @@ impl Conn {
                     .write_all(&self.out)
                     .await
                     .map_err(|e| Failed::Unsent(e.to_string()))?;
-                self.stream_body(s, len).await
+                self.stream_body(s, len).await?;
+                self.flush_tls()
+                    .await
+                    .map_err(|e| Failed::Sent(format!("writing the request body: {e}")))
             }
+        }
+    }
+
+    /// Sends what TLS holds back (rustls buffers records; TCP writes go
+    /// out at once and need no flush).
+    async fn flush_tls(&mut self) -> std::io::Result<()> {
+        match &mut self.io {
+            Io::Plain(_) => Ok(()),
+            Io::Tls(s) => s.flush().await,
         }
     }
 
@@ -444,20 +543,33 @@ impl Pool {
         Pool { inner }
     }
 
-    async fn connect(&self, addr: &str) -> Result<Box<Conn>, SendError> {
-        let stream = tokio::time::timeout(
-            self.inner.connect_timeout,
-            connect_allowed(addr, &self.inner.allowed),
-        )
-        .await
-        .map_err(|_| {
+    async fn connect(&self, target: &Target) -> Result<Box<Conn>, SendError> {
+        let timed_out = || {
             SendError::Connect(format!(
                 "timed out after {}",
                 humantime::format_duration(self.inner.connect_timeout)
             ))
-        })??;
+        };
+        let deadline = tokio::time::Instant::now() + self.inner.connect_timeout;
+        let stream =
+            tokio::time::timeout_at(deadline, connect_allowed(&target.addr, &self.inner.allowed))
+                .await
+                .map_err(|_| timed_out())??;
         let _ = stream.set_nodelay(true);
-        Ok(Conn::new(stream))
+        let io = match &target.tls {
+            None => Io::Plain(stream),
+            Some(tls) => {
+                let handshake = tls.connector.connect(tls.name.clone(), stream);
+                let stream = tokio::time::timeout_at(deadline, handshake)
+                    .await
+                    .map_err(|_| timed_out())?
+                    // The handshake's own error says which check failed
+                    // (the certificate's name, its issuer) and no secret.
+                    .map_err(|e| SendError::Connect(format!("TLS handshake failed: {e}")))?;
+                Io::Tls(Box::new(stream))
+            }
+        };
+        Ok(Conn::new(io))
     }
 
     /// An idle connection to `target` that is still good, if there is one.
@@ -493,20 +605,20 @@ impl Pool {
         let authority = &target.authority;
         // The first-byte timeout covers connecting, writing and waiting.
         let deadline = tokio::time::Instant::from_std(now) + first_byte;
-        let connect = |addr| async move {
-            tokio::time::timeout_at(deadline, self.connect(addr))
+        let connect = |target| async move {
+            tokio::time::timeout_at(deadline, self.connect(target))
                 .await
                 .map_err(|_| SendError::Timeout(first_byte))?
         };
         let (mut conn, reused) = match self.checkout(target, now).await {
             Some(c) => (c, true),
-            None => (connect(&target.addr).await?, false),
+            None => (connect(target).await?, false),
         };
         let head = match conn.exchange_by(&mut req, reused, deadline).await {
             Ok(head) => head,
             Err(Failed::Unsent(e)) => {
                 tracing::debug!(%authority, error = %e, "pooled connection was closed; using a new one");
-                conn = connect(&target.addr).await?;
+                conn = connect(target).await?;
                 conn.exchange_by(&mut req, false, deadline)
                     .await
                     .map_err(|f| f.into_send_error(first_byte))?

@@ -56,16 +56,18 @@ async fn no_such_endpoint() -> Response<Body> {
 /// The `POST` endpoints that carry the model in their JSON body and go to
 /// one node that has it. The router and [`shortcut`] both serve them from
 /// this list.
-const MODEL_ROUTED: [(&str, Endpoint); 9] = [
+const MODEL_ROUTED: [(&str, Endpoint); 11] = [
     ("/api/generate", Endpoint::GENERATE),
-    ("/api/chat", Endpoint::GENERATE),
+    ("/api/chat", Endpoint::CHAT),
     ("/api/embed", Endpoint::EMBED),
-    ("/api/embeddings", Endpoint::EMBED),
+    ("/api/embeddings", Endpoint::EMBEDDINGS),
     ("/api/show", Endpoint::SHOW),
     ("/api/push", Endpoint::NATIVE),
     ("/v1/chat/completions", Endpoint::OPENAI),
     ("/v1/completions", Endpoint::OPENAI),
     ("/v1/embeddings", Endpoint::OPENAI_EMBED),
+    ("/v1/messages", Endpoint::MESSAGES),
+    ("/v1/responses", Endpoint::RESPONSES),
 ];
 
 fn routed(path: &'static str, ep: Endpoint) -> MethodRouter<Arc<Shared>> {
@@ -135,17 +137,33 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         )
         .route(
             "/api/pull",
-            post(|State(s): S, req: Request| fanout::pull(s, req)).fallback(method_not_allowed),
+            post(|State(s): S, req: Request| async move {
+                let skipped = fanout::skipped(&*s.current_table().await);
+                let mut resp = fanout::pull(s, req).await;
+                fanout::note_skipped(&mut resp, &skipped);
+                resp
+            })
+            .fallback(method_not_allowed),
         )
         .route(
             "/api/delete",
-            delete(|State(s): S, req: Request| fanout::simple(s, Simple::Delete, req))
-                .fallback(method_not_allowed),
+            delete(|State(s): S, req: Request| async move {
+                let skipped = fanout::skipped(&*s.current_table().await);
+                let mut resp = fanout::simple(s, Simple::Delete, req).await;
+                fanout::note_skipped(&mut resp, &skipped);
+                resp
+            })
+            .fallback(method_not_allowed),
         )
         .route(
             "/api/copy",
-            post(|State(s): S, req: Request| fanout::simple(s, Simple::Copy, req))
-                .fallback(method_not_allowed),
+            post(|State(s): S, req: Request| async move {
+                let skipped = fanout::skipped(&*s.current_table().await);
+                let mut resp = fanout::simple(s, Simple::Copy, req).await;
+                fanout::note_skipped(&mut resp, &skipped);
+                resp
+            })
+            .fallback(method_not_allowed),
         )
         .route(
             "/api/blobs/{digest}",
@@ -187,6 +205,7 @@ fn primary_entry(
     let node = select::primary(table, shared.clock.now())?;
     Ok(ModelEntry {
         display: Arc::from(name),
+        raw: Arc::from(name),
         holders: vec![Holder {
             node,
             loaded: false,

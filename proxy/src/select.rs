@@ -8,6 +8,7 @@ use smallvec::SmallVec;
 
 use crate::balance::Load;
 use crate::config::Strategy;
+use crate::forward::Need;
 use crate::table::{ModelEntry, Table, Unroutable};
 
 /// A node that may serve the request.
@@ -38,6 +39,10 @@ pub(crate) enum NoRoute {
     ModelUnavailable { nodes: Vec<(String, &'static str)> },
     /// The nodes holding the model failed to connect moments ago.
     Unreachable { nodes: Vec<String> },
+    /// The nodes holding the model cannot answer this endpoint (an
+    /// OpenAI-compatible server asked for Ollama's native API, a node
+    /// without its own `/v1/messages`).
+    Unsupported { nodes: Vec<String> },
 }
 
 impl NoRoute {
@@ -84,6 +89,10 @@ impl NoRoute {
             }
             NoRoute::Unreachable { nodes } => format!(
                 "no nodes available{for_model}: connections to {} failed moments ago",
+                nodes.join(", ")
+            ),
+            NoRoute::Unsupported { nodes } => format!(
+                "no nodes available{for_model}: the nodes that have it do not serve this endpoint: {}",
                 nodes.join(", ")
             ),
         }
@@ -137,6 +146,7 @@ pub(crate) type Candidates = SmallVec<[Candidate; 8]>;
 pub(crate) fn candidates(
     table: &Table,
     model: Option<&ModelEntry>,
+    need: Need,
     now: u64,
     tried: &[usize],
 ) -> Result<Candidates, NoRoute> {
@@ -147,9 +157,12 @@ pub(crate) fn candidates(
     let mut out = Candidates::new();
     let mut unavailable = Vec::new();
     let mut tripped = Vec::new();
+    let mut unsupported = Vec::new();
     for (hi, h) in model.holders.iter().enumerate() {
         let b = &table.nodes[h.node];
-        if let Some(why) = b.unroutable() {
+        if !b.serves(need) {
+            unsupported.push(format!("{} ({})", b.name, b.api.as_str()));
+        } else if let Some(why) = b.unroutable() {
             unavailable.push((b.name.to_string(), why.as_str()));
         } else if b.live.is_tripped(now) {
             tripped.push(b.name.to_string());
@@ -164,6 +177,9 @@ pub(crate) fn candidates(
     if out.is_empty() && tried.is_empty() {
         if !tripped.is_empty() {
             return Err(NoRoute::Unreachable { nodes: tripped });
+        }
+        if unavailable.is_empty() && !unsupported.is_empty() {
+            return Err(NoRoute::Unsupported { nodes: unsupported });
         }
         return Err(NoRoute::ModelUnavailable { nodes: unavailable });
     }
@@ -180,7 +196,8 @@ pub(crate) fn primary(table: &Table, now: u64) -> Result<usize, NoRoute> {
             .nodes
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.unroutable().is_none())
+            // Blobs and creates are Ollama's: never an OpenAI server.
+            .filter(|(_, b)| b.unroutable().is_none() && b.serves(Need::Ollama))
     };
     routable()
         .find(|(_, b)| !b.live.is_tripped(now))
@@ -255,7 +272,7 @@ mod tests {
         let mut n = Node::new(
             name,
             NodeSpec {
-                ollama_url: "http://127.0.0.1:11434".into(),
+                url: "http://127.0.0.1:11434".into(),
                 unschedulable: cordoned,
                 max_parallel: 2,
                 ..NodeSpec::default()
@@ -296,7 +313,7 @@ mod tests {
             node("c", false, false, &[("llama3", true), ("phi", false)]),
             node("d", true, true, &[("llama3", true), ("phi", false)]),
         ]);
-        let run = |m: &str, tried: &[usize]| candidates(&t, t.model(m), 0, tried);
+        let run = |m: &str, tried: &[usize]| candidates(&t, t.model(m), Need::Any, 0, tried);
         assert_eq!(names(&t, &run("llama3", &[]).expect("ok")), ["a", "b"]);
         assert_eq!(names(&t, &run("llama3:latest", &[0]).expect("ok")), ["b"]);
         assert_eq!(run("llama3", &[0, 1]), Ok(Candidates::new()));
@@ -311,13 +328,13 @@ mod tests {
         // Tripped by a connection failure: out until the cooldown ends.
         t.nodes[0].live.tripped_until.store(100, Ordering::Relaxed);
         assert_eq!(
-            candidates(&t, t.model("qwen"), 50, &[]),
+            candidates(&t, t.model("qwen"), Need::Any, 50, &[]),
             Err(NoRoute::Unreachable {
                 nodes: vec!["a".into()]
             })
         );
         assert_eq!(
-            names(&t, &candidates(&t, t.model("qwen"), 100, &[]).expect("ok")),
+            names(&t, &candidates(&t, t.model("qwen"), Need::Any, 100, &[]).expect("ok")),
             ["a"]
         );
     }
@@ -325,7 +342,7 @@ mod tests {
     #[test]
     fn fleet_errors_say_which_case() {
         let empty = table(&[]);
-        assert_eq!(candidates(&empty, None, 0, &[]), Err(NoRoute::NoNodes));
+        assert_eq!(candidates(&empty, None, Need::Any, 0, &[]), Err(NoRoute::NoNodes));
         assert_eq!(
             NoRoute::NoNodes.message("x"),
             "no nodes available: no nodes are registered"
@@ -338,7 +355,7 @@ mod tests {
             node("b", false, false, &[]),
             node("c", true, true, &[]),
         ]);
-        let err = candidates(&t, t.model("m"), 0, &[]).expect_err("none routable");
+        let err = candidates(&t, t.model("m"), Need::Any, 0, &[]).expect_err("none routable");
         assert_eq!(
             err.message("m"),
             "no nodes available: 3 nodes registered, none ready and schedulable (2 not ready, 1 cordoned)"
@@ -440,7 +457,7 @@ mod tests {
                     .in_flight
                     .store(*in_flight, Ordering::Relaxed);
             }
-            let mut c = candidates(&t, t.model("m"), 0, &[]).expect("ok");
+            let mut c = candidates(&t, t.model("m"), Need::Any, 0, &[]).expect("ok");
             prefer_loaded(&t, &mut c, case.strategy);
             assert_eq!(names(&t, &c), case.want, "{}", case.name);
         }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use herd_api::Node;
+use herd_api::{Node, Secret};
 use herd_client::Store;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
@@ -16,7 +16,7 @@ use crate::history::{History, Sink};
 use crate::metrics::Metrics;
 use crate::pool::Pool;
 use crate::report::{self, Reporter};
-use crate::table::{Clock, Lives, Overlay, Table};
+use crate::table::{Clock, Lives, Overlay, Table, Tokens};
 use crate::upstream::SendError;
 
 /// Time between two routing-table rebuilds, as a multiple of the last
@@ -33,6 +33,8 @@ const SYNC_WAIT: Duration = Duration::from_secs(5);
 pub(crate) struct Tables {
     current: Arc<ArcSwap<Table>>,
     nodes: Store<Node>,
+    /// The backends' tokens (`Node.spec.auth.secretRef`).
+    secrets: Store<Secret>,
     lives: Lives,
     overlay: Overlay,
     /// How long a model change made through the proxy counts before the
@@ -49,13 +51,20 @@ pub(crate) struct Tables {
 }
 
 impl Tables {
-    fn new(nodes: Store<Node>, overlay_ttl: Duration, affinity_capacity: usize) -> Tables {
+    fn new(
+        nodes: Store<Node>,
+        secrets: Store<Secret>,
+        overlay_ttl: Duration,
+        affinity_capacity: usize,
+    ) -> Tables {
         let (lives, overlay) = (Lives::default(), Overlay::default());
+        lives.set_tokens(secrets.generation(), || tokens(&secrets));
         let first = Table::build(&nodes.list(), nodes.is_ready(), &lives, &overlay);
         let (synced, _) = tokio::sync::watch::channel(first.synced);
         Tables {
             current: Arc::new(ArcSwap::from_pointee(first)),
             nodes,
+            secrets,
             lives,
             overlay,
             overlay_ttl,
@@ -72,8 +81,13 @@ impl Tables {
         let _one = self.building.lock().unwrap_or_else(PoisonError::into_inner);
         let ready = self.nodes.is_ready();
         let force = force || self.overlay.pending() || ready != self.current.load().synced;
+        let secrets = &self.secrets;
+        let tokens_changed = self
+            .lives
+            .set_tokens(secrets.generation(), || tokens(secrets));
+        let nodes = self.nodes.list();
         let Some(next) =
-            Table::refresh(&self.nodes.list(), ready, &self.lives, &self.overlay, force)
+            Table::refresh(&nodes, ready, &self.lives, &self.overlay, force, tokens_changed)
         else {
             return;
         };
@@ -109,6 +123,22 @@ impl Tables {
     }
 }
 
+/// The tokens of every Secret in `secrets`.
+fn tokens(secrets: &Store<Secret>) -> Tokens {
+    let generation = secrets.generation();
+    let by_name = secrets
+        .list()
+        .iter()
+        .map(|s| {
+            (
+                s.metadata.name.clone(),
+                Arc::from(s.spec.token.expose()),
+            )
+        })
+        .collect();
+    Tokens::new(generation, by_name)
+}
+
 pub(crate) struct Shared {
     pub config: ProxyConfig,
     /// The routing table (lock-free reads on the request path) and what
@@ -132,13 +162,20 @@ impl Shared {
     pub(crate) fn new(
         config: ProxyConfig,
         nodes: Store<Node>,
+        secrets: Store<Secret>,
         client: herd_client::Client,
         shutdown: CancellationToken,
     ) -> Shared {
         let stop = shutdown.child_token();
         let clock = Clock::new();
         let mut changes = nodes.subscribe();
-        let tables = Arc::new(Tables::new(nodes, config.model_overlay_ttl, config.affinity_capacity));
+        let mut secret_changes = secrets.subscribe();
+        let tables = Arc::new(Tables::new(
+            nodes,
+            secrets,
+            config.model_overlay_ttl,
+            config.affinity_capacity,
+        ));
         {
             let (tables, stop) = (tables.clone(), stop.clone());
             tokio::spawn(async move {
@@ -149,6 +186,11 @@ impl Shared {
                             tracing::debug!("node store closed: routing table frozen");
                             break;
                         },
+                        // A proxy without a Secret store has a closed one:
+                        // after that, only nodes wake the loop.
+                        r = secret_changes.changed(), if secret_changes.has_changed().is_ok() => {
+                            let _ = r;
+                        }
                     }
                     let started = std::time::Instant::now();
                     tables.rebuild(false);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::http::HeaderValue;
 use axum::http::uri::{Authority, Scheme};
 use herd_api::model_name::{self, ModelName};
-use herd_api::{ConditionStatus, Node, conditions, find_condition};
+use herd_api::{ConditionStatus, Node, NodeApi, conditions, endpoints, find_condition};
 
 /// Monotonic nanoseconds since the proxy started: what the atomics store.
 #[derive(Clone, Copy, Debug)]
@@ -193,6 +193,44 @@ impl ModelLive {
 pub(crate) struct Lives {
     /// Sorted by node name, as the last table's nodes.
     nodes: Mutex<Vec<Derived>>,
+    /// The backend tokens by Secret name, as of the Secret store's
+    /// generation (see [`Lives::set_tokens`]).
+    tokens: Mutex<Tokens>,
+}
+
+/// Secret tokens by name. `Debug` shows names only.
+#[derive(Default, Clone, PartialEq, Eq)]
+pub(crate) struct Tokens {
+    generation: u64,
+    by_name: HashMap<String, Arc<str>>,
+}
+
+impl Tokens {
+    pub(crate) fn new(generation: u64, by_name: HashMap<String, Arc<str>>) -> Tokens {
+        Tokens {
+            generation,
+            by_name,
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<str>> {
+        self.by_name.get(name).cloned()
+    }
+}
+
+impl Lives {
+    /// Takes the Secret store's tokens when its generation moved on; true
+    /// when they changed (nodes that name a Secret are then derived anew).
+    pub(crate) fn set_tokens(&self, generation: u64, load: impl FnOnce() -> Tokens) -> bool {
+        let mut tokens = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
+        if tokens.generation == generation {
+            return false;
+        }
+        let fresh = load();
+        let changed = fresh.by_name != tokens.by_name;
+        *tokens = fresh;
+        changed
+    }
 }
 
 /// One node's part of the table, as of one `resourceVersion`.
@@ -219,13 +257,28 @@ struct RoutingKey {
     routing_weight: Option<u32>,
     max_parallel: u32,
     ollama_url: String,
+    api: NodeApi,
+    ca_cert: String,
+    /// Compared, never shown: `Token`'s `Debug` hides it.
+    token: Option<Token>,
+    endpoints: Option<Vec<String>>,
     ollama_version: Option<String>,
     unreachable: bool,
     models: Vec<(String, bool)>,
 }
 
+/// A backend token in a key. `Debug` shows no token.
+#[derive(Clone, PartialEq, Eq)]
+struct Token(Arc<str>);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
 impl RoutingKey {
-    fn of(node: &Node) -> RoutingKey {
+    fn of(node: &Node, tokens: &Tokens) -> RoutingKey {
         let status = &node.status;
         RoutingKey {
             ready: node.is_ready(),
@@ -233,7 +286,16 @@ impl RoutingKey {
             spec_weight: node.spec.weight,
             routing_weight: status.routing.as_ref().map(|r| r.weight),
             max_parallel: node.spec.max_parallel,
-            ollama_url: node.spec.ollama_url.clone(),
+            ollama_url: node.spec.url.clone(),
+            api: node.spec.api,
+            ca_cert: node.spec.ca_cert.clone(),
+            token: node
+                .spec
+                .auth
+                .as_ref()
+                .and_then(|a| tokens.get(&a.secret_ref))
+                .map(Token),
+            endpoints: status.endpoints.clone(),
             ollama_version: status.info.as_ref().map(|i| i.ollama_version.clone()),
             unreachable: find_condition(&status.conditions, conditions::REACHABLE)
                 .is_some_and(|c| c.status == ConditionStatus::False),
@@ -281,7 +343,7 @@ impl NodeModelRef {
 impl Derived {
     /// Derives a node's part, keeping the live counters of `prev` (the
     /// same node at an older version), if any.
-    fn new(node: &Node, prev: Option<Derived>) -> Derived {
+    fn new(node: &Node, prev: Option<Derived>, tokens: &Tokens) -> Derived {
         let (live, mut old_models) = match prev {
             Some(p) => {
                 let mut old = p.models;
@@ -302,10 +364,11 @@ impl Derived {
                 .map_or_else(Arc::default, |i| old_models.swap_remove(i).live);
             models.push(NodeModelRef::new(&m.name, m.loaded, live));
         }
+        let key = RoutingKey::of(node, tokens);
         Derived {
             resource_version: node.metadata.resource_version.clone(),
-            key: RoutingKey::of(node),
-            backend: Arc::new(backend(node, live)),
+            backend: Arc::new(backend(node, &key, live)),
+            key,
             models,
             extra: Vec::new(),
         }
@@ -314,8 +377,8 @@ impl Derived {
     /// This node's part for `node`, a newer version of it: the same part
     /// with the heartbeat figures updated when routing reads nothing else
     /// that changed (`false`), else derived anew (`true`).
-    fn update(self, node: &Node) -> (Derived, bool) {
-        let key = RoutingKey::of(node);
+    fn update(self, node: &Node, tokens: &Tokens) -> (Derived, bool) {
+        let key = RoutingKey::of(node, tokens);
         if key == self.key {
             self.backend.live.set_usage(node.status.usage.as_ref());
             let resource_version = node.metadata.resource_version.clone();
@@ -327,7 +390,7 @@ impl Derived {
                 false,
             )
         } else {
-            (Derived::new(node, Some(self)), true)
+            (Derived::new(node, Some(self), tokens), true)
         }
     }
 
@@ -361,48 +424,116 @@ impl Derived {
     }
 }
 
-/// Where a node's requests go, pre-parsed from `spec.ollamaUrl`.
+/// Where a node's requests go, pre-parsed from `spec.url`, with what
+/// every request to it carries.
 #[derive(Clone, Debug)]
 pub(crate) struct Target {
     pub authority: Authority,
-    /// `host:port` to connect to (port 80 when the URL has none).
+    /// `host:port` to connect to (port 80, or 443 for https, when the URL
+    /// has none).
     pub addr: String,
     /// Path prefix of the URL without its trailing slash ("" usually).
     pub prefix: String,
     /// The `Host` header the node expects: its own authority.
     pub host: HeaderValue,
+    /// `Authorization: Bearer <token>` from the node's Secret, marked
+    /// sensitive (never shown by `Debug`). Clients' own credentials never
+    /// reach a node.
+    pub auth: Option<HeaderValue>,
+    /// TLS for an `https://` URL.
+    pub tls: Option<Tls>,
+}
+
+/// How to speak TLS to one node: the public roots plus its `spec.caCert`.
+#[derive(Clone)]
+pub(crate) struct Tls {
+    pub connector: tokio_rustls::TlsConnector,
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tls").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// The TLS configuration of nodes without a CA of their own, made once.
+fn public_roots() -> Result<Arc<rustls::ClientConfig>, String> {
+    static CONFIG: std::sync::OnceLock<Result<Arc<rustls::ClientConfig>, String>> =
+        std::sync::OnceLock::new();
+    CONFIG
+        .get_or_init(|| herd_tls::backend_client_config("").map(Arc::new))
+        .clone()
 }
 
 impl Target {
+    /// A target for `url`, without credentials or a CA of its own.
+    #[cfg(test)]
     pub(crate) fn parse(url: &str) -> Result<Target, String> {
+        Target::with(url, None, "")
+    }
+
+    /// A target for `url`, sending `token` as a bearer token and trusting
+    /// `ca` (PEM; `""` for none) besides the public roots for `https://`.
+    pub(crate) fn with(url: &str, token: Option<&str>, ca: &str) -> Result<Target, String> {
         let uri: axum::http::Uri = url
             .trim()
             .parse()
-            .map_err(|e| format!("invalid ollamaUrl {url:?}: {e}"))?;
+            .map_err(|e| format!("invalid url {url:?}: {e}"))?;
         let scheme = uri
             .scheme()
             .cloned()
-            .ok_or_else(|| format!("ollamaUrl {url:?} has no scheme"))?;
-        if scheme != Scheme::HTTP {
-            return Err(format!(
-                "ollamaUrl {url:?}: only http:// is supported between the router and its nodes"
-            ));
-        }
+            .ok_or_else(|| format!("url {url:?} has no scheme"))?;
+        let https = if scheme == Scheme::HTTP {
+            false
+        } else if scheme == Scheme::HTTPS {
+            true
+        } else {
+            return Err(format!("url {url:?}: only http:// and https:// are supported"));
+        };
         let authority = uri
             .authority()
             .cloned()
-            .ok_or_else(|| format!("ollamaUrl {url:?} has no host"))?;
+            .ok_or_else(|| format!("url {url:?} has no host"))?;
         let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|e| format!("ollamaUrl {url:?}: {e}"))?;
+            .map_err(|e| format!("url {url:?}: {e}"))?;
         let addr = match authority.port_u16() {
             Some(_) => authority.as_str().to_owned(),
-            None => format!("{}:80", authority.host()),
+            None => format!("{}:{}", authority.host(), if https { 443 } else { 80 }),
+        };
+        let tls = if https {
+            let config = if ca.is_empty() {
+                public_roots()?
+            } else {
+                Arc::new(herd_tls::backend_client_config(ca).map_err(|e| format!("spec.caCert: {e}"))?)
+            };
+            let bare = authority.host().trim_start_matches('[').trim_end_matches(']');
+            let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
+                .map_err(|_| format!("url {url:?}: the host is not a TLS server name"))?;
+            Some(Tls {
+                connector: tokio_rustls::TlsConnector::from(config),
+                name,
+            })
+        } else {
+            None
+        };
+        let auth = match token {
+            None => None,
+            Some(t) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {t}"))
+                    // Never the token itself in the message.
+                    .map_err(|_| "the Secret's token is not a valid header value".to_owned())?;
+                v.set_sensitive(true);
+                Some(v)
+            }
         };
         Ok(Target {
             addr,
             authority,
             prefix: uri.path().trim_end_matches('/').to_owned(),
             host,
+            auth,
+            tls,
         })
     }
 }
@@ -421,7 +552,7 @@ impl Unroutable {
         match self {
             Unroutable::NotReady => "not ready",
             Unroutable::Cordoned => "cordoned",
-            Unroutable::NoUrl => "no usable ollamaUrl",
+            Unroutable::NoUrl => "no usable url",
             Unroutable::ZeroWeight => "weight 0",
         }
     }
@@ -443,6 +574,13 @@ pub(crate) struct Backend {
     pub ollama_version: String,
     /// The `Reachable` condition is `False` in the store.
     pub reported_unreachable: bool,
+    /// The API the node's backend speaks.
+    pub api: NodeApi,
+    /// The backend serves Anthropic's `/v1/messages` itself (an Ollama by
+    /// its version, an OpenAI server as its probe found).
+    pub native_messages: bool,
+    /// The same for OpenAI's `/v1/responses`.
+    pub native_responses: bool,
     /// How many models the node reports loaded in memory (`/api/ps`).
     pub loaded_models: u32,
     pub live: Arc<NodeLive>,
@@ -480,9 +618,19 @@ impl Backend {
     }
 
     /// Ready and schedulable with a URL: fan-outs (pull, delete) go here,
-    /// whatever the weight.
+    /// whatever the weight. Only Ollamas: an OpenAI-compatible server
+    /// has no pull, copy or delete.
     pub(crate) fn fanout_target(&self) -> bool {
-        self.ready && !self.unschedulable && self.target.is_some()
+        self.ready && !self.unschedulable && self.target.is_some() && self.api == NodeApi::Ollama
+    }
+
+    /// Whether this node can answer an endpoint that needs `need`.
+    pub(crate) fn serves(&self, need: crate::forward::Need) -> bool {
+        use crate::forward::Need;
+        match need {
+            Need::Any => true,
+            Need::Ollama => self.api == NodeApi::Ollama,
+        }
     }
 }
 
@@ -499,6 +647,8 @@ pub(crate) struct Holder {
 pub(crate) struct ModelEntry {
     /// Ollama's short form (`llama3:latest`): metric labels, messages.
     pub display: Arc<str>,
+    /// As the first node that has it lists it (an OpenAI server's model id).
+    pub raw: Arc<str>,
     pub holders: Vec<Holder>,
 }
 
@@ -607,7 +757,8 @@ impl Table {
         overlay: &Overlay,
     ) -> Table {
         let mut cache = lives.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-        sync(&mut cache, nodes);
+        let tokens = lives.tokens.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        sync(&mut cache, nodes, &tokens, false);
         Table::assemble(&mut cache, synced, overlay)
     }
 
@@ -622,9 +773,11 @@ impl Table {
         lives: &Lives,
         overlay: &Overlay,
         force: bool,
+        tokens_changed: bool,
     ) -> Option<Table> {
         let mut cache = lives.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-        let changed = sync(&mut cache, nodes);
+        let tokens = lives.tokens.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let changed = sync(&mut cache, nodes, &tokens, tokens_changed);
         (changed || force).then(|| Table::assemble(&mut cache, synced, overlay))
     }
 
@@ -652,6 +805,7 @@ impl Table {
                     None => {
                         table.models.push(ModelEntry {
                             display: m.display.clone(),
+                            raw: m.raw.clone(),
                             holders: Vec::new(),
                         });
                         by_canonical.insert(m.canonical.clone(), table.models.len() - 1);
@@ -677,8 +831,9 @@ impl Table {
 
 /// Pairs each node with what was derived from it before (both lists
 /// sorted by name, one merging pass), re-deriving what changed. True when
-/// a node was added, removed or changed in what routing reads.
-fn sync(cache: &mut Vec<Derived>, nodes: &[Arc<Node>]) -> bool {
+/// a node was added, removed or changed in what routing reads. With
+/// `tokens_changed`, nodes that name a Secret are looked at again too.
+fn sync(cache: &mut Vec<Derived>, nodes: &[Arc<Node>], tokens: &Tokens, tokens_changed: bool) -> bool {
     let mut sorted: Vec<&Node> = nodes.iter().map(AsRef::as_ref).collect();
     sorted.sort_unstable_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut changed = cache.len() != sorted.len();
@@ -692,18 +847,19 @@ fn sync(cache: &mut Vec<Derived>, nodes: &[Arc<Node>]) -> bool {
         let derived = match prev.next_if(|d| *d.backend.name == *name) {
             Some(d)
                 if d.resource_version.is_some()
-                    && d.resource_version == node.metadata.resource_version =>
+                    && d.resource_version == node.metadata.resource_version
+                    && !(tokens_changed && node.spec.auth.is_some()) =>
             {
                 d
             }
             Some(d) => {
-                let (d, rederived) = d.update(node);
+                let (d, rederived) = d.update(node, tokens);
                 changed |= rederived;
                 d
             }
             None => {
                 changed = true;
-                Derived::new(node, None)
+                Derived::new(node, None, tokens)
             }
         };
         next.push(derived);
@@ -727,19 +883,29 @@ fn aliases(raw: &str, canonical: &str) -> Vec<String> {
     out
 }
 
-fn backend(node: &Node, live: Arc<NodeLive>) -> Backend {
+fn backend(node: &Node, key: &RoutingKey, live: Arc<NodeLive>) -> Backend {
     let status = &node.status;
     live.set_usage(status.usage.as_ref());
-    let target = if node.spec.ollama_url.is_empty() {
+    let token = key.token.as_ref().map(|t| &*t.0);
+    let target = if node.spec.url.is_empty() {
+        None
+    } else if node.spec.auth.is_some() && token.is_none() {
+        // The controller's Ready says the same to whoever looks.
+        tracing::warn!(node = %node.metadata.name, "node cannot be routed to: its Secret is not known");
         None
     } else {
-        match Target::parse(&node.spec.ollama_url) {
+        match Target::with(node.spec.base_url(), token, &node.spec.ca_cert) {
             Ok(t) => Some(t),
             Err(e) => {
                 tracing::warn!(node = %node.metadata.name, error = %e, "node cannot be routed to");
                 None
             }
         }
+    };
+    let version = status.info.as_ref().map_or("", |i| i.ollama_version.as_str());
+    let native = |path: &str, since: (u64, u64, u64)| match node.spec.api {
+        NodeApi::Ollama => version_at_least(version, since),
+        NodeApi::OpenAi => node.serves(path),
     };
     Backend {
         name: Arc::from(node.metadata.name.as_str()),
@@ -761,7 +927,27 @@ fn backend(node: &Node, live: Arc<NodeLive>) -> Backend {
             .unwrap_or_default(),
         reported_unreachable: find_condition(&status.conditions, conditions::REACHABLE)
             .is_some_and(|c| c.status == ConditionStatus::False),
+        api: node.spec.api,
+        native_messages: native(endpoints::MESSAGES, OLLAMA_MESSAGES),
+        native_responses: native(endpoints::RESPONSES, OLLAMA_RESPONSES),
         live,
+    }
+}
+
+/// The first Ollama releases that serve Anthropic's `/v1/messages` (0.14.0)
+/// and OpenAI's `/v1/responses` (0.13.3).
+const OLLAMA_MESSAGES: (u64, u64, u64) = (0, 14, 0);
+const OLLAMA_RESPONSES: (u64, u64, u64) = (0, 13, 3);
+
+/// `version` (`0.14.2`, `v0.15.0-rc1`) is `since` or later; an unknown or
+/// unreadable version is not.
+fn version_at_least(version: &str, since: (u64, u64, u64)) -> bool {
+    let v = version.trim().trim_start_matches('v');
+    let core = v.split(['-', '+']).next().unwrap_or("");
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(Some(a)), Some(Some(b)), c) => (a, b, c.flatten().unwrap_or(0)) >= since,
+        _ => false,
     }
 }
 
@@ -774,7 +960,7 @@ mod tests {
         let mut n = Node::new(
             name,
             NodeSpec {
-                ollama_url: format!("http://127.0.0.1:1{}", name.len()),
+                url: format!("http://127.0.0.1:1{}", name.len()),
                 ..NodeSpec::default()
             },
         );
@@ -905,7 +1091,7 @@ mod tests {
         let o = Overlay::default();
         let a = at(&node("a", true, &[("m", true)]), "1");
         let t1 = Table::build(std::slice::from_ref(&a), true, &lives, &o);
-        assert!(Table::refresh(std::slice::from_ref(&a), true, &lives, &o, false).is_none());
+        assert!(Table::refresh(std::slice::from_ref(&a), true, &lives, &o, false, false).is_none());
         // A heartbeat: new version, new CPU figure, nothing else.
         let mut beat = (*a).clone();
         beat.status.usage = Some(herd_api::NodeUsage {
@@ -914,22 +1100,22 @@ mod tests {
             in_flight: 3,
         });
         let beat = at(&Arc::new(beat), "2");
-        assert!(Table::refresh(std::slice::from_ref(&beat), true, &lives, &o, false).is_none());
+        assert!(Table::refresh(std::slice::from_ref(&beat), true, &lives, &o, false, false).is_none());
         assert!((t1.nodes[0].cpu_percent() - 42.0).abs() < f64::EPSILON);
         assert!((t1.nodes[0].memory_percent() - 7.0).abs() < f64::EPSILON);
         assert_eq!(t1.nodes[0].status_in_flight(), 3);
         // What routing reads changes: a new table.
         let mut unloaded = (*beat).clone();
         unloaded.status.models[0].loaded = false;
-        let t2 = Table::refresh(&[at(&Arc::new(unloaded), "3")], true, &lives, &o, false)
+        let t2 = Table::refresh(&[at(&Arc::new(unloaded), "3")], true, &lives, &o, false, false)
             .expect("a new table");
         assert!(!t2.model("m").expect("m").holders[0].loaded);
         assert!((t2.nodes[0].cpu_percent() - 42.0).abs() < f64::EPSILON);
         // A node added or removed: a new table; forced: a new table.
         let b = at(&node("b", true, &[]), "4");
-        assert!(Table::refresh(&[a.clone(), b], true, &lives, &o, false).is_some());
-        assert!(Table::refresh(std::slice::from_ref(&a), true, &lives, &o, false).is_some());
-        assert!(Table::refresh(&[a], true, &lives, &o, true).is_some());
+        assert!(Table::refresh(&[a.clone(), b], true, &lives, &o, false, false).is_some());
+        assert!(Table::refresh(std::slice::from_ref(&a), true, &lives, &o, false, false).is_some());
+        assert!(Table::refresh(&[a], true, &lives, &o, true, false).is_some());
     }
 
     #[test]
@@ -993,7 +1179,59 @@ mod tests {
             (t.addr.as_str(), p.addr.as_str()),
             ("10.0.0.5:11434", "gw.local:80")
         );
-        assert!(Target::parse("https://x").is_err());
+        assert!(Target::parse("ftp://x").is_err());
         assert!(Target::parse("not a url").is_err());
+        let s = Target::parse("https://llm.example.com/openai").expect("https");
+        assert_eq!(s.addr, "llm.example.com:443");
+        assert!(s.tls.is_some() && t.tls.is_none());
+        let bad_ca = Target::with("https://x", None, "-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n");
+        assert!(bad_ca.expect_err("bad CA").contains("spec.caCert"));
+        let a = Target::with("http://h:1", Some("sk-secret-token"), "").expect("token");
+        let auth = a.auth.as_ref().expect("auth");
+        assert_eq!(auth.as_bytes(), b"Bearer sk-secret-token");
+        assert!(auth.is_sensitive());
+        assert!(!format!("{a:?}").contains("sk-secret-token"), "{a:?}");
+        assert!(Target::with("http://h:1", Some("bad\ntoken"), "").is_err());
+    }
+
+    #[test]
+    fn native_endpoints_by_ollama_version_or_probe() {
+        for (v, since, want) in [
+            ("0.14.0", OLLAMA_MESSAGES, true),
+            ("0.14.2", OLLAMA_MESSAGES, true),
+            ("v0.15.0-rc1", OLLAMA_MESSAGES, true),
+            ("0.13.5", OLLAMA_MESSAGES, false),
+            ("0.13.3", OLLAMA_RESPONSES, true),
+            ("0.13.2", OLLAMA_RESPONSES, false),
+            ("1.0", OLLAMA_MESSAGES, true),
+            ("", OLLAMA_MESSAGES, false),
+            ("dev", OLLAMA_RESPONSES, false),
+        ] {
+            assert_eq!(version_at_least(v, since), want, "{v} {since:?}");
+        }
+        let mut n = (*node("vllm", true, &[("m", true)])).clone();
+        n.spec.api = NodeApi::OpenAi;
+        n.status.endpoints = Some(vec![endpoints::RESPONSES.to_owned()]);
+        let t = Table::build(&[Arc::new(n)], true, &Lives::default(), &Overlay::default());
+        assert!(t.nodes[0].native_responses && !t.nodes[0].native_messages);
+    }
+
+    #[test]
+    fn a_node_naming_a_secret_routes_with_its_token_once_it_is_known() {
+        let mut n = (*node("hosted", true, &[("m", true)])).clone();
+        n.spec.auth = Some(herd_api::NodeAuth {
+            secret_ref: "key".into(),
+        });
+        n.metadata.resource_version = Some("1".into());
+        let nodes = [Arc::new(n)];
+        let (lives, overlay) = (Lives::default(), Overlay::default());
+        let t = Table::build(&nodes, true, &lives, &overlay);
+        assert_eq!(t.nodes[0].unroutable(), Some(Unroutable::NoUrl), "no token yet");
+        let tokens = || Tokens::new(1, HashMap::from([("key".to_owned(), Arc::from("t0ken"))]));
+        assert!(lives.set_tokens(1, tokens));
+        assert!(!lives.set_tokens(1, tokens), "same generation: nothing to do");
+        let t = Table::refresh(&nodes, true, &lives, &overlay, false, true).expect("rebuilt");
+        let auth = t.nodes[0].target.as_ref().and_then(|t| t.auth.clone());
+        assert_eq!(auth.as_ref().map(HeaderValue::as_bytes), Some(&b"Bearer t0ken"[..]));
     }
 }

@@ -20,6 +20,9 @@ pub const JOIN_KEY_NAME: &str = "bootstrap-join";
 /// The name the server's loopback clients' key goes by (in audit events and
 /// event sources); it is never stored.
 pub const INTERNAL_KEY_NAME: &str = "herd-server";
+/// The name of the in-memory key that reads Secrets for the proxy and the
+/// controller in this process (a controller key may not); never stored.
+pub const SECRETS_KEY_NAME: &str = "herd-server-secrets";
 
 /// Why the bootstrap keys could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +57,24 @@ pub fn internal_key() -> Result<(Issued, (ApiKey, ApiKeyHash)), herd_auth::Gener
             ..ApiKeySpec::default()
         },
         INTERNAL_KEY_NAME,
+    )?;
+    let entry = (issued.stored(), issued.hash.clone());
+    Ok((issued, entry))
+}
+
+/// The key of the one loopback client that reads Secrets, so the proxy and
+/// the controller in this process can send each node its token. Only an
+/// admin may read Secrets, so it has that role; it lives in memory only and
+/// is used for nothing but the Secret watch.
+pub fn secrets_key() -> Result<(Issued, (ApiKey, ApiKeyHash)), herd_auth::GenerateError> {
+    let issued = herd_auth::issue(
+        SECRETS_KEY_NAME,
+        ApiKeySpec {
+            role: Some(Role::Admin),
+            description: "the server's own reader of backend Secrets".into(),
+            ..ApiKeySpec::default()
+        },
+        SECRETS_KEY_NAME,
     )?;
     let entry = (issued.stored(), issued.hash.clone());
     Ok((issued, entry))

@@ -34,7 +34,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herd_api::Node;
+use herd_api::{Node, Secret};
 use herd_apiserver::AppState;
 use herd_client::{Client, reflector, watcher};
 use herd_proxy::{Proxy, ProxyConfig};
@@ -173,7 +173,7 @@ pub struct Server {
     state: AppState,
     proxy: Option<Proxy>,
     nodes: Option<herd_client::Store<Node>>,
-    controller: Option<(herd_controller::Config, Client)>,
+    controller: Option<(herd_controller::Config, Client, herd_client::Store<Secret>)>,
     token: CancellationToken,
 }
 
@@ -197,7 +197,9 @@ impl Server {
         // which exists only in this process.
         let (internal, extra) =
             bootstrap::internal_key().map_err(bootstrap::BootstrapError::Generate)?;
-        let extra = vec![extra];
+        let (secrets_key, secrets_entry) =
+            bootstrap::secrets_key().map_err(bootstrap::BootstrapError::Generate)?;
+        let extra = vec![extra, secrets_entry];
         herd_apiserver::keyring::load(&*state.store, &state.keys, &extra);
         tokio::spawn(herd_apiserver::keyring::follow(
             state.store.clone(),
@@ -242,11 +244,21 @@ impl Server {
         // The proxy and the controller read and write the store through the
         // API, over loopback: the same code runs in this process or on its own.
         let client = loopback_client(addr, &internal.token, trust.as_ref())?;
+        // One watch of Secrets, shared by the proxy and the controller.
+        let secrets = reflector::spawn(
+            loopback_client(addr, &secrets_key.token, trust.as_ref())?.api::<Secret>(),
+            watcher::Config::default(),
+        );
         let (mut proxy, mut nodes, mut shortcut) = (None, None, None);
         if let Some(proxy_config) = config.proxy {
             let watched = reflector::spawn(client.api::<Node>(), watcher::Config::default());
-            let p =
-                Proxy::with_shutdown(proxy_config, watched.clone(), client.clone(), token.clone());
+            let p = Proxy::with_secrets(
+                proxy_config,
+                watched.clone(),
+                secrets.clone(),
+                client.clone(),
+                token.clone(),
+            );
             router = router.merge(p.router());
             if config.proxy_shortcut {
                 shortcut = Some(p.shortcut());
@@ -302,7 +314,7 @@ impl Server {
             state,
             proxy,
             nodes,
-            controller: config.controller.map(|c| (c, client)),
+            controller: config.controller.map(|c| (c, client, secrets)),
             token,
         })
     }
@@ -344,7 +356,7 @@ impl Server {
         let token = self.token;
         let controller = self
             .controller
-            .map(|(config, client)| spawn_controller(config, client, token.clone()));
+            .map(|(config, client, secrets)| spawn_controller(config, client, secrets, token.clone()));
         let served = host::serve_with(
             self.app,
             self.listener,
@@ -365,10 +377,12 @@ impl Server {
 fn spawn_controller(
     config: herd_controller::Config,
     client: Client,
+    secrets: herd_client::Store<Secret>,
     stop: CancellationToken,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        if let Err(e) = herd_controller::run(config, client, stop.cancelled_owned()).await {
+        let stopped = stop.cancelled_owned();
+        if let Err(e) = herd_controller::run_with_secrets(config, client, secrets, stopped).await {
             tracing::error!(error = %e, "controller stopped");
         }
     })

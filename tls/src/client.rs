@@ -134,6 +134,37 @@ impl ClientTrust {
     }
 }
 
+/// The client configuration for a backend herd routes to over https (a
+/// node's `spec.url`): the public roots, plus the CAs in `extra_pem` (the
+/// node's `spec.caCert`, `""` for none). The error says what is wrong with
+/// `extra_pem` without quoting it.
+pub fn backend_client_config(extra_pem: &str) -> Result<ClientConfig, String> {
+    let mut roots = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if !extra_pem.is_empty() {
+        use rustls::pki_types::pem::PemObject;
+        let certs = CertificateDer::pem_slice_iter(extra_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| "the PEM does not parse".to_owned())?;
+        if certs.is_empty() {
+            return Err("it holds no CERTIFICATE section".to_owned());
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| format!("a certificate cannot be used as a CA: {e}"))?;
+        }
+    }
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// Why a server's certificate was refused before the usual chain checks.
 #[derive(Clone, thiserror::Error)]
 pub enum TrustError {

@@ -16,7 +16,7 @@ mod reload;
 mod selfsigned;
 mod server;
 
-pub use client::{ClientTrust, Fingerprint, TrustError, sha256_hex};
+pub use client::{ClientTrust, Fingerprint, TrustError, backend_client_config, sha256_hex};
 pub use error::TlsError;
 pub use selfsigned::{
     CA_CERT_FILE, CA_KEY_FILE, Outcome, RENEW_BEFORE_DAYS, RenewReason, SERVER_CERT_FILE,

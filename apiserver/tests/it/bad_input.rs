@@ -30,7 +30,7 @@ async fn bad_inputs_get_a_status_naming_the_problem_and_change_nothing() {
         (Method::POST, "/nodes", Some((json, r#"{"metadata":{"name":"Not_A_Label"}}"#.into())), 422, "metadata.name"),
         (Method::POST, "/nodes", Some((json, r#"{"metadata":{}}"#.into())), 422, "metadata.name"),
         (Method::POST, "/nodes", Some((json, r#"{"metadata":{"name":"a","labels":{"bad key":"v"}}}"#.into())), 422, "metadata.labels"),
-        (Method::POST, "/nodes", Some((json, r#"{"metadata":{"name":"a"},"spec":{"ollamaUrl":"gopher://x"}}"#.into())), 422, "spec.ollamaUrl"),
+        (Method::POST, "/nodes", Some((json, r#"{"metadata":{"name":"a"},"spec":{"ollamaUrl":"gopher://x"}}"#.into())), 422, "spec.url"),
         (Method::POST, "/nodes", Some((json, r#"{"metadata":{"name":"a"},"spec":{"maxParallel":0}}"#.into())), 422, "spec.maxParallel"),
         (Method::POST, "/nodes", Some((json, r#"{"apiVersion":"herd/v2","metadata":{"name":"a"}}"#.into())), 422, "apiVersion"),
         (Method::POST, "/nodes", Some((json, r#"{"kind":"ModelAssignment","metadata":{"name":"a"}}"#.into())), 422, "kind"),

@@ -296,7 +296,7 @@ async fn metadata_node_urls_are_refused_unless_allowed() {
         )
         .await;
     assert_eq!(code, 422, "{body}");
-    assert!(body.to_string().contains("spec.ollamaUrl"), "{body}");
+    assert!(body.to_string().contains("spec.url"), "{body}");
     assert!(
         body.to_string().contains("--allow-node-addresses"),
         "{body}"

@@ -312,7 +312,7 @@ async fn register(api: &Api<Node>, name: &str, url: &str, zone: &str) -> anyhow:
     let mut node = Node::new(
         name,
         NodeSpec {
-            ollama_url: url.to_owned(),
+            url: url.to_owned(),
             ..NodeSpec::default()
         },
     );

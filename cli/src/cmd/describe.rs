@@ -2,7 +2,7 @@
 //! with their recent events (and for a node, its recent requests).
 
 use clap::Args;
-use herd_api::{ApiKey, Event, ModelAssignment, Node, RequestRecord, Resource, Timestamp};
+use herd_api::{ApiKey, Event, ModelAssignment, Node, RequestRecord, Resource, Secret, Timestamp};
 use herd_client::{Client, ListParams};
 
 use crate::ctl::args::ConnectArgs;
@@ -16,7 +16,7 @@ const RECENT_REQUESTS: u32 = 10;
 #[derive(Args, Debug)]
 pub struct DescribeArgs {
     /// `TYPE [NAME…]` or `TYPE/NAME…`; types: node (no), modelassignment (ma),
-    /// apikey (key).
+    /// apikey (key), secret.
     /// Without names, every object of the type.
     #[arg(value_name = "TYPE[/NAME]", required = true, num_args = 1..)]
     pub targets: Vec<String>,
@@ -29,8 +29,11 @@ pub fn run(args: DescribeArgs, connect: &ConnectArgs) -> anyhow::Result<()> {
     let targets = kind::parse_targets(&args.targets).map_err(anyhow::Error::msg)?;
     for (kind, _) in &targets {
         anyhow::ensure!(
-            matches!(kind, Kind::Node | Kind::ModelAssignment | Kind::ApiKey),
-            "herd describe shows nodes, modelassignments and apikeys; for {} use `herd get {} -o yaml`",
+            matches!(
+                kind,
+                Kind::Node | Kind::ModelAssignment | Kind::ApiKey | Kind::Secret
+            ),
+            "herd describe shows nodes, modelassignments, apikeys and secrets; for {} use `herd get {} -o yaml`",
             kind.plural(),
             kind.plural()
         );
@@ -70,6 +73,7 @@ async fn describe_all(
             let text = match kind {
                 Kind::Node => describe_node(client, &name, &events).await,
                 Kind::ApiKey => describe_key(client, &name, &events).await,
+                Kind::Secret => describe_secret(client, &name, &events).await,
                 _ => describe_assignment(client, &name, &events).await,
             };
             match text {
@@ -103,6 +107,14 @@ async fn all_names(
     let mut names: Vec<String> = match kind {
         Kind::Node => client
             .api::<Node>()
+            .list(&lp)
+            .await?
+            .items
+            .iter()
+            .map(|o| o.metadata.name.clone())
+            .collect(),
+        Kind::Secret => client
+            .api::<Secret>()
             .list(&lp)
             .await?
             .items
@@ -175,6 +187,16 @@ async fn describe_assignment(
     let ma = client.api::<ModelAssignment>().get(name).await?;
     let mine = describe::events_for(events, ModelAssignment::KIND, name);
     Ok(describe::assignment(&ma, &mine, Timestamp::now()))
+}
+
+async fn describe_secret(
+    client: &Client,
+    name: &str,
+    events: &[Event],
+) -> Result<String, herd_client::Error> {
+    let secret = client.api::<Secret>().get(name).await?;
+    let mine = describe::events_for(events, Secret::KIND, name);
+    Ok(describe::secret(&secret, &mine, Timestamp::now()))
 }
 
 async fn describe_key(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use futures_util::StreamExt as _;
-use herd_api::{ApiKey, Event, ModelAssignment, Node, RequestRecord, Resource, Timestamp};
+use herd_api::{ApiKey, Event, ModelAssignment, Node, RequestRecord, Resource, Secret, Timestamp};
 use herd_client::{Client, ListParams, watcher};
 use serde::Serialize;
 
@@ -24,7 +24,7 @@ const DEFAULT_REQUEST_LIMIT: u32 = 50;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
-Types: nodes (no), modelassignments (ma), events (ev), requests.
+Types: nodes (no), modelassignments (ma), events (ev), apikeys (key), secrets, requests.
 In the MODELS column of nodes, `*` marks a model loaded in memory.
 
 Examples:
@@ -140,6 +140,7 @@ async fn get_all(
             }
             Kind::Event => get_kind::<Event>(client, server, args, &names).await,
             Kind::ApiKey => get_kind::<ApiKey>(client, server, args, &names).await,
+            Kind::Secret => get_kind::<Secret>(client, server, args, &names).await,
             Kind::Request => get_requests(client, server, args).await,
         };
         match result {
@@ -411,7 +412,7 @@ impl Printer {
         t.render()
     }
 
-    fn initial<T: Tabular + Serialize>(
+    fn initial<T: Tabular + Serialize + Clone>(
         &mut self,
         items: &[T],
         single: bool,
@@ -435,19 +436,19 @@ impl Printer {
             // A stream of single objects from the start, as the changes come.
             format if self.streaming => items
                 .iter()
-                .map(|i| output::streamed(format, &output::to_value(i)?))
+                .map(|i| output::streamed(format, &output::to_value(&*i.for_output())?))
                 .collect(),
             format => {
                 let values = items
                     .iter()
-                    .map(output::to_value)
+                    .map(|i| output::to_value(&*i.for_output()))
                     .collect::<Result<Vec<_>, _>>()?;
                 output::structured(format, values, single)
             }
         }
     }
 
-    fn change<T: Tabular + Serialize>(&mut self, item: &T, verb: &str) -> anyhow::Result<String> {
+    fn change<T: Tabular + Serialize + Clone>(&mut self, item: &T, verb: &str) -> anyhow::Result<String> {
         match self.format {
             OutputFormat::Table | OutputFormat::Wide => {
                 let t = self.table(&[(verb, item)]);
@@ -463,7 +464,7 @@ impl Printer {
                     .collect())
             }
             OutputFormat::Name => Ok(format!("{}\n", item.id())),
-            format => output::streamed(format, &output::to_value(item)?),
+            format => output::streamed(format, &output::to_value(&*item.for_output())?),
         }
     }
 }

@@ -176,16 +176,33 @@ pub fn node(
         now,
     );
     doc.section("Spec");
-    doc.fields(
-        1,
-        &[
-            ("Ollama URL", or_none(&node.spec.ollama_url)),
-            ("Unschedulable", node.spec.unschedulable.to_string()),
-            ("Max Parallel", node.spec.max_parallel.to_string()),
-            ("Weight", node.spec.weight.to_string()),
-        ],
-    );
+    let mut spec = vec![
+        ("URL", or_none(&node.spec.url)),
+        ("API", node.spec.api.as_str().to_owned()),
+        ("Managed", node.spec.managed.to_string()),
+    ];
+    if let Some(auth) = &node.spec.auth {
+        spec.push(("Auth Secret", auth.secret_ref.clone()));
+    }
+    if !node.spec.ca_cert.is_empty() {
+        spec.push(("CA Cert", format!("<set, {} bytes>", node.spec.ca_cert.len())));
+    }
+    spec.extend([
+        ("Unschedulable", node.spec.unschedulable.to_string()),
+        ("Max Parallel", node.spec.max_parallel.to_string()),
+        ("Weight", node.spec.weight.to_string()),
+    ]);
+    doc.fields(1, &spec);
     conditions(&mut doc, &status.conditions, now);
+    if let Some(endpoints) = &status.endpoints {
+        doc.section("Native Endpoints");
+        let listed = if endpoints.is_empty() {
+            "<none>".to_owned()
+        } else {
+            endpoints.join(", ")
+        };
+        doc.fields(1, &[("Served", listed)]);
+    }
     node_info(&mut doc, node, now);
     node_resources(&mut doc, node);
     node_models(&mut doc, node);
@@ -372,6 +389,17 @@ pub fn assignment(ma: &ModelAssignment, ma_events: &[Event], now: Timestamp) -> 
     }
     doc.table("Placement", &t);
     events(&mut doc, ma_events, now);
+    doc.out
+}
+
+/// `herd describe secret NAME`: whether the token is set and its length,
+/// never the token.
+pub fn secret(secret: &herd_api::Secret, secret_events: &[Event], now: Timestamp) -> String {
+    let mut doc = Doc::default();
+    metadata(&mut doc, &secret.metadata, None, Vec::new(), now);
+    doc.section("Spec");
+    doc.fields(1, &[("Token", rows::token_shown(&secret.spec.token))]);
+    events(&mut doc, secret_events, now);
     doc.out
 }
 

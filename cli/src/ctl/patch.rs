@@ -113,6 +113,18 @@ fn three_way(last: &Value, desired: &Value) -> Value {
 }
 
 fn record(desired: &Value) -> String {
+    // A Secret's token stays out of the annotation, which every reader of
+    // the object sees in full. Nothing is lost: the token is required, so
+    // no later apply removes it, and every apply sends it.
+    if desired.get("kind").and_then(Value::as_str) == Some("Secret")
+        && desired.pointer("/spec/token").is_some()
+    {
+        let mut kept = desired.clone();
+        if let Some(Value::Object(spec)) = kept.get_mut("spec") {
+            spec.remove("token");
+        }
+        return kept.to_string();
+    }
     // Compact and with sorted keys (serde_json's map is a BTreeMap), so the
     // same manifest always records the same text and re-applying it is a no-op.
     desired.to_string()
@@ -145,6 +157,23 @@ fn is_empty(v: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_token_is_never_recorded_in_the_annotation() {
+        let doc = json!({"apiVersion":"herd/v1","kind":"Secret",
+                         "metadata":{"name":"k"},"spec":{"token":"sk-very-secret"}});
+        let want = desired(&doc);
+        let created = for_create(&want);
+        assert_eq!(created["spec"]["token"], "sk-very-secret", "the token is sent");
+        let recorded = created["metadata"]["annotations"][LAST_APPLIED].to_string();
+        assert!(!recorded.contains("sk-very-secret"), "{recorded}");
+        let live = json!({"kind":"Secret","metadata":{"name":"k","annotations":
+                          {LAST_APPLIED: created["metadata"]["annotations"][LAST_APPLIED].clone()}},
+                          "spec":{"token":"old"}});
+        let patch = for_update(&live, &want);
+        assert_eq!(patch["spec"]["token"], "sk-very-secret");
+        assert!(!patch["metadata"]["annotations"][LAST_APPLIED].to_string().contains("sk-very"));
+    }
 
     fn live_with(last: Option<&Value>, spec: Value, labels: Value) -> Value {
         let mut annotations = json!({"team": "ml"});

@@ -1,8 +1,10 @@
 //! Table rows of each kind: pure functions of an object and the clock.
 
+use std::borrow::Cow;
+
 use herd_api::{
-    ApiKey, ConditionStatus, Event, ModelAssignment, Node, RequestRecord, Resource, Timestamp,
-    conditions, find_condition,
+    ApiKey, ConditionStatus, Event, ModelAssignment, Node, RequestRecord, Resource, Secret,
+    SecretToken, Timestamp, conditions, find_condition,
 };
 
 use super::human;
@@ -26,6 +28,14 @@ pub trait Tabular {
         Self: Sized,
     {
         let _ = items;
+    }
+    /// What structured output (`-o yaml`, `-o json`) prints: the object
+    /// itself, or for a kind that holds a secret, a copy without it.
+    fn for_output(&self) -> Cow<'_, Self>
+    where
+        Self: Clone,
+    {
+        Cow::Borrowed(self)
     }
 }
 
@@ -109,7 +119,7 @@ impl Tabular for Node {
             "AGE",
         ];
         if wide {
-            h.extend(["ADDRESS", "LABELS", "WEIGHT"]);
+            h.extend(["ADDRESS", "API", "MANAGED", "LABELS", "WEIGHT"]);
         }
         h
     }
@@ -136,7 +146,9 @@ impl Tabular for Node {
         ];
         if wide {
             row.extend([
-                or_none(&self.spec.ollama_url),
+                or_none(&self.spec.url),
+                self.spec.api.as_str().to_owned(),
+                self.spec.managed.to_string(),
                 human::labels(&self.metadata.labels),
                 self.spec.weight.to_string(),
             ]);
@@ -281,6 +293,47 @@ pub fn sort_events(events: &mut [Event]) {
             .cmp(&event_time(b))
             .then_with(|| a.metadata.revision().cmp(&b.metadata.revision()))
     });
+}
+
+/// How a secret token shows: that it is set and how long it is, never
+/// what it is.
+pub fn token_shown(token: &SecretToken) -> String {
+    if token.is_empty() {
+        "<none>".to_owned()
+    } else {
+        format!("<set, {} bytes>", token.len())
+    }
+}
+
+/// No output of `herd get` carries the token: the table says whether one is
+/// set, and `-o yaml`/`-o json` replace it with a note that does not pass
+/// validation, so pasting it back into `herd apply` fails loudly.
+impl Tabular for Secret {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "TOKEN", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        vec![
+            self.metadata.name.clone(),
+            if self.spec.token.is_empty() { "<none>" } else { "<set>" }.to_owned(),
+            human::age(self.metadata.creation_timestamp, now),
+        ]
+    }
+
+    fn id(&self) -> String {
+        format!("{}/{}", Self::SINGULAR, self.metadata.name)
+    }
+
+    fn sort(items: &mut [Self]) {
+        by_name(items);
+    }
+
+    fn for_output(&self) -> Cow<'_, Self> {
+        let mut shown = self.clone();
+        shown.spec.token = SecretToken::new(format!("<redacted: {}>", token_shown(&self.spec.token)));
+        Cow::Owned(shown)
+    }
 }
 
 impl Tabular for Event {

@@ -328,7 +328,7 @@ mod tests {
             err.contains("\"olamaUrl\" does not exist in Node.spec"),
             "{err}"
         );
-        assert!(err.contains("ollamaUrl"), "{err}");
+        assert!(err.contains("url") && err.contains("caCert"), "{err}");
 
         let err = explain("Node", "herd/v1", &schema, &["spec", "weight", "x"], false)
             .expect_err("scalar");

@@ -72,7 +72,7 @@ fn a_node_override_keeps_what_the_nodelet_registered() {
     let again = herd(&server.url, &["apply", "-f", file]).success();
     assert_eq!(again.stdout, "node/gpu-box-1 unchanged\n");
     let node = get(&server.url, "nodes/gpu-box-1").expect("node");
-    assert_eq!(node["spec"]["ollamaUrl"], "http://10.1.2.3:11434");
+    assert_eq!(node["spec"]["url"], "http://10.1.2.3:11434");
     assert_eq!(node["spec"]["weight"], 200);
     assert_eq!(node["metadata"]["labels"]["gpu"], "nvidia");
 }

@@ -58,7 +58,7 @@ fn describe_node_shows_status_events_and_requests() {
         "Name:            gpu-1",
         "Status:          Ready",
         "Labels:          gpu=nvidia",
-        "  Ollama URL:     http://10.0.0.1:11434",
+        "  URL:            http://10.0.0.1:11434",
         "heartbeats are fresh",
         "  In-Flight:  1/4",
         "llama3.2:1b   1.2Gi   yes",

@@ -51,8 +51,8 @@ fn get_in_every_output_format() {
         .split_whitespace()
         .collect();
     assert_eq!(
-        header[header.len() - 3..],
-        ["ADDRESS", "LABELS", "WEIGHT"],
+        header[header.len() - 5..],
+        ["ADDRESS", "API", "MANAGED", "LABELS", "WEIGHT"],
         "{wide}"
     );
     assert!(wide.contains("gpu=nvidia,zone=lab   200"), "{wide}");

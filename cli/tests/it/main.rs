@@ -8,6 +8,7 @@ mod global_flags;
 mod keys;
 mod kill9;
 mod nodes;
+mod secrets;
 mod server_cmd;
 mod up;
 mod verbs;

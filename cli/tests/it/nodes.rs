@@ -38,7 +38,7 @@ fn cordon_and_uncordon_flip_unschedulable() {
     assert!(!unschedulable(url, "a"));
     let node = get(url, "nodes/a").expect("node");
     assert_eq!(
-        node["spec"]["ollamaUrl"], "http://127.0.0.1:11434",
+        node["spec"]["url"], "http://127.0.0.1:11434",
         "only unschedulable changes"
     );
 

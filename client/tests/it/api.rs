@@ -12,7 +12,7 @@ fn a_node(name: &str) -> Node {
     Node::new(
         name,
         NodeSpec {
-            ollama_url: format!("http://{name}:11434"),
+            url: format!("http://{name}:11434"),
             ..NodeSpec::default()
         },
     )

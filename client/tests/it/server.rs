@@ -82,7 +82,7 @@ fn a_node(name: &str) -> Node {
     Node::new(
         name,
         NodeSpec {
-            ollama_url: format!("http://{name}.lan:11434"),
+            url: format!("http://{name}.lan:11434"),
             ..NodeSpec::default()
         },
     )

@@ -78,6 +78,10 @@ impl N {
         self.node.spec.unschedulable = true;
         self
     }
+    fn unmanaged(mut self) -> Self {
+        self.node.spec.managed = false;
+        self
+    }
     fn done(self) -> Node {
         self.node
     }
@@ -446,4 +450,30 @@ fn replacement_counts_from_the_first_sign_of_trouble() {
     assert_eq!(d.requeue_after, Some(Duration::from_millis(1005)));
     let d = decide(&m, &nodes, 90.0);
     assert_eq!(names(&d), ["a", "c"]);
+}
+
+#[test]
+fn unmanaged_nodes_are_never_placed_on_and_the_condition_says_why() {
+    // The unmanaged node holds the model and has the most free memory: it
+    // would be first in line if anyone could pull there.
+    let nodes = [
+        N::new("a").mem_used(90.0).done(),
+        N::new("vllm").mem_used(1.0).has(MODEL).unmanaged().done(),
+    ];
+    for replicas in [Some(2), None] {
+        let d = decide(&ma(replicas, &[]), &nodes, 100.0);
+        assert_eq!(names(&d), ["a"], "{replicas:?}");
+        let c = find_condition(&d.status.conditions, conditions::AVAILABLE).expect("Available");
+        assert_eq!(c.status, False, "{replicas:?}");
+        assert!(c.message.contains("1 matching node is unmanaged"), "{}", c.message);
+    }
+    // A node placed before it became unmanaged loses its place at once.
+    let m = placed_on(&ma(Some(1), &[]), &["vllm"]);
+    let d = decide(&m, &nodes, 100.0);
+    assert_eq!(names(&d), ["a"]);
+    assert!(
+        d.events.iter().any(|e| e.message.contains("vllm: the node is unmanaged")),
+        "{:?}",
+        d.events
+    );
 }

@@ -39,7 +39,7 @@ async fn reachable_message_with(server: &TestServer, name: &str, word: &str) -> 
 async fn point_node_at(server: &TestServer, name: &str, url: String) {
     let api = server.nodes();
     let mut n = api.get(name).await.expect("get");
-    n.spec.ollama_url = url;
+    n.spec.url = url;
     api.apply(&n).await.expect("apply");
 }
 
@@ -118,14 +118,14 @@ async fn link_local_and_metadata_node_urls_are_refused_at_validation() {
         let node = <herd_api::Node as herd_api::Resource>::new(
             "metadata",
             herd_api::NodeSpec {
-                ollama_url: url.into(),
+                url: url.into(),
                 ..herd_api::NodeSpec::default()
             },
         );
         let err = api.apply(&node).await.expect_err(url);
         let text = err.to_string();
         assert!(
-            text.contains("--allow-node-addresses") && text.contains("spec.ollamaUrl"),
+            text.contains("--allow-node-addresses") && text.contains("spec.url"),
             "{url}: {text}"
         );
     }

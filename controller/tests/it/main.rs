@@ -242,7 +242,7 @@ impl SimNode {
         let mut node = Node::new(
             name,
             NodeSpec {
-                ollama_url: ollama.url(),
+                url: ollama.url(),
                 ..NodeSpec::default()
             },
         );

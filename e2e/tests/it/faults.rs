@@ -197,7 +197,7 @@ async fn fault_node_unreachable_from_the_router_only_leaves_routing() {
         wait_loaded(&server, "other").await;
         let api = server.nodes();
         assert_eq!(
-            api.get("cut-off").await.expect("node").spec.ollama_url,
+            api.get("cut-off").await.expect("node").spec.url,
             proxy.url().trim_end_matches('/')
         );
 

@@ -5,6 +5,7 @@
 mod clients;
 mod faults;
 mod keys;
+mod llama;
 mod quickstart;
 mod soak;
 mod stories;

@@ -84,7 +84,7 @@ async fn story1_node_registers_within_5s_is_listed_and_goes_offline_when_stopped
         let took = started.elapsed();
         figure("story1 registration (fresh install)", format!("{took:?}"));
         assert!(took < Duration::from_secs(5), "registered after {took:?}");
-        assert_eq!(registered.spec.ollama_url, node.ollama_url);
+        assert_eq!(registered.spec.url, node.ollama_url);
         node.wait_registered(Duration::from_secs(5)).await;
 
         // Installed, started, model pulled: Ready and routable.
@@ -205,7 +205,7 @@ async fn story1_node_on_the_routers_machine_registers_and_works_through_localhos
             .await;
         figure("story1 localhost node routable", format!("{took:?}"));
         let n = server.nodes().get("router-machine").await.expect("node");
-        assert_eq!(n.spec.ollama_url, format!("http://localhost:{port}"));
+        assert_eq!(n.spec.url, format!("http://localhost:{port}"));
         let (status, who, body) =
             chat(&format!("http://localhost:{}", server.addr.port()), MODEL).await;
         assert_eq!(

@@ -143,7 +143,7 @@ async fn installs_starts_registers_heartbeats_and_pulls_end_to_end() {
         let binary = install_dir.join("versions/v0.33.0/bin/ollama");
         assert!(binary.is_file(), "installed into herd's directory");
         assert_eq!(pids_of(&binary).len(), 1, "exactly one ollama serve runs");
-        assert_eq!(node.spec.ollama_url, format!("http://127.0.0.1:{port}"));
+        assert_eq!(node.spec.url, format!("http://127.0.0.1:{port}"));
         let info = node.status.info.clone().expect("info");
         assert_eq!(info.ollama_version, "0.33.0");
         assert_eq!(info.nodelet_version, herd_nodelet::NODELET_VERSION);
@@ -634,7 +634,7 @@ async fn a_deleted_node_is_registered_again() {
             healthy(n) && n.metadata.uid != first.metadata.uid
         })
         .await;
-        assert_eq!(again.spec.ollama_url, first.spec.ollama_url);
+        assert_eq!(again.spec.url, first.spec.url);
         nodelet.shutdown().await;
         router.stop().await;
     })

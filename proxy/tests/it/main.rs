@@ -4,6 +4,7 @@
 //! is bounded in time and talks only to 127.0.0.1.
 
 mod affinity;
+mod backends;
 mod credentials;
 mod errors;
 mod failover;
@@ -90,6 +91,8 @@ pub async fn fake(models: &[&str]) -> FakeOllama {
 /// (without the controller and the dashboard).
 pub struct Herd {
     pub url: String,
+    /// The API as the administrator.
+    pub client: Client,
     pub http: reqwest::Client,
     pub nodes: Api<Node>,
     shutdown: CancellationToken,
@@ -103,20 +106,36 @@ impl Herd {
     }
 
     pub async fn with(config: ProxyConfig) -> Herd {
-        Herd::composed(config, true, None).await
+        Herd::composed(config, true, None, None).await
     }
 
     /// Closing client connections quiet for `limit`, as `herd server` does.
     pub async fn with_idle_timeout(limit: Duration) -> Herd {
-        Herd::composed(test_config(), true, Some(limit)).await
+        Herd::composed(test_config(), true, Some(limit), None).await
     }
 
     /// Without the proxy's shortcut: the router alone serves every path.
     pub async fn router_only(config: ProxyConfig) -> Herd {
-        Herd::composed(config, false, None).await
+        Herd::composed(config, false, None, None).await
     }
 
-    async fn composed(config: ProxyConfig, shortcut: bool, idle: Option<Duration>) -> Herd {
+    /// With the controller, probing every 100 ms: unmanaged nodes become
+    /// Ready from its probes.
+    pub async fn with_controller() -> Herd {
+        let controller = herd_controller::Config {
+            probe_interval: Duration::from_millis(100),
+            probe_timeout: Duration::from_secs(1),
+            ..herd_controller::Config::default()
+        };
+        Herd::composed(test_config(), true, None, Some(controller)).await
+    }
+
+    async fn composed(
+        config: ProxyConfig,
+        shortcut: bool,
+        idle: Option<Duration>,
+        controller: Option<herd_controller::Config>,
+    ) -> Herd {
         let dir = tempfile::tempdir().expect("tempdir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -126,7 +145,7 @@ impl Herd {
             herd_server::Config {
                 proxy: Some(config),
                 proxy_shortcut: shortcut,
-                controller: None,
+                controller,
                 dashboard: false,
                 client_idle_timeout: idle,
                 // The server listens on loopback, so it answers only loopback
@@ -161,6 +180,7 @@ impl Herd {
         let client = Client::with_http_client(&url, api_http).expect("client");
         store.wait_ready().await.expect("node store");
         Herd {
+            client: client.clone(),
             url,
             http: reqwest::Client::builder()
                 .no_proxy()
@@ -210,7 +230,7 @@ impl Herd {
         let node = Node::new(
             name,
             NodeSpec {
-                ollama_url: url.to_owned(),
+                url: url.to_owned(),
                 ..NodeSpec::default()
             },
         );

@@ -344,6 +344,58 @@ async fn authorization_table() {
 }
 
 #[tokio::test]
+async fn secrets_are_an_admin_s_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let h = Herd::start(dir.path(), |_| {}).await;
+    let token = "sk-backend-token-0123456789";
+    let secret = |name: &str| {
+        json!({"apiVersion": "herd/v1", "kind": "Secret", "metadata": {"name": name},
+               "spec": {"token": token}})
+    };
+    let (s, b) = send(&h.admin, Method::POST, &h.api("secrets"), Some(secret("hosted"))).await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = send(&h.admin, Method::GET, &h.api("secrets/hosted"), None).await;
+    assert_eq!((s, b["spec"]["token"].as_str()), (200, Some(token)), "{b}");
+
+    let others = [
+        ("viewer", json!({"role": "viewer"})),
+        ("controller", json!({"role": "controller"})),
+        ("node", json!({"role": "node", "node": "gpu-1"})),
+        ("inference", json!({"role": "inference"})),
+        ("join", json!({"role": "join"})),
+    ];
+    let patch = json!({"spec": {"token": "replaced"}});
+    let mut wrong_cells = Vec::new();
+    for (role, spec) in others {
+        let c = client_with(&h.key(role, spec).await);
+        let cases = [
+            (Method::GET, h.api("secrets"), None),
+            (Method::GET, h.api("secrets?watch=true"), None),
+            (Method::GET, h.api("secrets/hosted"), None),
+            (Method::GET, h.api("secrets/hosted/status"), None),
+            (Method::POST, h.api("secrets"), Some(secret(role))),
+            (Method::PATCH, h.api("secrets/hosted"), Some(patch.clone())),
+            (Method::PUT, h.api("secrets/hosted"), Some(secret("hosted"))),
+            (Method::DELETE, h.api("secrets/hosted"), None),
+        ];
+        for (method, url, body) in cases {
+            let (got, answer) = send_text(&c, method.clone(), &url, body).await;
+            if got != 403 || answer.contains(token) {
+                wrong_cells.push(format!("{role} {method} {url}: {got}: {answer}"));
+            }
+        }
+    }
+    let (got, answer) = send_text(&h.anon, Method::GET, &h.api("secrets/hosted"), None).await;
+    if got != 401 || answer.contains(token) {
+        wrong_cells.push(format!("no key GET secrets/hosted: {got}: {answer}"));
+    }
+    assert!(wrong_cells.is_empty(), "{wrong_cells:#?}");
+    let (s, b) = send(&h.admin, Method::GET, &h.api("secrets/hosted"), None).await;
+    assert_eq!(b["spec"]["token"].as_str(), Some(token), "unchanged: {s} {b}");
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn refusals_answer_in_each_api_s_shape() {
     let dir = tempfile::tempdir().expect("tempdir");
     let h = Herd::start(dir.path(), |c| c.openness.inference = false).await;

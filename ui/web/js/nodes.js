@@ -52,7 +52,7 @@ export function nodeIP(node) {
   const a = node.status?.info?.addresses;
   if (a?.length) return a[0];
   try {
-    return node.spec?.ollamaUrl ? new URL(node.spec.ollamaUrl).hostname : '';
+    return node.spec?.url ? new URL(node.spec.url).hostname : '';
   } catch {
     return '';
   }
@@ -135,7 +135,7 @@ function matches(node, q, status) {
     info.machineName,
     ...(info.addresses || []),
     info.ollamaVersion,
-    node.spec?.ollamaUrl,
+    node.spec?.url,
     ...(node.status?.models || []).map((m) => m.name),
     ...Object.entries(node.metadata.labels || {}).map(([k, v]) => `${k}=${v}`),
   ]
@@ -364,7 +364,8 @@ function Facts({ node, now }) {
   const rows = [
     ['Machine', info.machineName || DASH],
     ['Addresses', (info.addresses || []).join(', ') || DASH, 'mono'],
-    ['Ollama URL', node.spec?.ollamaUrl || DASH, 'mono'],
+    ['URL', node.spec?.url || DASH, 'mono'],
+    ['API', node.spec?.api || 'ollama'],
     ['Ollama', info.ollamaVersion || DASH, 'mono'],
     ['Nodelet', info.nodeletVersion || DASH, 'mono'],
     ['OS / arch', [info.os, info.arch].filter(Boolean).join(' / ') || DASH],
