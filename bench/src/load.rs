@@ -254,17 +254,26 @@ pub async fn register_node(
     max_parallel: u32,
     loaded: bool,
 ) -> anyhow::Result<()> {
-    use herd_api::{Condition, ConditionStatus, Node, NodeModel, NodeSpec, Resource, conditions};
+    let spec = herd_api::NodeSpec {
+        url: ollama_url.to_owned(),
+        max_parallel,
+        ..herd_api::NodeSpec::default()
+    };
+    register_node_spec(router, name, spec, models, loaded).await
+}
+
+/// [`register_node`] with a whole spec (an OpenAI-compatible node, say).
+pub async fn register_node_spec(
+    router: &Proc,
+    name: &str,
+    spec: herd_api::NodeSpec,
+    models: &[&str],
+    loaded: bool,
+) -> anyhow::Result<()> {
+    use herd_api::{Condition, ConditionStatus, Node, NodeModel, Resource, conditions};
     let client = router.admin_client()?;
     let nodes = client.api::<Node>();
-    let node = Node::new(
-        name,
-        NodeSpec {
-            url: ollama_url.to_owned(),
-            max_parallel,
-            ..NodeSpec::default()
-        },
-    );
+    let node = Node::new(name, spec);
     nodes.apply(&node).await?;
     let models: Vec<NodeModel> = models
         .iter()
