@@ -326,6 +326,43 @@ test('a killed node (its heartbeats stop, its Ollama dies) turns offline without
   assert.ok(await notReloaded());
 });
 
+// Before the next test starts its background load: affinity yields to load.
+test('the Models view shows how often conversations went back to the node holding their prefix', async (t) => {
+  if (!proxy) {
+    t.skip('herd server does not serve /apis/herd/v1/requests yet (the proxy is not wired in)');
+    return;
+  }
+  // Two nodes with the model loaded, so there is a choice for affinity to make.
+  const gpu2Models = nodes.gpu2.o.models;
+  nodes.gpu2.o.models = gpu2Models.map((m) => (m.name === MODEL ? { ...m, loaded: true } : m));
+  await nodes.gpu2.heartbeat();
+  const auth = { headers: { Authorization: `Bearer ${server.adminKey}` } };
+  await eventually('gpu-2 has the model loaded', async () => {
+    const stats = await (await fetch(`${server.url}/apis/herd/v1/requests/stats`, auth)).json();
+    return stats.nodes.some((n) => n.node === 'gpu-2' && n.loadedModels.includes(MODEL));
+  });
+  const system = 'You are a patient tutor who explains physics to children. '.repeat(20);
+  const messages = [{ role: 'system', content: system }];
+  for (let turn = 0; turn < 4; turn += 1) {
+    messages.push({ role: 'user', content: `question ${turn}` });
+    const res = await fetch(`${server.url}/api/chat`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, stream: false, messages }),
+    });
+    assert.equal(res.status, 200);
+    messages.push({ role: 'assistant', content: (await res.json()).message.content });
+  }
+  await go('/dashboard/models');
+  const row = page.locator('[data-testid="node-models-table"] tbody tr', { hasText: MODEL });
+  await eventually('affinity hits shown', async () => {
+    const cell = await text(row.getByTestId('affinity-hits'));
+    return Number(cell.split(' of ')[0].replace(/[^0-9]/g, '')) >= 3;
+  });
+  nodes.gpu2.o.models = gpu2Models;
+  await nodes.gpu2.heartbeat();
+});
+
 test('request counters move while requests are sent', async (t) => {
   if (!proxy) {
     t.skip('herd server does not serve /apis/herd/v1/requests yet (the proxy is not wired in)');
@@ -378,31 +415,6 @@ test('request counters move while requests are sent', async (t) => {
 
   // Keep traffic flowing for the charts in the screenshots.
   load = startLoad();
-});
-
-test('the Models view shows how often conversations went back to the node holding their prefix', async (t) => {
-  if (!proxy) {
-    t.skip('herd server does not serve /apis/herd/v1/requests yet (the proxy is not wired in)');
-    return;
-  }
-  const system = 'You are a patient tutor who explains physics to children. '.repeat(20);
-  const messages = [{ role: 'system', content: system }];
-  for (let turn = 0; turn < 4; turn += 1) {
-    messages.push({ role: 'user', content: `question ${turn}` });
-    const res = await fetch(`${server.url}/api/chat`, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
-      body: JSON.stringify({ model: MODEL, stream: false, messages }),
-    });
-    assert.equal(res.status, 200);
-    messages.push({ role: 'assistant', content: (await res.json()).message.content });
-  }
-  await go('/dashboard/models');
-  const row = page.locator('[data-testid="node-models-table"] tbody tr', { hasText: MODEL });
-  await eventually('affinity hits shown', async () => {
-    const cell = await text(row.getByTestId('affinity-hits'));
-    return Number(cell.split(' of ')[0].replace(/[^0-9]/g, '')) >= 3;
-  });
 });
 
 test('cordon, drain and uncordon from the node page reach the store', async () => {
