@@ -32,6 +32,19 @@ pub const SECRET_LEN: usize = 43;
 /// Between the secret and the CA fingerprint.
 const CA_SEPARATOR: char = '.';
 
+/// The bytes of unpadded base64url, as a table: checking a secret is one
+/// lookup per byte.
+static BASE64URL: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+        b += 1;
+    }
+    t
+};
+
 /// The public part of a token: names the key, reveals nothing of its secret.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 ///
@@ -42,12 +55,21 @@ pub struct KeyId([u8; KEY_ID_LEN]);
 impl KeyId {
     /// Checks the syntax ([`herd_api::key_id`]).
     pub fn parse(s: &str) -> Result<Self, TokenError> {
-        if s.len() != KEY_ID_LEN || herd_api::key_id(s).is_err() {
-            return Err(TokenError::Malformed("the key id"));
+        Self::from_bytes(s.as_bytes())
+    }
+
+    fn from_bytes(s: &[u8]) -> Result<Self, TokenError> {
+        let id: [u8; KEY_ID_LEN] = s
+            .try_into()
+            .map_err(|_| TokenError::Malformed("the key id"))?;
+        if id
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            Ok(Self(id))
+        } else {
+            Err(TokenError::Malformed("the key id"))
         }
-        let mut id = [0u8; KEY_ID_LEN];
-        id.copy_from_slice(s.as_bytes());
-        Ok(Self(id))
     }
 
     pub fn as_str(&self) -> &str {
@@ -69,14 +91,16 @@ pub struct Secret([u8; SECRET_LEN]);
 impl Secret {
     /// Checks the syntax: [`SECRET_LEN`] characters of unpadded base64url.
     fn parse(s: &str) -> Option<Secret> {
-        let ok = s.len() == SECRET_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        ok.then(|| {
-            let mut secret = [0u8; SECRET_LEN];
-            secret.copy_from_slice(s.as_bytes());
-            Secret(secret)
-        })
+        Secret::from_bytes(s.as_bytes())
+    }
+
+    fn from_bytes(s: &[u8]) -> Option<Secret> {
+        let secret: [u8; SECRET_LEN] = s.try_into().ok()?;
+        // No early exit: a branch per byte costs more than the lookups.
+        secret
+            .iter()
+            .fold(true, |ok, &b| ok & BASE64URL[usize::from(b)])
+            .then_some(Secret(secret))
     }
 
     pub fn expose(&self) -> &str {
@@ -88,9 +112,16 @@ impl Secret {
         SecretHash(Sha256::digest(self.0).into())
     }
 
-    /// Equal, in time that does not depend on where the secrets differ.
+    /// Equal, in time that does not depend on where the secrets differ: the
+    /// differences are folded together without a branch, and only the
+    /// result is compared (in constant time, as `subtle` does it).
     pub fn matches(&self, other: &Secret) -> bool {
-        self.0.ct_eq(&other.0).into()
+        let diff = self
+            .0
+            .iter()
+            .zip(&other.0)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        diff.ct_eq(&0).into()
     }
 }
 
@@ -107,7 +138,7 @@ pub struct SecretHash([u8; 32]);
 impl SecretHash {
     /// Reads the 64 lowercase hex digits of `ApiKeyHash.spec.sha256`.
     pub fn from_hex(hex: &str) -> Option<Self> {
-        decode_hex(hex).map(Self)
+        decode_hex(hex.as_bytes()).map(Self)
     }
 
     /// The form stored in `ApiKeyHash.spec.sha256`.
@@ -147,19 +178,34 @@ impl Token {
     /// Reads `herd_<id>_<secret>[.<ca sha256>]`. Errors name the part that is
     /// wrong, never its content.
     pub fn parse(s: &str) -> Result<Token, TokenError> {
-        let rest = s.strip_prefix(PREFIX).ok_or(TokenError::NotHerd)?;
+        Token::parse_bytes(s.as_bytes())
+    }
+
+    /// [`Token::parse`] of a header's bytes: nothing to decode first, as
+    /// everything valid in a token is ASCII.
+    pub fn parse_bytes(s: &[u8]) -> Result<Token, TokenError> {
+        let rest = s
+            .strip_prefix(PREFIX.as_bytes())
+            .ok_or(TokenError::NotHerd)?;
         let (id, rest) = rest
             .split_at_checked(KEY_ID_LEN)
             .ok_or(TokenError::Malformed("the key id"))?;
-        let id = KeyId::parse(id)?;
+        let id = KeyId::from_bytes(id)?;
         let rest = rest
-            .strip_prefix('_')
+            .strip_prefix(b"_")
             .ok_or(TokenError::Malformed("the separator after the key id"))?;
-        let (secret, ca) = match rest.split_once(CA_SEPARATOR) {
-            Some((secret, ca)) => (secret, Some(ca)),
-            None => (rest, None),
+        // The secret has a fixed length: what follows it is nothing or the
+        // CA's fingerprint, so there is no separator to search for.
+        let malformed_secret = TokenError::Malformed("the secret");
+        let (secret, after) = rest
+            .split_at_checked(SECRET_LEN)
+            .ok_or(malformed_secret)?;
+        let secret = Secret::from_bytes(secret).ok_or(malformed_secret)?;
+        let ca = match after.split_first() {
+            None => None,
+            Some((&b, hex)) if b == CA_SEPARATOR as u8 => Some(hex),
+            Some(_) => return Err(malformed_secret),
         };
-        let secret = Secret::parse(secret).ok_or(TokenError::Malformed("the secret"))?;
         let ca_sha256 = match ca {
             None => None,
             Some(hex) => Some(decode_hex(hex).ok_or(TokenError::Malformed("the CA fingerprint"))?),
@@ -288,7 +334,7 @@ fn encode_hex(bytes: &[u8]) -> String {
 }
 
 /// 64 hex digits (either case) into 32 bytes.
-fn decode_hex(hex: &str) -> Option<[u8; 32]> {
+fn decode_hex(hex: &[u8]) -> Option<[u8; 32]> {
     fn nibble(c: u8) -> Option<u8> {
         match c {
             b'0'..=b'9' => Some(c - b'0'),
@@ -297,7 +343,7 @@ fn decode_hex(hex: &str) -> Option<[u8; 32]> {
             _ => None,
         }
     }
-    let bytes = hex.as_bytes();
+    let bytes = hex;
     if bytes.len() != 64 {
         return None;
     }
@@ -413,6 +459,14 @@ mod tests {
             ),
             (
                 &format!("herd_abcdefgh1234_{SECRET} "),
+                TokenError::Malformed("the secret"),
+            ),
+            (
+                &format!("herd_abcdefgh1234_{}.{CA}", &SECRET[1..]),
+                TokenError::Malformed("the secret"),
+            ),
+            (
+                &format!("herd_abcdefgh1234_{}é", &SECRET[2..]),
                 TokenError::Malformed("the secret"),
             ),
             (
