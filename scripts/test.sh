@@ -18,6 +18,10 @@ cargo build --workspace --bins --locked
 # (Python venv under target/, npm packages under e2e/clients/).
 ./scripts/e2e-clients.sh
 
+# Debian's PostgreSQL for the PostgreSQL store's tests (each starts its own
+# cluster on loopback).
+./scripts/postgres.sh
+
 cargo test --workspace --locked "$@"
 
 # The dashboard in real headless Chromium (installs Debian's chromium and the
