@@ -137,6 +137,7 @@ pub fn api_resources() -> Vec<ResourceInfo> {
         crate::ModelAssignment::info(),
         crate::Event::info(),
         crate::ApiKey::info(),
+        crate::Lease::info(),
     ]
 }
 

@@ -25,7 +25,7 @@ use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
 use futures_util::FutureExt as _;
-use herd_api::{ApiKey, ApiKeyHash, Event, ModelAssignment, Node, Resource};
+use herd_api::{ApiKey, ApiKeyHash, Event, Lease, ModelAssignment, Node, Resource};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -100,6 +100,7 @@ pub const KINDS: &[&str] = &[
     Event::PLURAL,
     ApiKey::PLURAL,
     ApiKeyHash::PLURAL,
+    Lease::PLURAL,
 ];
 
 /// Opens the store and builds the API routes.

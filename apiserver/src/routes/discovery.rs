@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use herd_api::{API_VERSION, ApiKey, Event, ModelAssignment, Node, Resource, api_resources};
+use herd_api::{API_VERSION, ApiKey, Event, Lease, ModelAssignment, Node, Resource, api_resources};
 use serde_json::json;
 
 use super::AppState;
@@ -52,6 +52,7 @@ async fn schema(Path(plural): Path<String>) -> Result<Json<serde_json::Value>, A
         }
         p if p == Event::PLURAL || p == "event" => Event::kind_schema(),
         p if p == ApiKey::PLURAL || p == ApiKey::SINGULAR => ApiKey::kind_schema(),
+        p if p == Lease::PLURAL || p == Lease::SINGULAR => Lease::kind_schema(),
         _ => {
             return Err(ApiError::NoRoute(format!(
                 "/apis/{API_VERSION}/schemas/{plural}"

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use herd_api::{ApiKey, Event, ModelAssignment, Node, Resource};
+use herd_api::{ApiKey, Event, Lease, ModelAssignment, Node, Resource};
 
 /// A type of thing `herd get` can show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -11,16 +11,18 @@ pub enum Kind {
     ModelAssignment,
     Event,
     ApiKey,
+    Lease,
     /// The proxy's request history (not a stored resource: read-only).
     Request,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Node,
         Kind::ModelAssignment,
         Kind::Event,
         Kind::ApiKey,
+        Kind::Lease,
         Kind::Request,
     ];
 
@@ -44,9 +46,15 @@ impl Kind {
 
     /// The kind a manifest names (`kind: Node`), exactly as the API spells it.
     pub fn from_manifest(kind: &str) -> Option<Self> {
-        [Kind::Node, Kind::ModelAssignment, Kind::Event, Kind::ApiKey]
-            .into_iter()
-            .find(|k| k.kind_name() == kind)
+        [
+            Kind::Node,
+            Kind::ModelAssignment,
+            Kind::Event,
+            Kind::ApiKey,
+            Kind::Lease,
+        ]
+        .into_iter()
+        .find(|k| k.kind_name() == kind)
     }
 
     fn names(self) -> &'static [&'static str] {
@@ -55,6 +63,7 @@ impl Kind {
             Kind::ModelAssignment => &["modelassignments", "modelassignment", "ma"],
             Kind::Event => &["events", "event", "ev"],
             Kind::ApiKey => &["apikeys", "apikey", "key", "keys"],
+            Kind::Lease => &["leases", "lease"],
             Kind::Request => &["requests", "request", "req", "requestrecord"],
         }
     }
@@ -73,6 +82,7 @@ impl Kind {
             Kind::ModelAssignment => ModelAssignment::KIND,
             Kind::Event => Event::KIND,
             Kind::ApiKey => ApiKey::KIND,
+            Kind::Lease => Lease::KIND,
             Kind::Request => "RequestRecord",
         }
     }
@@ -84,6 +94,7 @@ impl Kind {
             Kind::ModelAssignment => ModelAssignment::SINGULAR,
             Kind::Event => Event::SINGULAR,
             Kind::ApiKey => ApiKey::SINGULAR,
+            Kind::Lease => Lease::SINGULAR,
             Kind::Request => "request",
         }
     }
@@ -94,6 +105,7 @@ impl Kind {
             Kind::ModelAssignment => ModelAssignment::PLURAL,
             Kind::Event => Event::PLURAL,
             Kind::ApiKey => ApiKey::PLURAL,
+            Kind::Lease => Lease::PLURAL,
             Kind::Request => "requests",
         }
     }

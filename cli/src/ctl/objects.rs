@@ -1,7 +1,7 @@
 //! Reads and writes of any stored kind, as JSON values: what the verbs that
 //! take a kind at run time (`apply`, `delete`, `get -o yaml`) need.
 
-use herd_api::{ApiKey, Event, ModelAssignment, Node};
+use herd_api::{ApiKey, Event, Lease, ModelAssignment, Node};
 use herd_client::{Client, Error, ListParams, PostParams};
 use serde_json::Value;
 
@@ -25,6 +25,10 @@ macro_rules! with_kind {
             }
             Kind::ApiKey => {
                 type $K = ApiKey;
+                $body
+            }
+            Kind::Lease => {
+                type $K = Lease;
                 $body
             }
             Kind::Request => Err(Error::InvalidRequest(
