@@ -6,6 +6,7 @@ mod clients;
 mod faults;
 mod keys;
 mod quickstart;
+mod several;
 mod soak;
 mod stories;
 mod support;
