@@ -62,11 +62,17 @@ async fn schema(Path(plural): Path<String>) -> Result<Json<serde_json::Value>, A
     Ok(Json(schema))
 }
 
-/// Ready once the store answers and can take writes.
+/// Ready while the server serves: reads, watches and routing go on from
+/// memory even while a shared store's database is away. The body says
+/// whether the store takes writes, for people and probes that care.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.store.writable() {
         (StatusCode::OK, "ok").into_response()
     } else {
-        ApiError::Unavailable("the store cannot take writes".into()).into_response()
+        (
+            StatusCode::OK,
+            "ok\nstore: unavailable (management writes answer 503 until it returns)",
+        )
+            .into_response()
     }
 }

@@ -364,3 +364,68 @@ async fn password_from_a_file_and_a_wrong_one_refused() {
     assert!(err.contains("password authentication failed"), "{err}");
     assert!(!err.contains("wrong-password-xyz"), "{err}");
 }
+
+/// Over HTTP: while the database is down the API still reads, `/readyz`
+/// stays ready and says the store is unavailable, and writes answer 503;
+/// once it is back, writes succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_answers_503_while_the_database_is_down() {
+    let mut pg = cluster();
+    pg.create_database("herd").expect("create database");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut config = herd_apiserver::Config::new(tmp.path());
+    config.postgres =
+        Some(PgTarget::parse(&pg.url("herd"), None, &PgEnv::default()).expect("target"));
+    let s = crate::TestServer::start_with(config).await;
+    let (code, _) = s.post("/nodes", crate::node("a")).await;
+    assert_eq!(code, 201);
+    assert!(
+        !tmp.path().join("herd.db").exists(),
+        "the store is in PostgreSQL, not in the data directory"
+    );
+    pg.stop();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let body = loop {
+        let (code, body) = s.post("/nodes", crate::node("b")).await;
+        if code == 503 {
+            break body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes still answer {code}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body["reason"], "ServiceUnavailable", "{body}");
+    let (code, node) = s.get("/nodes/a").await;
+    assert_eq!(code, 200, "reads go on: {node}");
+    let ready = s
+        .http
+        .get(format!("{}/readyz", s.url))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), 200);
+    assert!(
+        ready
+            .text()
+            .await
+            .expect("body")
+            .contains("store: unavailable")
+    );
+
+    pg.start_again().expect("restart postgres");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (code, body) = s.post("/nodes", crate::node("b")).await;
+        if code == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "writes still answer {code}: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}
