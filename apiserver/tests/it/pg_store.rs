@@ -429,3 +429,56 @@ async fn api_answers_503_while_the_database_is_down() {
     }
     s.stop().await;
 }
+
+/// A single server's SQLite store copied into a new PostgreSQL database:
+/// the same objects at the same revisions, writes go on from there, and a
+/// second copy into the same database is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_copies_into_postgres() {
+    let pg = cluster();
+    pg.create_database("herd").expect("create database");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let sqlite: Arc<dyn Store> = Arc::new(
+        herd_apiserver::SqliteStore::open(
+            tmp.path(),
+            KINDS,
+            herd_apiserver::StoreOptions::default(),
+        )
+        .expect("sqlite"),
+    );
+    for i in 0..5 {
+        let name = format!("n{i}");
+        sqlite
+            .commit("nodes", name.clone(), Expect::Absent, put(&name, i))
+            .await
+            .expect("write");
+    }
+    let gone = sqlite.get("nodes", "n4").expect("n4").rv;
+    sqlite
+        .commit("nodes", "n4".into(), Expect::At(gone), put("n4", 40))
+        .await
+        .expect("update");
+    let target = PgTarget::parse(&pg.url("herd"), None, &PgEnv::default()).expect("target");
+    let copied = PgStore::import(&target, KINDS, &*sqlite)
+        .await
+        .expect("copy");
+    assert_eq!(copied, 5);
+    let err = PgStore::import(&target, KINDS, &*sqlite)
+        .await
+        .expect_err("not empty any more");
+    assert!(err.to_string().contains("not empty"), "{err}");
+
+    let store = open(&pg.url("herd"), 100).await;
+    assert_eq!(store.revision(), sqlite.revision());
+    let (_, before) = sqlite.list("nodes", &|_| true);
+    let (_, after) = store.list("nodes", &|_| true);
+    let pairs = |v: &[Arc<herd_apiserver::store::StoredObject>]| {
+        v.iter().map(|o| (o.rv, o.body.clone())).collect::<Vec<_>>()
+    };
+    assert_eq!(pairs(&after), pairs(&before));
+    let w = store
+        .commit("nodes", "n5".into(), Expect::Absent, put("n5", 5))
+        .await
+        .expect("writes go on");
+    assert_eq!(w.object.rv, sqlite.revision() + 1);
+}

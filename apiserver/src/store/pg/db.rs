@@ -98,6 +98,53 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     tx.commit().await.map_err(err)
 }
 
+/// Writes `objects` (kind, name, revision, body) into an empty store and sets
+/// its revision, in one transaction; refuses a store that holds anything.
+pub(super) async fn import(
+    client: &mut Client,
+    objects: &[(&str, &str, u64, &[u8])],
+    revision: u64,
+) -> Result<(), StoreError> {
+    let err = |e: tokio_postgres::Error| store_error("copying into the store", &e);
+    let tx = client.transaction().await.map_err(err)?;
+    let current: i64 = tx
+        .query_one(
+            "SELECT revision FROM herd_revision WHERE id = 1 FOR UPDATE",
+            &[],
+        )
+        .await
+        .map_err(err)?
+        .get(0);
+    let held: i64 = tx
+        .query_one("SELECT count(*) FROM herd_objects", &[])
+        .await
+        .map_err(err)?
+        .get(0);
+    if current != 0 || held != 0 {
+        return Err(StoreError::Backend(format!(
+            "the target store is not empty (revision {current}, {held} objects); copy only into a new database"
+        )));
+    }
+    let kinds: Vec<&str> = objects.iter().map(|o| o.0).collect();
+    let names: Vec<&str> = objects.iter().map(|o| o.1).collect();
+    let rvs: Vec<i64> = objects.iter().map(|o| to_i64(o.2)).collect();
+    let bodies: Vec<&[u8]> = objects.iter().map(|o| o.3).collect();
+    tx.execute(
+        "INSERT INTO herd_objects (kind, name, rv, body) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[])",
+        &[&kinds, &names, &rvs, &bodies],
+    )
+    .await
+    .map_err(err)?;
+    tx.execute(
+        "UPDATE herd_revision SET revision = $1 WHERE id = 1",
+        &[&to_i64(revision)],
+    )
+    .await
+    .map_err(err)?;
+    tx.commit().await.map_err(err)
+}
+
 /// Everything a cache starts from, read in one snapshot: the revision, the
 /// objects, and the last `window` events.
 pub(super) struct Snapshot {

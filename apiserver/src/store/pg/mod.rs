@@ -287,6 +287,44 @@ impl PgStore {
         }
     }
 
+    /// Copies every object of `kinds` in `from` (another store, say a
+    /// single server's SQLite) into the empty database at `target`, keeping
+    /// their revisions and the store's revision, so that clients' cached
+    /// revisions stay meaningful. The change history is not copied:
+    /// watchers list again. Returns how many objects were copied.
+    pub async fn import(
+        target: &PgTarget,
+        kinds: &[&'static str],
+        from: &dyn Store,
+    ) -> Result<usize, StoreError> {
+        let (mut client, connection) = db::connect(target).await?;
+        let driver = tokio::spawn(connection.map(|_| ()));
+        let result = async {
+            db::migrate(&mut client).await?;
+            let revision = from.revision();
+            let mut objects = Vec::new();
+            for kind in kinds {
+                let (_, items) = from.list(kind, &|_| true);
+                for o in items {
+                    let name = name_of(&o.body).ok_or_else(|| {
+                        StoreError::Backend(format!("a stored {kind} object has no readable name"))
+                    })?;
+                    objects.push((*kind, name, o));
+                }
+            }
+            let rows: Vec<(&str, &str, u64, &[u8])> = objects
+                .iter()
+                .map(|(kind, name, o)| (*kind, name.as_str(), o.rv, &o.body[..]))
+                .collect();
+            db::import(&mut client, &rows, revision).await?;
+            Ok(rows.len())
+        }
+        .await;
+        drop(client);
+        let _ = driver.await;
+        result
+    }
+
     /// Where the store is, without the password.
     pub fn describe(&self) -> String {
         self.shared.target.describe()
@@ -353,6 +391,22 @@ impl Store for PgStore {
     fn writable(&self) -> bool {
         self.shared.up.load(Ordering::Relaxed)
     }
+}
+
+/// `metadata.name` of a stored body.
+fn name_of(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        name: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        metadata: Meta,
+    }
+    serde_json::from_slice::<Envelope>(body)
+        .ok()
+        .map(|e| e.metadata.name)
+        .filter(|n| !n.is_empty())
 }
 
 fn writer_gone() -> StoreError {
