@@ -23,6 +23,9 @@ cargo build --workspace --bins --locked
 # on 2 cores the first time on a machine, nothing after).
 HERD_LLAMA_DIR="$(./scripts/llama.sh | tail -n 1)"
 export HERD_LLAMA_DIR
+# Debian's PostgreSQL for the PostgreSQL store's tests (each starts its own
+# cluster on loopback).
+./scripts/postgres.sh
 
 cargo test --workspace --locked "$@"
 

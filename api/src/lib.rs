@@ -1,7 +1,7 @@
 //! herd's resource model: the types every part of herd reads and writes.
 //!
 //! Everything herd knows lives as versioned resources (`Node`, `ModelAssignment`,
-//! `Event`, `ApiKey`, `Secret`) in the apiserver's store. This crate holds their wire
+//! `Event`, `ApiKey`, `Secret`, `Lease`) in the apiserver's store. This crate holds their wire
 //! types, the one error shape (`Status`), watch events, label selectors, and
 //! validation as pure functions, so the server, the client, the controller
 //! and the CLI agree on exactly one definition.
@@ -11,6 +11,7 @@ mod apikeyhash;
 mod assignment;
 mod event;
 mod join;
+mod lease;
 mod meta;
 pub mod model_name;
 mod node;
@@ -34,6 +35,7 @@ pub use assignment::{
 };
 pub use event::{Event, EventSpec, EventStatus, EventType, ObjectReference};
 pub use join::{JOIN_PATH, JoinRequest, JoinResponse};
+pub use lease::{Lease, LeaseSpec, LeaseStatus, MAX_LEASE_SECONDS};
 pub use meta::{
     Condition, ConditionStatus, ListMeta, ObjectList, ObjectMeta, Timestamp, find_condition,
     set_condition,

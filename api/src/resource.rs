@@ -138,6 +138,7 @@ pub fn api_resources() -> Vec<ResourceInfo> {
         crate::Event::info(),
         crate::ApiKey::info(),
         crate::Secret::info(),
+        crate::Lease::info(),
     ]
 }
 

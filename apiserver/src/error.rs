@@ -141,6 +141,10 @@ impl From<StoreError> for ApiError {
                 "resource version {requested} is newer than the store's current revision {current}; list again"
             )),
             StoreError::Backend(message) => Self::Internal(message),
+            StoreError::Unavailable(message) => Self::Unavailable(format!(
+                "the store cannot take writes now ({message}); try again shortly"
+            )),
+            e @ StoreError::SchemaTooNew { .. } => Self::Internal(e.to_string()),
         }
     }
 }
@@ -205,6 +209,11 @@ mod tests {
                 StoreError::Backend("disk full".into()),
                 500,
                 StatusReason::InternalError,
+            ),
+            (
+                StoreError::Unavailable("database connection lost".into()),
+                503,
+                StatusReason::ServiceUnavailable,
             ),
         ] {
             let status = ApiError::from(e.clone()).to_status();

@@ -25,20 +25,26 @@ use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
 use futures_util::FutureExt as _;
-use herd_api::{ApiKey, ApiKeyHash, Event, ModelAssignment, Node, Resource, Secret};
+use herd_api::{ApiKey, ApiKeyHash, Event, ModelAssignment, Node, Resource, Secret, Lease};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use auth::AUDIT_LABEL;
 pub use error::ApiError;
 pub use routes::AppState;
-pub use store::{SqliteStore, Store, StoreError, StoreOptions, SyncMode};
+pub use store::{
+    PgEnv, PgOptions, PgStore, PgTarget, SqliteStore, Store, StoreError, StoreOptions, SyncMode,
+};
 
 /// Settings of the API server.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Where `herd.db` lives.
+    /// Where `herd.db` lives (unless `postgres` is set) and the server's
+    /// files (keys, TLS).
     pub data_dir: PathBuf,
+    /// Keep the store in this PostgreSQL database, shared with other
+    /// servers, instead of `herd.db`.
+    pub postgres: Option<PgTarget>,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
     /// A watch that sent nothing for this long gets a `BOOKMARK`.
@@ -66,6 +72,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             data_dir: data_dir.into(),
+            postgres: None,
             max_body_bytes: 2 * 1024 * 1024,
             bookmark_interval: Duration::from_secs(30),
             watch_window: 20_000,
@@ -94,28 +101,61 @@ pub const KINDS: &[&str] = &[
     ApiKey::PLURAL,
     ApiKeyHash::PLURAL,
     Secret::PLURAL,
+    Lease::PLURAL,
 ];
 
 /// Opens the store and builds the API routes.
 pub fn build(config: Config, shutdown: CancellationToken) -> Result<(Router, AppState), Error> {
-    let store = SqliteStore::open(
-        &config.data_dir,
-        KINDS,
-        StoreOptions {
-            watch_window: config.watch_window,
-            watch_window_bytes: config.watch_window_bytes,
-            sync: config.sync,
-        },
-    )?;
-    tracing::info!(data_dir = %config.data_dir.display(), revision = store.revision(), "store opened");
+    let store = open_store(&config)?;
     let state = AppState {
-        store: Arc::new(store),
+        store,
         config: Arc::new(config),
         shutdown,
         keys: Arc::new(herd_auth::KeyRing::new()),
     };
     tokio::spawn(routes::events::prune_loop(state.clone()));
     Ok((routes::api_router(state.clone()), state))
+}
+
+/// Opens the store `config` names. Needs a tokio runtime, on which a
+/// PostgreSQL store's tasks run.
+fn open_store(config: &Config) -> Result<Arc<dyn Store>, Error> {
+    let Some(target) = &config.postgres else {
+        let store = SqliteStore::open(
+            &config.data_dir,
+            KINDS,
+            StoreOptions {
+                watch_window: config.watch_window,
+                watch_window_bytes: config.watch_window_bytes,
+                sync: config.sync,
+            },
+        )?;
+        tracing::info!(data_dir = %config.data_dir.display(), revision = store.revision(), "store opened");
+        return Ok(Arc::new(store));
+    };
+    let options = PgOptions {
+        watch_window: config.watch_window,
+        watch_window_bytes: config.watch_window_bytes,
+    };
+    // Loading talks to the database on a runtime of its own, so that a
+    // caller on a current-thread runtime need not be async here; the
+    // store's tasks then start on the caller's runtime.
+    let target = target.clone();
+    let loaded = std::thread::scope(|s| {
+        s.spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| StoreError::Backend(format!("starting the loader: {e}")))?;
+            rt.block_on(PgStore::load(target, KINDS, options))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(StoreError::Backend("the store loader panicked".into())))
+    })?;
+    let revision = loaded.revision();
+    let store = PgStore::start(loaded);
+    tracing::info!(store = %store.describe(), revision, "store opened");
+    Ok(Arc::new(store))
 }
 
 /// Adds what every composed herd router ends with: the `Status` 404 for

@@ -37,11 +37,13 @@ enum Command {
     Nodelet(Box<herd_nodelet::NodeletArgs>),
     /// Run the controller as its own process (for `herd server --no-controller`).
     Controller(cmd::controller::ControllerCmdArgs),
+    /// Move a store: `herd store copy --from sqlite://DATA-DIR --to postgres://…`.
+    Store(cmd::store::StoreArgs),
     /// Print herd's version.
     Version,
     /// Create or update objects from manifests (files, directories, or - for stdin).
     Apply(cmd::apply::ApplyArgs),
-    /// Show objects: nodes (no), modelassignments (ma), events (ev), apikeys (key), requests.
+    /// Show objects: nodes (no), modelassignments (ma), events (ev), apikeys (key), leases, requests.
     Get(cmd::get::GetArgs),
     /// Show everything about a node or a model assignment.
     Describe(cmd::describe::DescribeArgs),
@@ -71,6 +73,7 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => cmd::up::run(*args),
         Command::Nodelet(args) => cmd::nodelet::run(*args),
         Command::Controller(args) => cmd::controller::run(args, connect),
+        Command::Store(args) => cmd::store::run(args),
         Command::Version => {
             println!("herd {}", env!("CARGO_PKG_VERSION"));
             Ok(())

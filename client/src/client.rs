@@ -1,4 +1,5 @@
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -86,11 +87,15 @@ fn auth_value(token: &str) -> Result<HeaderValue, Error> {
     Ok(value)
 }
 
-/// A connection to one herd server. Cheap to clone: clones share the
-/// connection pool.
+/// A connection to a herd server, or to any of several sharing one store
+/// (`http://a:8080,http://b:8080`): a request whose connection fails is sent
+/// to the next, which then serves the following requests too. Cheap to
+/// clone: clones share the connection pool and the server in use.
 #[derive(Clone, Debug)]
 pub struct Client {
-    base: Url,
+    bases: Arc<[Url]>,
+    /// Index into `bases` of the server in use.
+    current: Arc<AtomicUsize>,
     http: reqwest::Client,
     request_timeout: Option<Duration>,
     /// The key the API calls send now, shared by every clone, so that
@@ -100,7 +105,8 @@ pub struct Client {
 
 impl Client {
     /// A client for the server at `url` (`http://host:8080`, optionally with
-    /// a path prefix), with the default timeouts, no key and the public roots.
+    /// a path prefix; several separated by commas), with the default
+    /// timeouts, no key and the public roots.
     pub fn new(url: &str) -> Result<Self, Error> {
         Self::builder(url).build()
     }
@@ -117,20 +123,10 @@ impl Client {
     /// A client using a `reqwest::Client` configured by the caller (proxies,
     /// TLS roots). It should have no total timeout, or watches will be cut.
     pub fn with_http_client(url: &str, http: reqwest::Client) -> Result<Self, Error> {
-        let base = Url::parse(url)
-            .map_err(|e| Error::InvalidRequest(format!("server URL {url:?}: {e}")))?;
-        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
-            return Err(Error::InvalidRequest(format!(
-                "server URL {url:?} must be an http:// or https:// URL"
-            )));
-        }
-        if base.query().is_some() || base.fragment().is_some() {
-            return Err(Error::InvalidRequest(format!(
-                "server URL {url:?} must not have a query or fragment"
-            )));
-        }
+        let bases = parse_bases(url)?;
         Ok(Self {
-            base,
+            bases: bases.into(),
+            current: Arc::default(),
             http,
             request_timeout: Some(DEFAULT_REQUEST_TIMEOUT),
             auth: Arc::default(),
@@ -165,8 +161,10 @@ impl Client {
         self
     }
 
+    /// The URL of the server in use.
     pub fn base_url(&self) -> &Url {
-        &self.base
+        let at = self.current.load(Ordering::Relaxed);
+        &self.bases[at % self.bases.len()]
     }
 
     /// The underlying HTTP client, for calls outside the resource API
@@ -188,10 +186,10 @@ impl Client {
         name: Option<&str>,
         sub: Option<&str>,
     ) -> Result<Url, Error> {
-        let mut url = self.base.clone();
+        let mut url = self.base_url().clone();
         {
             let mut path = url.path_segments_mut().map_err(|()| {
-                Error::InvalidRequest(format!("server URL {} cannot be a base", self.base))
+                Error::InvalidRequest(format!("server URL {} cannot be a base", self.base_url()))
             })?;
             path.pop_if_empty().extend(["apis", GROUP, VERSION, plural]);
             if let Some(name) = name {
@@ -212,10 +210,10 @@ impl Client {
     /// The join exchange: trades the key this client sends (a join key) for
     /// a node key bound to `node`.
     pub async fn join(&self, node: &str) -> Result<JoinResponse, Error> {
-        let mut url = self.base.clone();
+        let mut url = self.base_url().clone();
         url.path_segments_mut()
             .map_err(|()| {
-                Error::InvalidRequest(format!("server URL {} cannot be a base", self.base))
+                Error::InvalidRequest(format!("server URL {} cannot be a base", self.base_url()))
             })?
             .pop_if_empty()
             .extend(JOIN_PATH.split('/').filter(|s| !s.is_empty()));
@@ -236,7 +234,11 @@ impl Client {
 
     /// Sends `req`; any non-2xx answer becomes [`Error::Api`].
     pub(crate) async fn send(&self, req: RequestBuilder) -> Result<Response, Error> {
-        let resp = req.send().await?;
+        let resp = if self.bases.len() == 1 {
+            req.send().await?
+        } else {
+            self.send_failing_over(req).await?
+        };
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -252,6 +254,84 @@ impl Client {
         let body = self.send(req).await?.bytes().await?;
         decode(&body, what)
     }
+}
+
+impl Client {
+    /// Sends `req` to the server in use; when the connection cannot be made
+    /// (the request never reached a server, so sending it again is safe),
+    /// moves on to the next server, each tried once.
+    async fn send_failing_over(&self, req: RequestBuilder) -> Result<Response, reqwest::Error> {
+        let (http, req) = req.build_split();
+        let mut req = req?;
+        let mut last = None;
+        for _ in 0..self.bases.len() {
+            let at = self.current.load(Ordering::Relaxed) % self.bases.len();
+            let base = &self.bases[at];
+            if let Some(url) = rebase(req.url(), &self.bases, base) {
+                *req.url_mut() = url;
+            }
+            let Some(attempt) = req.try_clone() else {
+                return http.execute(req).await;
+            };
+            match http.execute(attempt).await {
+                Err(e) if e.is_connect() => {
+                    let next = (at + 1) % self.bases.len();
+                    let _ = self.current.compare_exchange(
+                        at,
+                        next,
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                    );
+                    tracing::warn!(server = %base, next = %self.bases[next], "cannot reach the server; trying the next");
+                    last = Some(e);
+                }
+                r => return r,
+            }
+        }
+        match last {
+            Some(e) => Err(e),
+            None => http.execute(req).await,
+        }
+    }
+}
+
+/// `url`, made from one of `bases`, moved onto `to`.
+fn rebase(url: &Url, bases: &[Url], to: &Url) -> Option<Url> {
+    let s = url.as_str();
+    let rest = bases
+        .iter()
+        .map(|b| b.as_str().trim_end_matches('/'))
+        .filter(|b| s.starts_with(b))
+        .max_by_key(|b| b.len())
+        .map(|b| &s[b.len()..])?;
+    Url::parse(&format!("{}{rest}", to.as_str().trim_end_matches('/'))).ok()
+}
+
+/// The server URLs of `list` (comma-separated), each an http(s) URL with
+/// no query or fragment.
+fn parse_bases(list: &str) -> Result<Vec<Url>, Error> {
+    let mut bases = Vec::new();
+    for url in list.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        let base = Url::parse(url)
+            .map_err(|e| Error::InvalidRequest(format!("server URL {url:?}: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(Error::InvalidRequest(format!(
+                "server URL {url:?} must be an http:// or https:// URL"
+            )));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(Error::InvalidRequest(format!(
+                "server URL {url:?} must not have a query or fragment"
+            )));
+        }
+        bases.push(base);
+    }
+    if bases.is_empty() {
+        return Err(Error::InvalidRequest(format!(
+            "server URL {list:?}: no URL given"
+        )));
+    }
+    Ok(bases)
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(
@@ -281,6 +361,34 @@ async fn error_status(mut resp: Response) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_move_between_servers_with_their_paths() {
+        let bases = parse_bases("http://a:8080, http://b:9090/herd/,https://c").expect("bases");
+        assert_eq!(bases.len(), 3);
+        for (url, to, want) in [
+            (
+                "http://a:8080/apis/herd/v1/nodes/x",
+                1,
+                "http://b:9090/herd/apis/herd/v1/nodes/x",
+            ),
+            (
+                "http://b:9090/herd/apis/herd/v1/nodes?watch=true",
+                2,
+                "https://c/apis/herd/v1/nodes?watch=true",
+            ),
+            ("https://c/join", 0, "http://a:8080/join"),
+        ] {
+            let url = Url::parse(url).expect("url");
+            let got = rebase(&url, &bases, &bases[to]).map(|u| u.to_string());
+            assert_eq!(got.as_deref(), Some(want), "{url}");
+        }
+        let elsewhere = Url::parse("http://other/x").expect("url");
+        assert_eq!(rebase(&elsewhere, &bases, &bases[0]), None);
+        for bad in ["", " , ", "http://a,ftp://b", "http://a?x=1"] {
+            assert!(parse_bases(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn resource_urls() {

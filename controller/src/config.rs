@@ -7,6 +7,7 @@ use std::time::Duration;
 use herd_api::node_address::Cidr;
 use herd_client::backoff::Backoff;
 
+use crate::lease::LeaseTimes;
 use crate::probe::Hysteresis;
 
 /// Command-line flags of the controller. Every flag also reads a `HERD_*`
@@ -40,6 +41,13 @@ pub struct ControllerArgs {
     /// default: comma-separated, like 169.254.10.0/24,fe80::/10.
     #[arg(long, env = "HERD_ALLOW_NODE_ADDRESSES", value_delimiter = ',', value_parser = parse_cidr)]
     pub allow_node_addresses: Vec<Cidr>,
+    /// Only the holder of the `controller` lease reconciles; another controller
+    /// takes it over once it has gone this long unrenewed.
+    #[arg(long, env = "HERD_LEASE_DURATION", default_value = "15s", value_parser = humantime::parse_duration)]
+    pub lease_duration: Duration,
+    /// How often the holder renews the lease (and others check it).
+    #[arg(long, env = "HERD_LEASE_RENEW", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub lease_renew: Duration,
 }
 
 fn parse_cidr(s: &str) -> Result<Cidr, String> {
@@ -65,6 +73,10 @@ impl ControllerArgs {
             replace_after: self.replace_after,
             resync: self.resync,
             allow_node_addresses: self.allow_node_addresses.clone(),
+            lease: LeaseTimes {
+                duration: self.lease_duration,
+                renew_every: self.lease_renew,
+            },
             ..Config::default()
         }
     }
@@ -81,6 +93,8 @@ impl From<Config> for ControllerArgs {
             replace_after: c.replace_after,
             resync: c.resync,
             allow_node_addresses: c.allow_node_addresses,
+            lease_duration: c.lease.duration,
+            lease_renew: c.lease.renew_every,
         }
     }
 }
@@ -111,6 +125,11 @@ pub struct Config {
     /// Networks probes may reach although refused by default (see
     /// `herd_api::node_address`).
     pub allow_node_addresses: Vec<Cidr>,
+    /// The controller lease's timings.
+    pub lease: LeaseTimes,
+    /// Who this controller is in the lease; `None`: the host name and a
+    /// random suffix.
+    pub identity: Option<String>,
 }
 
 impl Default for Config {
@@ -128,6 +147,8 @@ impl Default for Config {
                 .between(Duration::from_millis(250), Duration::from_secs(30)),
             watch_backoff: Backoff::WATCH,
             allow_node_addresses: Vec::new(),
+            lease: LeaseTimes::default(),
+            identity: None,
         }
     }
 }

@@ -9,6 +9,9 @@
 //! - **Routing weights** ([`routing`]): `status.routing` for the proxy.
 //! - **Model placement** ([`placement`]): which nodes hold each
 //!   `ModelAssignment`'s model, with per-node phases and `readyReplicas`.
+//! - **One at a time** ([`lease`]): the loops run only while this
+//!   controller holds the `controller` lease, so several servers (or `herd
+//!   controller` processes) can run one each and exactly one reconciles.
 //!
 //! Every decision is a pure function of (object, what the controller
 //! observed, now), table-tested without I/O; [`runtime`] is the small
@@ -33,6 +36,8 @@ mod config;
 pub mod drain;
 pub mod events;
 pub mod health;
+pub mod lease;
+mod lease_worker;
 pub mod node;
 mod node_worker;
 pub mod placement;
@@ -47,7 +52,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use herd_api::{ModelAssignment, Node, NodeSpec, Secret};
+use herd_api::{ModelAssignment, Node, NodeSpec, Secret, Lease};
 use herd_client::reflector::Store;
 use herd_client::{Api, Client, watcher};
 use tokio_util::sync::CancellationToken;
@@ -87,6 +92,7 @@ pub(crate) struct Context {
     assignment_api: Api<ModelAssignment>,
     recorder: Recorder,
     node_queue: Arc<WorkQueue>,
+    assignment_queue: Arc<WorkQueue>,
     probe_queue: Arc<WorkQueue>,
     http: reqwest::Client,
     /// Probe clients that also trust a node's `spec.caCert`, by its text
@@ -244,6 +250,7 @@ async fn run_inner(
         assignment_api: client.api(),
         recorder: Recorder::new(&client),
         node_queue: node_queue.clone(),
+        assignment_queue: assignment_queue.clone(),
         probe_queue: probe_queue.clone(),
         http,
         ca_clients: Mutex::new(HashMap::new()),
@@ -265,14 +272,93 @@ async fn run_inner(
             return Ok(());
         }
     }
+    let identity = config.identity.clone().unwrap_or_else(default_identity);
     tracing::info!(
         nodes = nodes.len(),
         assignments = assignments.len(),
         heartbeat_grace = ?config.heartbeat_grace,
         probe_interval = ?config.probe_interval,
-        "controller started"
+        %identity,
+        "controller started; reconciling while it holds the controller lease"
     );
+    let (valid_tx, mut valid) = tokio::sync::watch::channel(None);
+    // The elector runs inside this future rather than as a task of its own,
+    // so that dropping the controller stops its renewals as a kill would.
+    let elector = lease_worker::run(
+        client.api::<Lease>(),
+        identity,
+        config.lease,
+        valid_tx,
+        token.clone(),
+    );
+    let supervise = async {
+        // Reconcile while the lease is ours: start the loops when it is
+        // taken, stop them when it is lost or runs out unrenewed.
+        let mut term: Option<(CancellationToken, tokio::task::JoinSet<()>)> = None;
+        loop {
+            let until = *valid.borrow_and_update();
+            let leading = until.is_some_and(|u| u > tokio::time::Instant::now());
+            if leading && term.is_none() {
+                term = Some(start_loops(&ctx, &config, &token));
+            } else if !leading && let Some((stop, mut tasks)) = term.take() {
+                tracing::info!("not holding the controller lease: reconcile loops stopped");
+                stop.cancel();
+                while tasks.join_next().await.is_some() {}
+            }
+            let expiry = async {
+                match until {
+                    Some(u) if leading => tokio::time::sleep_until(u).await,
+                    _ => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => break,
+                changed = valid.changed() => if changed.is_err() { break },
+                () = expiry => {}
+            }
+        }
+        tracing::info!("controller stopping");
+        if let Some((stop, mut tasks)) = term.take() {
+            stop.cancel();
+            while tasks.join_next().await.is_some() {}
+        }
+        // The elector releases the lease once the loops have stopped.
+        token.cancel();
+    };
+    tokio::join!(elector, supervise);
+    Ok(())
+}
 
+/// `HOSTNAME-xxxxxxxx`: unique per process, and says which machine holds
+/// the lease.
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herd".to_owned());
+    format!("{host}-{:08x}", rand::random::<u32>())
+}
+
+/// Starts the reconcile loops and the resync; they stop on the returned
+/// token (a child of `token`).
+fn start_loops(
+    ctx: &Arc<Context>,
+    config: &Config,
+    token: &CancellationToken,
+) -> (CancellationToken, tokio::task::JoinSet<()>) {
+    let token = token.child_token();
+    for q in [&ctx.node_queue, &ctx.assignment_queue, &ctx.probe_queue] {
+        q.reopen();
+    }
+    // Everything once now: what changed while another controller held the
+    // lease is caught up at once rather than at the next resync.
+    for n in ctx.nodes.list() {
+        ctx.node_queue.add(&n.metadata.name);
+    }
+    for m in ctx.assignments.list() {
+        ctx.assignment_queue.add(&m.metadata.name);
+    }
     let options = |name| RunOptions {
         name,
         concurrency: config.workers,
@@ -282,7 +368,7 @@ async fn run_inner(
     {
         let ctx = ctx.clone();
         tasks.spawn(runtime::run(
-            node_queue.clone(),
+            ctx.node_queue.clone(),
             options("Node"),
             move |name| node_worker::reconcile(ctx.clone(), name),
             token.clone(),
@@ -291,7 +377,7 @@ async fn run_inner(
     {
         let ctx = ctx.clone();
         tasks.spawn(runtime::run(
-            assignment_queue.clone(),
+            ctx.assignment_queue.clone(),
             options("ModelAssignment"),
             move |name| placement_worker::reconcile(ctx.clone(), name),
             token.clone(),
@@ -300,7 +386,7 @@ async fn run_inner(
     {
         let ctx = ctx.clone();
         tasks.spawn(runtime::run(
-            probe_queue,
+            ctx.probe_queue.clone(),
             RunOptions {
                 concurrency: config.probe_concurrency,
                 ..options("probe")
@@ -311,18 +397,13 @@ async fn run_inner(
     }
     tasks.spawn(resync(
         config.resync,
-        nodes,
-        assignments,
-        node_queue,
-        assignment_queue,
+        ctx.nodes.clone(),
+        ctx.assignments.clone(),
+        ctx.node_queue.clone(),
+        ctx.assignment_queue.clone(),
         token.clone(),
     ));
-
-    shutdown.await;
-    tracing::info!("controller stopping");
-    token.cancel();
-    while tasks.join_next().await.is_some() {}
-    Ok(())
+    (token, tasks)
 }
 
 /// Queues every object once per `period`, so anything a trigger missed (or

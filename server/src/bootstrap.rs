@@ -2,10 +2,15 @@
 //! to `admin.key` and `join.key` in the data directory at the first start
 //! (and again when a file is lost or no longer matches a stored key), and an
 //! in-memory key for the server's own loopback clients.
+//!
+//! A store shared by several servers (PostgreSQL) gets its bootstrap keys
+//! once: the server that finds none makes them and writes its files; the
+//! others keep the stored keys, write no file, and say so. Replacing a key
+//! there would lock out every server's copy of it.
 
 use std::path::{Path, PathBuf};
 
-use herd_api::{ApiKey, ApiKeyHash, ApiKeySpec, Role};
+use herd_api::{ApiKey, ApiKeyHash, ApiKeySpec, Resource as _, Role};
 use herd_apiserver::AppState;
 use herd_auth::{Issued, Token};
 
@@ -127,9 +132,32 @@ pub async fn ensure(
             tracing::info!(path = %path.display(), "keeping the {} key", wanted.role);
             continue;
         }
-        replace(state, wanted, &path, ca_sha256).await?;
+        let shared = state.config.postgres.is_some();
+        if shared && state.store.get(ApiKey::PLURAL, wanted.name).is_some() {
+            made_elsewhere(wanted, &path);
+            continue;
+        }
+        match replace(state, wanted, &path, ca_sha256).await {
+            // Another server of the shared store made it first.
+            Err(BootstrapError::Store {
+                source: herd_apiserver::ApiError::AlreadyExists { .. },
+                ..
+            }) if shared => made_elsewhere(wanted, &path),
+            r => r?,
+        }
     }
     Ok(())
+}
+
+fn made_elsewhere(wanted: &Wanted, path: &Path) {
+    tracing::info!(
+        key = wanted.name,
+        "the shared store's {} key was made by another server: copy its {} to {} to use it here, or delete the key (herd delete key {}) and restart to make a new one",
+        wanted.role,
+        wanted.file,
+        path.display(),
+        wanted.name,
+    );
 }
 
 /// Makes a new join key, replacing the stored one and `join.key`: the old

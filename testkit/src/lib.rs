@@ -41,6 +41,7 @@ mod generation;
 mod hostcheck;
 mod json;
 mod names;
+pub mod postgres;
 mod routes;
 mod sched;
 mod server;

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use herd_api::{API_VERSION, ApiKey, Event, ModelAssignment, Node, Resource, Secret, api_resources};
+use herd_api::{API_VERSION, ApiKey, Event, ModelAssignment, Node, Resource, Secret, api_resources, Lease};
 use serde_json::json;
 
 use super::AppState;
@@ -53,6 +53,7 @@ async fn schema(Path(plural): Path<String>) -> Result<Json<serde_json::Value>, A
         p if p == Event::PLURAL || p == "event" => Event::kind_schema(),
         p if p == ApiKey::PLURAL || p == ApiKey::SINGULAR => ApiKey::kind_schema(),
         p if p == Secret::PLURAL || p == Secret::SINGULAR => Secret::kind_schema(),
+        p if p == Lease::PLURAL || p == Lease::SINGULAR => Lease::kind_schema(),
         _ => {
             return Err(ApiError::NoRoute(format!(
                 "/apis/{API_VERSION}/schemas/{plural}"
@@ -62,11 +63,17 @@ async fn schema(Path(plural): Path<String>) -> Result<Json<serde_json::Value>, A
     Ok(Json(schema))
 }
 
-/// Ready once the store answers and can take writes.
+/// Ready while the server serves: reads, watches and routing go on from
+/// memory even while a shared store's database is away. The body says
+/// whether the store takes writes, for people and probes that care.
 pub async fn readyz(State(state): State<AppState>) -> Response {
     if state.store.writable() {
         (StatusCode::OK, "ok").into_response()
     } else {
-        ApiError::Unavailable("the store cannot take writes".into()).into_response()
+        (
+            StatusCode::OK,
+            "ok\nstore: unavailable (management writes answer 503 until it returns)",
+        )
+            .into_response()
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::Uri;
 use axum::routing::get;
-use herd_api::{Event, ModelAssignment, Node, Secret};
+use herd_api::{Event, ModelAssignment, Node, Secret, Lease};
 use herd_auth::KeyRing;
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +44,7 @@ pub fn api_router(state: AppState) -> Router {
         .merge(resources::routes::<ModelAssignment>())
         .merge(resources::routes::<Event>())
         .merge(resources::routes::<Secret>())
+        .merge(resources::routes::<Lease>())
         .merge(apikeys::routes())
         .merge(discovery::routes())
         .route("/healthz", get(|| async { "ok" }))

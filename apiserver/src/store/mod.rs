@@ -8,13 +8,15 @@
 //! Its errors ([`StoreError`]) say what went wrong in storage terms; turning
 //! them into HTTP answers is the API's business (`crate::error`).
 //!
-//! [`SqliteStore`] is the embedded implementation. `conformance` (with the
-//! `conformance` feature) holds the behaviour every implementation must
+//! [`SqliteStore`] is the embedded implementation; [`PgStore`] keeps the
+//! same state in PostgreSQL, shared by several servers. `conformance` (with
+//! the `conformance` feature) holds the behaviour every implementation must
 //! show, as test cases any backend runs.
 
 mod cache;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod pg;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -25,6 +27,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
+pub use pg::{PgEnv, PgOptions, PgStore, PgTarget, is_postgres_url, pgpass_lookup};
 pub use sqlite::{DEFAULT_WATCH_WINDOW_BYTES, SqliteStore, StoreOptions, SyncMode};
 
 /// Why a store operation failed. Nothing here knows about HTTP.
@@ -53,6 +56,45 @@ pub enum StoreError {
     /// never a credential.
     #[error("store backend: {0}")]
     Backend(String),
+    /// The backend cannot be reached (a database that is down or
+    /// restarting): the write did not happen, or its outcome is unknown and
+    /// a watch will show it. Worth retrying later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store was written by a newer herd: its schema version is beyond
+    /// the migrations this one knows.
+    #[error(
+        "the store's schema version {found} is newer than this herd understands ({known}); upgrade herd"
+    )]
+    SchemaTooNew { found: u64, known: usize },
+}
+
+/// The migrations (indexes into a backend's numbered list of `known`) still
+/// to run on a store at schema version `found`.
+pub(crate) fn migrations_to_run(
+    found: u64,
+    known: usize,
+) -> Result<std::ops::Range<usize>, StoreError> {
+    match usize::try_from(found) {
+        Ok(done) if done <= known => Ok(done..known),
+        _ => Err(StoreError::SchemaTooNew { found, known }),
+    }
+}
+
+/// Labels of a stored body, for selector matching.
+pub(crate) fn labels_of(body: &[u8]) -> Result<BTreeMap<String, String>, String> {
+    #[derive(serde::Deserialize)]
+    struct Meta {
+        #[serde(default)]
+        labels: BTreeMap<String, String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        metadata: Meta,
+    }
+    serde_json::from_slice::<Envelope>(body)
+        .map(|e| e.metadata.labels)
+        .map_err(|e| e.to_string())
 }
 
 /// What a commit resolves to.
@@ -425,6 +467,26 @@ mod tests {
                 .is_some_and(|s| s.contains("@@herd"))
         );
         assert!(Template::new(Bytes::from_static(b"{}")).is_err());
+    }
+
+    #[test]
+    fn migrations_run_from_the_stored_version_and_refuse_a_newer_store() {
+        for (found, known, want) in [
+            (0, 1, Ok(0..1)),
+            (1, 1, Ok(1..1)),
+            (1, 3, Ok(1..3)),
+            (2, 1, Err(StoreError::SchemaTooNew { found: 2, known: 1 })),
+            (
+                u64::MAX,
+                1,
+                Err(StoreError::SchemaTooNew {
+                    found: u64::MAX,
+                    known: 1,
+                }),
+            ),
+        ] {
+            assert_eq!(migrations_to_run(found, known), want, "{found} of {known}");
+        }
     }
 
     #[test]

@@ -289,8 +289,11 @@ async fn discovery_schemas_and_health() {
         .iter()
         .filter_map(|r| r["kind"].as_str())
         .collect();
-    assert_eq!(kinds, ["Node", "ModelAssignment", "Event", "ApiKey", "Secret"]);
-    for plural in ["nodes", "modelassignments", "events", "apikeys", "secrets"] {
+    assert_eq!(
+        kinds,
+        ["Node", "ModelAssignment", "Event", "ApiKey", "Secret", "Lease"]
+    );
+    for plural in ["nodes", "modelassignments", "events", "apikeys", "secrets", "leases"] {
         let (code, schema) = s.get(&format!("/schemas/{plural}")).await;
         assert_eq!(code, 200);
         assert!(schema["properties"]["spec"].is_object(), "{schema}");

@@ -1,9 +1,11 @@
-//! Integration tests: a real server on 127.0.0.1:0 over a real SQLite file.
+//! Integration tests: a real server on 127.0.0.1:0 over a real SQLite file,
+//! and the store over a real PostgreSQL (`pg_store`).
 
 mod bad_input;
 mod crud;
 mod durability;
 mod hostile;
+mod pg_store;
 mod store_conformance;
 mod watch;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 use futures_util::StreamExt as _;
-use herd_api::{ApiKey, Event, ModelAssignment, Node, RequestRecord, Resource, Secret, Timestamp};
+use herd_api::{ApiKey, Event, ModelAssignment, Node, RequestRecord, Resource, Secret, Timestamp, Lease};
 use herd_client::{Client, ListParams, watcher};
 use serde::Serialize;
 
@@ -141,6 +141,7 @@ async fn get_all(
             Kind::Event => get_kind::<Event>(client, server, args, &names).await,
             Kind::ApiKey => get_kind::<ApiKey>(client, server, args, &names).await,
             Kind::Secret => get_kind::<Secret>(client, server, args, &names).await,
+            Kind::Lease => get_kind::<Lease>(client, server, args, &names).await,
             Kind::Request => get_requests(client, server, args).await,
         };
         match result {

@@ -14,9 +14,20 @@ pub struct ServerArgs {
     /// Address to serve the API, the Ollama-compatible proxy and the dashboard on.
     #[arg(long, env = "HERD_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: String,
-    /// Directory for the store (herd.db). Default: the platform data dir, e.g. ~/.local/share/herd.
+    /// Directory for the store (herd.db) and the server's key and TLS files. Default: the
+    /// platform data dir, e.g. ~/.local/share/herd.
     #[arg(long, env = "HERD_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where the store is: `sqlite` (herd.db in the data directory, the default) or a
+    /// PostgreSQL database shared with other herd servers,
+    /// `postgres://USER@HOST:PORT/DB`. The password comes from PGPASSWORD, else
+    /// --store-password-file, else the PGPASSFILE or ~/.pgpass line for that database;
+    /// putting it in the URL works but shows it in the process list.
+    #[arg(long, env = "HERD_STORE", default_value = "sqlite", value_parser = parse_store)]
+    pub store: StoreArg,
+    /// A file holding the PostgreSQL password alone (a mounted secret, for example).
+    #[arg(long, env = "HERD_STORE_PASSWORD_FILE")]
+    pub store_password_file: Option<PathBuf>,
     /// Largest request body accepted by the resource API, in bytes.
     #[arg(long, env = "HERD_MAX_BODY_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_body_bytes: usize,
@@ -139,14 +150,52 @@ fn parse_workers(s: &str) -> Result<herd_server::Workers, String> {
     s.parse()
 }
 
+/// `--store`: SQLite in the data directory, or a PostgreSQL URL (checked
+/// for its form here; the password is looked up when the server starts).
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreArg {
+    Sqlite,
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StoreArg {
+    /// Never the URL itself: it may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite => f.write_str("sqlite"),
+            Self::Postgres(_) => f.write_str("postgres"),
+        }
+    }
+}
+
+fn parse_store(s: &str) -> Result<StoreArg, String> {
+    if s == "sqlite" {
+        return Ok(StoreArg::Sqlite);
+    }
+    if herd_apiserver::store::is_postgres_url(s) {
+        return Ok(StoreArg::Postgres(s.to_owned()));
+    }
+    Err("expected `sqlite` or a postgres://USER@HOST:PORT/DB URL".into())
+}
+
 pub fn default_data_dir() -> PathBuf {
     dirs::data_dir().map_or_else(|| PathBuf::from(".herd"), |d| d.join("herd"))
 }
 
-/// The flags as the assembly's settings.
-pub fn config(args: &ServerArgs) -> herd_server::Config {
+/// The flags as the assembly's settings; fails on a PostgreSQL URL that
+/// does not parse or a password file that cannot be read.
+pub fn config(args: &ServerArgs) -> anyhow::Result<herd_server::Config> {
     let mut api =
         herd_apiserver::Config::new(args.data_dir.clone().unwrap_or_else(default_data_dir));
+    if let StoreArg::Postgres(url) = &args.store {
+        let target = herd_apiserver::PgTarget::parse(
+            url,
+            args.store_password_file.as_deref(),
+            &herd_apiserver::PgEnv::from_process(),
+        )
+        .context("--store")?;
+        api.postgres = Some(target);
+    }
     api.max_body_bytes = args.max_body_bytes;
     api.bookmark_interval = args.bookmark_interval;
     api.watch_window = args.watch_window;
@@ -158,7 +207,7 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
     } else {
         herd_apiserver::SyncMode::Normal
     };
-    herd_server::Config {
+    Ok(herd_server::Config {
         api,
         proxy: Some(herd_proxy::ProxyConfig {
             allow_node_addresses: args.controller.allow_node_addresses.clone(),
@@ -188,7 +237,7 @@ pub fn config(args: &ServerArgs) -> herd_server::Config {
             _ => None,
         },
         max_connections: (args.max_connections > 0).then_some(args.max_connections),
-    }
+    })
 }
 
 pub async fn bind(listen: &str) -> anyhow::Result<tokio::net::TcpListener> {
@@ -203,7 +252,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let config = config(&args);
+    let config = config(&args)?;
     let scheme = if config.tls.is_some() {
         "https"
     } else {
@@ -215,6 +264,7 @@ pub async fn serve(
         %addr,
         version = env!("CARGO_PKG_VERSION"),
         balancer = ?args.proxy.balancer,
+        store = ?args.store,
         controller = !args.no_controller,
         http_workers = %args.http_workers,
         "herd server listening on {scheme}://{addr}"

@@ -31,8 +31,9 @@ pub const SERVER_ENV: &str = "HERD_SERVER";
 /// `herd nodelet` in place of its own default.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ConnectFlags {
-    /// URL of the herd server, for the verbs and `herd controller` [env:
-    /// HERD_SERVER] [default: the one `herd login` stored, else
+    /// URL of the herd server, for the verbs and `herd controller`; several
+    /// servers sharing one store comma-separated, tried in turn when one cannot
+    /// be reached [env: HERD_SERVER] [default: the one `herd login` stored, else
     /// http://localhost:8080]
     #[arg(long = "server", global = true, value_name = "URL")]
     pub server: Option<String>,

@@ -5,7 +5,7 @@
 //! After a deliberate change, `HERD_UPDATE_GOLDEN=1 cargo test -p herd golden`
 //! rewrites the `.txt` files; review their diff like code.
 
-use herd_api::{Event, ModelAssignment, Node, RequestRecord, Timestamp};
+use herd_api::{Event, Lease, ModelAssignment, Node, RequestRecord, Timestamp};
 use serde::de::DeserializeOwned;
 
 use super::describe;
@@ -66,6 +66,12 @@ fn events() {
     let events = sorted::<Event>("events.yaml");
     check("events.txt", &table(&events, now(), false).render());
     check("events-wide.txt", &table(&events, now(), true).render());
+}
+
+#[test]
+fn leases() {
+    let leases = sorted::<Lease>("leases.yaml");
+    check("leases.txt", &table(&leases, now(), false).render());
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use herd_api::{ApiKey, Event, ModelAssignment, Node, Resource, Secret};
+use herd_api::{ApiKey, Event, ModelAssignment, Node, Resource, Secret, Lease};
 
 /// A type of thing `herd get` can show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -12,6 +12,7 @@ pub enum Kind {
     Event,
     ApiKey,
     Secret,
+    Lease,
     /// The proxy's request history (not a stored resource: read-only).
     Request,
 }
@@ -23,6 +24,7 @@ impl Kind {
         Kind::Event,
         Kind::ApiKey,
         Kind::Secret,
+        Kind::Lease,
         Kind::Request,
     ];
 
@@ -52,9 +54,10 @@ impl Kind {
             Kind::Event,
             Kind::ApiKey,
             Kind::Secret,
+            Kind::Lease,
         ]
         .into_iter()
-            .find(|k| k.kind_name() == kind)
+        .find(|k| k.kind_name() == kind)
     }
 
     fn names(self) -> &'static [&'static str] {
@@ -64,6 +67,7 @@ impl Kind {
             Kind::Event => &["events", "event", "ev"],
             Kind::ApiKey => &["apikeys", "apikey", "key", "keys"],
             Kind::Secret => &["secrets", "secret"],
+            Kind::Lease => &["leases", "lease"],
             Kind::Request => &["requests", "request", "req", "requestrecord"],
         }
     }
@@ -83,6 +87,7 @@ impl Kind {
             Kind::Event => Event::KIND,
             Kind::ApiKey => ApiKey::KIND,
             Kind::Secret => Secret::KIND,
+            Kind::Lease => Lease::KIND,
             Kind::Request => "RequestRecord",
         }
     }
@@ -95,6 +100,7 @@ impl Kind {
             Kind::Event => Event::SINGULAR,
             Kind::ApiKey => ApiKey::SINGULAR,
             Kind::Secret => Secret::SINGULAR,
+            Kind::Lease => Lease::SINGULAR,
             Kind::Request => "request",
         }
     }
@@ -106,6 +112,7 @@ impl Kind {
             Kind::Event => Event::PLURAL,
             Kind::ApiKey => ApiKey::PLURAL,
             Kind::Secret => Secret::PLURAL,
+            Kind::Lease => Lease::PLURAL,
             Kind::Request => "requests",
         }
     }

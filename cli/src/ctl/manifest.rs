@@ -11,7 +11,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use herd_api::{API_VERSION, ApiKey, Event, ModelAssignment, Node, Secret};
+use herd_api::{API_VERSION, ApiKey, Event, ModelAssignment, Node, Secret, Lease};
 use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -497,6 +497,7 @@ fn type_check(kind: Kind, value: &Value) -> Result<(), String> {
         Kind::Event => decode::<Event>(value),
         Kind::ApiKey => decode::<ApiKey>(value),
         Kind::Secret => decode::<Secret>(value),
+        Kind::Lease => decode::<Lease>(value),
         Kind::Request => Err("requests are read-only".to_owned()),
     }
 }
@@ -525,6 +526,7 @@ fn locate_type_error(source: &Source, index: usize, kind: Kind) -> Option<String
         Kind::Event => located::<Event>(source, index),
         Kind::ApiKey => located::<ApiKey>(source, index),
         Kind::Secret => located::<Secret>(source, index),
+        Kind::Lease => located::<Lease>(source, index),
         Kind::Request => None,
     }?;
     Some(format!("line {line}, column {column}"))

@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use herd_api::{
-    ApiKey, ConditionStatus, Event, ModelAssignment, Node, RequestRecord, Resource, Secret,
+    ApiKey, ConditionStatus, Event, Lease, ModelAssignment, Node, RequestRecord, Resource, Secret,
     SecretToken, Timestamp, conditions, find_condition,
 };
 
@@ -261,6 +261,33 @@ impl Tabular for ApiKey {
             ]);
         }
         row
+    }
+
+    fn id(&self) -> String {
+        format!("{}/{}", Self::SINGULAR, self.metadata.name)
+    }
+
+    fn sort(items: &mut [Self]) {
+        by_name(items);
+    }
+}
+
+impl Tabular for Lease {
+    fn headers(_wide: bool) -> Vec<&'static str> {
+        vec!["NAME", "HOLDER", "RENEWED", "DURATION", "AGE"]
+    }
+
+    fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
+        vec![
+            self.metadata.name.clone(),
+            or_none(&self.spec.holder),
+            match self.spec.renew_time {
+                Some(t) => format!("{} ago", human::age(Some(t), now)),
+                None => "<never>".to_owned(),
+            },
+            format!("{}s", self.spec.lease_duration_seconds),
+            human::age(self.metadata.creation_timestamp, now),
+        ]
     }
 
     fn id(&self) -> String {

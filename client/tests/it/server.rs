@@ -487,3 +487,48 @@ async fn reflector_follows_creates_updates_deletes_and_a_restart() {
     assert_eq!(store.get("a").map(|n| n.spec.weight), Some(7));
     server.stop().await;
 }
+
+/// With several server URLs, a client whose server is gone moves on to the
+/// next for plain requests and watches alike, and stays there.
+#[tokio::test]
+async fn several_urls_fail_over_to_a_server_that_answers() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let server = Server::start(Config::new(dir.path())).await;
+    // A port nothing listens on: connections to it are refused.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let client = Client::new(&format!("http://{dead}, {}", server.url)).expect("client");
+    assert_eq!(client.base_url().as_str(), format!("http://{dead}/"));
+    let nodes = client.api::<Node>();
+    let node = Node::new(
+        "a",
+        NodeSpec {
+            ollama_url: "http://127.0.0.1:1".into(),
+            ..NodeSpec::default()
+        },
+    );
+    nodes
+        .create(&PostParams::default(), &node)
+        .await
+        .expect("created through the second server");
+    assert_eq!(client.base_url().as_str(), format!("{}/", server.url));
+    let mut stream = nodes
+        .watch(&WatchParams::default())
+        .await
+        .expect("a watch through the server in use");
+    let first = tokio::time::timeout(
+        Duration::from_secs(5),
+        futures_util::StreamExt::next(&mut stream),
+    )
+    .await
+    .expect("an event");
+    assert!(first.is_some());
+    assert!(Client::new(" , ").is_err(), "no URL at all");
+    assert!(
+        Client::new("http://a:1,ftp://b").is_err(),
+        "every URL is checked"
+    );
+    server.stop().await;
+}

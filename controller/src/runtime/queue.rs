@@ -143,6 +143,20 @@ impl WorkQueue {
         self.wake.notify_one();
     }
 
+    /// Opens a closed queue again (a controller that took the lease back):
+    /// the keys whose reconciles were stopped mid-way are queued, due now.
+    pub fn reopen(&self) {
+        let keys: Vec<String> = {
+            let mut s = self.lock();
+            s.closed = false;
+            s.again.clear();
+            s.active.drain().collect()
+        };
+        for key in keys {
+            self.add(&key);
+        }
+    }
+
     /// Keys waiting (not counting active ones).
     pub fn len(&self) -> usize {
         self.lock().waiting.len()
@@ -243,6 +257,31 @@ mod tests {
         q.done("a", Some(Instant::now() + Duration::from_secs(1)));
         assert_eq!(q.next().await.as_deref(), Some("a"));
         assert_eq!(t0.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_reopened_queue_hands_out_the_keys_stopped_mid_way() {
+        let q = WorkQueue::new();
+        q.add("a");
+        q.add("b");
+        let first = q.next().await.expect("a key");
+        q.close();
+        q.add("c");
+        assert!(q.next().await.is_none(), "closed");
+        q.reopen();
+        let mut got = vec![
+            q.next().await.expect("a key"),
+            q.next().await.expect("a key"),
+        ];
+        got.sort();
+        let mut want = vec!["a".to_owned(), "b".to_owned()];
+        want.retain(|k| *k != first);
+        want.push(first);
+        want.sort();
+        assert_eq!(
+            got, want,
+            "the active key and the waiting one; not what came while closed"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -6,6 +6,7 @@
 mod drain;
 mod health;
 mod hostile;
+mod lease;
 mod placement;
 mod restart;
 

@@ -7,6 +7,7 @@ mod faults;
 mod keys;
 mod llama;
 mod quickstart;
+mod several;
 mod soak;
 mod stories;
 mod support;

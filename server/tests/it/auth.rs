@@ -107,6 +107,11 @@ async fn send_text(
     (status, resp.text().await.expect("body"))
 }
 
+fn lease(name: &str) -> Value {
+    json!({"apiVersion": "herd/v1", "kind": "Lease", "metadata": {"name": name},
+           "spec": {"holder": "c-1", "leaseDurationSeconds": 15}})
+}
+
 fn node(name: &str) -> Value {
     json!({"metadata": {"name": name}, "spec": {"ollamaUrl": "http://127.0.0.1:1"}})
 }
@@ -275,6 +280,54 @@ async fn authorization_table() {
             h.api("apikeys"),
             Some(json!({"metadata": {"name": "x"}, "spec": {"role": "admin"}})),
             403,
+        ),
+        // leases: the controller's to write, readable by viewers, no one else's
+        (
+            "controller",
+            Method::POST,
+            h.api("leases"),
+            Some(lease("controller")),
+            201,
+        ),
+        ("viewer", Method::GET, h.api("leases"), None, 200),
+        ("viewer", Method::GET, h.api("leases/controller"), None, 200),
+        ("node", Method::GET, h.api("leases/controller"), None, 403),
+        ("inference", Method::GET, h.api("leases"), None, 403),
+        ("join", Method::GET, h.api("leases"), None, 403),
+        (
+            "node",
+            Method::POST,
+            h.api("leases"),
+            Some(lease("other")),
+            403,
+        ),
+        (
+            "viewer",
+            Method::POST,
+            h.api("leases"),
+            Some(lease("other")),
+            403,
+        ),
+        (
+            "viewer",
+            Method::DELETE,
+            h.api("leases/controller"),
+            None,
+            403,
+        ),
+        (
+            "node",
+            Method::DELETE,
+            h.api("leases/controller"),
+            None,
+            403,
+        ),
+        (
+            "controller",
+            Method::DELETE,
+            h.api("leases/controller"),
+            None,
+            200,
         ),
         // inference is open by default; metrics needs a viewer key
         (

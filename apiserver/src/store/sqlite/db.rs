@@ -1,12 +1,13 @@
 //! The SQLite side of the store: schema migrations, loading at start, and the
 //! statements the writer runs.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::store::{Change, ChangeType, StoreError, StoredObject, event_line};
+use crate::store::{
+    Change, ChangeType, StoreError, StoredObject, event_line, labels_of, migrations_to_run,
+};
 
 /// Numbered migrations; `PRAGMA user_version` records how many ran.
 const MIGRATIONS: &[&str] = &[include_str!("../../../migrations/0001_init.sql")];
@@ -21,6 +22,8 @@ pub enum OpenError {
         path: String,
         source: rusqlite::Error,
     },
+    #[error(transparent)]
+    Schema(#[from] StoreError),
     #[error("stored object {kind}/{name} is corrupt: {message}")]
     Corrupt {
         kind: String,
@@ -31,7 +34,10 @@ pub enum OpenError {
 
 impl From<OpenError> for StoreError {
     fn from(e: OpenError) -> Self {
-        Self::Backend(e.to_string())
+        match e {
+            OpenError::Schema(e) => e,
+            e => Self::Backend(e.to_string()),
+        }
     }
 }
 
@@ -58,22 +64,6 @@ fn to_u64(v: i64) -> u64 {
 }
 fn to_i64(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// Labels of a stored body, for selector matching.
-pub(super) fn labels_of(body: &[u8]) -> Result<BTreeMap<String, String>, String> {
-    #[derive(serde::Deserialize)]
-    struct Meta {
-        #[serde(default)]
-        labels: BTreeMap<String, String>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        metadata: Meta,
-    }
-    serde_json::from_slice::<Envelope>(body)
-        .map(|e| e.metadata.labels)
-        .map_err(|e| e.to_string())
 }
 
 pub(super) fn open(
@@ -194,8 +184,8 @@ pub(super) fn open(
 
 fn migrate(conn: &mut Connection) -> Result<(), OpenError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    let done = usize::try_from(version).unwrap_or(0);
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+    let todo = migrations_to_run(u64::try_from(version).unwrap_or(0), MIGRATIONS.len())?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(todo.start) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(
