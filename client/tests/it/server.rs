@@ -505,7 +505,7 @@ async fn several_urls_fail_over_to_a_server_that_answers() {
     let node = Node::new(
         "a",
         NodeSpec {
-            ollama_url: "http://127.0.0.1:1".into(),
+            url: "http://127.0.0.1:1".into(),
             ..NodeSpec::default()
         },
     );
