@@ -61,6 +61,8 @@ enum Command {
     Explain(cmd::explain::ExplainArgs),
     /// Print a shell completion script.
     Completion(cmd::completion::CompletionArgs),
+    /// Run `herd server`, `nodelet` or `up` at boot or login (systemd, launchd, Task Scheduler).
+    Service(cmd::service::ServiceArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -86,6 +88,7 @@ fn main() -> std::process::ExitCode {
         Command::Drain(args) => cmd::cordon::drain(args, connect),
         Command::Explain(args) => cmd::explain::run(args, connect),
         Command::Completion(args) => cmd::completion::run(args, Cli::command()),
+        Command::Service(args) => cmd::service::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

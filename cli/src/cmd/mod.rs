@@ -10,6 +10,7 @@ pub mod get;
 pub mod login;
 pub mod nodelet;
 pub mod server;
+pub mod service;
 pub mod up;
 
 /// Resolves on SIGINT or SIGTERM: the signals a terminal, systemd and
