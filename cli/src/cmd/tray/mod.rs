@@ -5,6 +5,11 @@
 //! cargo feature `tray` on Windows and macOS (the release binaries there); Linux
 //! stays a command line.
 
+// Only the platform shell uses it; it is compiled and tested on every platform.
+#[cfg_attr(
+    not(all(feature = "tray", any(windows, target_os = "macos"))),
+    allow(dead_code)
+)]
 pub mod state;
 
 #[cfg(all(feature = "tray", any(windows, target_os = "macos")))]
