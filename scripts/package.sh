@@ -69,6 +69,12 @@ else
     build+=(--target "$target")
     bin="$target_dir/$target/$profile_dir/$exe"
 fi
+# The release profile keeps line tables for profiling from a source build
+# (89 MB on x86_64 Linux); the archives leave the debug info out (about 20 MB)
+# and keep the symbols, so a panic's backtrace still names functions.
+if [ "$profile" = release ]; then
+    export CARGO_PROFILE_RELEASE_STRIP="${CARGO_PROFILE_RELEASE_STRIP:-debuginfo}"
+fi
 echo "package: ${build[*]}" >&2
 "${build[@]}"
 [ -f "$bin" ] || fail "cargo built no $bin"
