@@ -33,6 +33,12 @@ cargo test --workspace --locked "$@"
 # npm test packages when missing).
 ./scripts/ui-test.sh
 
+# Release packaging: the Linux archive and a `herd up` from it, the Windows
+# .zip and .msi with herd.exe run under wine, `cargo check` for macOS, and
+# actionlint on both workflows (installs wine, mingw-w64, msitools, zig and
+# actionlint when missing; cross builds cached under ~/.cache/herd).
+./scripts/package-test.sh
+
 # Every parser of outside input under a fuzzer for a bounded time (installs
 # cargo-fuzz once under ~/.cache/herd; fails on any crash).
 FUZZ_SECONDS="${FUZZ_SECONDS:-20}" ./scripts/fuzz.sh

@@ -63,6 +63,10 @@ enum Command {
     Explain(cmd::explain::ExplainArgs),
     /// Print a shell completion script.
     Completion(cmd::completion::CompletionArgs),
+    /// Run `herd server`, `nodelet` or `up` at boot or login (systemd, launchd, Task Scheduler).
+    Service(cmd::service::ServiceArgs),
+    /// Show the fleet's health in the Windows or macOS tray, with a menu.
+    Tray(cmd::tray::TrayArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -89,6 +93,8 @@ fn main() -> std::process::ExitCode {
         Command::Drain(args) => cmd::cordon::drain(args, connect),
         Command::Explain(args) => cmd::explain::run(args, connect),
         Command::Completion(args) => cmd::completion::run(args, Cli::command()),
+        Command::Service(args) => cmd::service::run(args),
+        Command::Tray(args) => cmd::tray::run(args, connect),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

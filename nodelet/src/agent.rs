@@ -45,7 +45,9 @@ use crate::advertise::{self, AdvertiseError};
 use crate::config::{ConfigError, DefaultModel, NodeletConfig};
 use crate::credentials::{self, CredentialError};
 use crate::drain::{DrainPolicy, wait_for_requests};
-use crate::install::{HttpSettings, InstallOptions};
+use crate::install::{
+    Accelerator, HttpSettings, InstallOptions, choose_accelerator, probe_accelerator,
+};
 use crate::metrics::{Sampler, detect_gpus};
 use crate::ollama::{OllamaClient, Probe, local_url};
 use crate::pulls::{PullBoard, PullConfig, run_pulls};
@@ -377,6 +379,13 @@ fn supervisor_config(
     install.download_base_url = config.download_base_url.clone();
     install.verify_checksum = config.verify_checksum;
     install.display = config.display;
+    if install.os == "linux" {
+        let facts = probe_accelerator(config.path_var.as_deref());
+        install.accelerator = choose_accelerator(&install.arch, &facts);
+        if install.accelerator != Accelerator::None {
+            tracing::info!(accelerator = ?install.accelerator, "Ollama's archive for this accelerator goes over the main one");
+        }
+    }
     install.log_every = config.timings.log_every;
     install.http = HttpSettings {
         proxy: config.proxy.clone(),

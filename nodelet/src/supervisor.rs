@@ -154,7 +154,7 @@ async fn find_or_install(
                 return None;
             }
             InstallPlan::UseExisting(FoundOllama::OnPath { binary }) => {
-                tracing::info!(binary = %binary.display(), "using the Ollama on PATH");
+                tracing::info!(binary = %binary.display(), "using the Ollama installed on this machine");
                 return Some((binary, Origin::OnPath));
             }
             InstallPlan::UseExisting(FoundOllama::InstallDir { binary, version }) => {
@@ -420,6 +420,14 @@ fn start(config: &SupervisorConfig, binary: &Path) -> std::io::Result<(Child, Ta
     // first takes the node out of routing and then stops Ollama itself.
     #[cfg(unix)]
     command.process_group(0);
+    // The same on Windows (a new console process group), and no console window of its
+    // own popping up when the nodelet runs as a service or from the tray.
+    #[cfg(windows)]
+    {
+        const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
+        const CREATE_NO_WINDOW: u32 = 0x0800_0000;
+        command.creation_flags(CREATE_NEW_PROCESS_GROUP | CREATE_NO_WINDOW);
+    }
     let mut child = command.spawn()?;
     let tail = Tail::default();
     if let Some(out) = child.stdout.take() {
@@ -444,7 +452,9 @@ async fn log_lines(stream: impl AsyncRead + Unpin, tail: Tail) {
     }
 }
 
-/// SIGTERM, then SIGKILL when it has not exited after `grace`.
+/// SIGTERM, then SIGKILL when it has not exited after `grace`. On Windows, where a
+/// console program without a window gets no close request it could act on, the
+/// process is ended at once (TerminateProcess); Ollama keeps nothing it would lose.
 async fn terminate(child: &mut Child, pid: u32, grace: Duration) {
     if let Ok(Some(_)) = child.try_wait() {
         return;

@@ -53,7 +53,7 @@ fn set_all(args: CordonArgs, connect: &ConnectArgs, unschedulable: bool) -> anyh
 }
 
 /// Merge patch of `spec.unschedulable`; says whether anything changed.
-async fn set_unschedulable(
+pub(crate) async fn set_unschedulable(
     client: &Client,
     node: &str,
     on: bool,

@@ -10,7 +10,9 @@ pub mod get;
 pub mod login;
 pub mod nodelet;
 pub mod server;
+pub mod service;
 pub mod store;
+pub mod tray;
 pub mod up;
 
 /// Resolves on SIGINT or SIGTERM: the signals a terminal, systemd and

@@ -1,4 +1,4 @@
-//! Unpacking release archives (`.tar.zst`, `.tgz`) safely.
+//! Unpacking release archives (`.tar.zst`, `.tgz`; `.zip` in [`super::unzip`]) safely.
 //!
 //! Every entry is checked before it is written: no absolute paths, no `..` that climbs
 //! out of the destination, links only to places inside it, and only the entry kinds a
@@ -50,12 +50,6 @@ pub enum ExtractError {
         #[source]
         source: std::io::Error,
     },
-    /// `.zip` (the Windows releases) is not implemented.
-    #[error(
-        "installing Ollama from a .zip release (Windows) is not supported yet; install Ollama \
-         from https://ollama.com/download and herd will find it on PATH"
-    )]
-    ZipUnsupported,
 }
 
 /// What was unpacked.
@@ -88,7 +82,7 @@ pub fn extract_archive(
             "tgz",
             dest,
         ),
-        ArchiveFormat::Zip => Err(ExtractError::ZipUnsupported),
+        ArchiveFormat::Zip => super::unzip::unpack_zip(archive, dest),
     }
 }
 
@@ -454,8 +448,8 @@ mod tests {
         assert!(matches!(err, ExtractError::Corrupt { .. }), "{err}");
         let err = extract_archive(&archive, ArchiveFormat::Tgz, &out).expect_err("garbage");
         assert!(matches!(err, ExtractError::Corrupt { .. }), "{err}");
-        let err = extract_archive(&archive, ArchiveFormat::Zip, &out).expect_err("zip");
-        assert!(matches!(err, ExtractError::ZipUnsupported), "{err}");
+        let err = extract_archive(&archive, ArchiveFormat::Zip, &out).expect_err("garbage");
+        assert!(matches!(err, ExtractError::Corrupt { .. }), "{err}");
     }
 
     #[test]

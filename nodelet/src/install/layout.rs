@@ -5,10 +5,11 @@
 //! <install-dir>/
 //!   versions/
 //!     v0.33.0/            one release, as its archive lays it out
-//!       bin/ollama
-//!       lib/ollama/...
+//!       bin/ollama        (macOS: ollama, Windows: ollama.exe, at the top)
+//!       lib/ollama/...    (a -rocm or -jetpack archive unpacked over it on Linux)
 //!     latest-1a2b3c4d5e6f/  a "latest" whose tag the mirror did not reveal
-//!   current -> versions/v0.33.0   symlink, swapped atomically
+//!   current -> versions/v0.33.0   symlink, swapped atomically (on Windows a file
+//!                                   holding `versions/v0.33.0`, replaced by rename)
 //!   downloads/            archives in flight (<asset>.part), removed once installed
 //!   .staging-XXXXXX/      an archive being unpacked; renamed into versions/ when whole
 //!   .lock                 held (flock) by the process installing, so two never interleave
@@ -30,10 +31,24 @@ pub const OLLAMA_EXE: &str = if cfg!(windows) {
     "ollama"
 };
 
+/// The executable's file name on `os` (a `std::env::consts::OS` value).
+pub fn exe_name(os: &str) -> &'static str {
+    if os == "windows" {
+        "ollama.exe"
+    } else {
+        "ollama"
+    }
+}
+
 /// Where, inside a version directory, releases put the executable: `bin/ollama` in the
-/// Linux layout, `ollama` at the top in the macOS one.
+/// Linux layout, `ollama` (`ollama.exe`) at the top in the macOS and Windows ones.
 pub fn binary_candidates(prefix: &Path) -> [PathBuf; 2] {
-    [prefix.join("bin").join(OLLAMA_EXE), prefix.join(OLLAMA_EXE)]
+    binary_candidates_named(prefix, OLLAMA_EXE)
+}
+
+/// [`binary_candidates`] for an executable named `exe`.
+pub fn binary_candidates_named(prefix: &Path, exe: &str) -> [PathBuf; 2] {
+    [prefix.join("bin").join(exe), prefix.join(exe)]
 }
 
 /// Paths inside an install directory.
@@ -69,12 +84,20 @@ impl InstallLayout {
         self.root.join("downloads")
     }
 
-    /// The version `current` points to, if any.
+    /// The version `current` points to, if any: a symlink's target, or on Windows the
+    /// `versions/<name>` that the `current` file holds (see [`activate`]).
     pub fn current_version(&self) -> Option<String> {
-        let target = std::fs::read_link(self.current_link()).ok()?;
+        let link = self.current_link();
+        let target = match std::fs::read_link(&link) {
+            Ok(target) => target,
+            Err(_) => {
+                let text = std::fs::read_to_string(&link).ok()?;
+                PathBuf::from(text.trim())
+            }
+        };
         let name = target.file_name()?.to_str()?.to_owned();
         let parent = target.parent()?.file_name()?;
-        (parent == "versions").then_some(name)
+        (parent == "versions" && target.components().count() == 2).then_some(name)
     }
 
     /// The executable of an installed version, if it is there and executable.
@@ -150,27 +173,31 @@ pub fn place_version(staging: &Path, target: &Path) -> std::io::Result<()> {
     std::fs::rename(staging, target)
 }
 
-/// Points `current` at `versions/<version>` by renaming a fresh symlink over it.
+/// Points `current` at `versions/<version>` by renaming a fresh symlink over it; on
+/// Windows, where making a symlink needs a privilege most users lack, by renaming a
+/// fresh file naming the version over it ([`activate_with_file`]).
 pub fn activate(layout: &InstallLayout, version: &str) -> std::io::Result<()> {
-    let link = layout.current_link();
+    #[cfg(unix)]
+    {
+        let tmp = layout
+            .root()
+            .join(format!(".current-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(Path::new("versions").join(version), &tmp)?;
+        std::fs::rename(&tmp, layout.current_link())
+    }
+    #[cfg(not(unix))]
+    activate_with_file(layout, version)
+}
+
+/// Writes `versions/<version>` into a fresh file and renames it over `current`, which
+/// replaces the old file in one step on Windows as on Unix.
+pub fn activate_with_file(layout: &InstallLayout, version: &str) -> std::io::Result<()> {
     let tmp = layout
         .root()
         .join(format!(".current-{}", std::process::id()));
-    let target = Path::new("versions").join(version);
-    let _ = std::fs::remove_file(&tmp);
-    #[cfg(unix)]
-    {
-        std::os::unix::fs::symlink(&target, &tmp)?;
-        std::fs::rename(&tmp, &link)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (link, target);
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "the `current` symlink of herd's install directory needs a Unix system",
-        ))
-    }
+    std::fs::write(&tmp, format!("versions/{version}\n"))?;
+    std::fs::rename(&tmp, layout.current_link())
 }
 
 #[cfg(test)]
@@ -209,6 +236,41 @@ mod tests {
         let mut leftovers = leftovers;
         leftovers.sort();
         assert_eq!(leftovers, vec!["v1.0.0", "v2.0.0"]);
+    }
+
+    #[test]
+    fn current_as_a_file_names_the_version() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let layout = InstallLayout::new(dir.path());
+        for version in ["v0.33.0", "v0.34.0-rc1"] {
+            activate_with_file(&layout, version).expect("activate");
+            assert_eq!(layout.current_version().as_deref(), Some(version));
+        }
+        for (text, expected) in [
+            ("versions/v1.0.0\n", Some("v1.0.0")),
+            ("versions/v1.0.0", Some("v1.0.0")),
+            ("elsewhere/v1.0.0", None),
+            ("../versions/v1.0.0", None),
+            ("/abs/versions/v1.0.0", None),
+            ("", None),
+        ] {
+            std::fs::write(layout.current_link(), text).expect("write");
+            assert_eq!(layout.current_version().as_deref(), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn exe_names_per_os() {
+        assert_eq!(exe_name("windows"), "ollama.exe");
+        assert_eq!(exe_name("macos"), "ollama");
+        assert_eq!(exe_name("linux"), "ollama");
+        assert_eq!(
+            binary_candidates_named(Path::new("v"), "ollama.exe"),
+            [
+                PathBuf::from("v/bin/ollama.exe"),
+                PathBuf::from("v/ollama.exe")
+            ]
+        );
     }
 
     #[cfg(unix)]

@@ -2,12 +2,15 @@
 //! it is missing.
 //!
 //! The decisions are pure and tested by tables: which asset fits this machine
-//! ([`release_asset`]), what `sha256sum.txt` says ([`parse_sha256sums`]), which proxy a
-//! URL goes through ([`HttpProxySettings::proxy_for`]), what to do given what was found
-//! ([`plan_install`]). [`install_ollama`] is the I/O that carries out an install:
-//! download (streamed, retried, resumed), verify, unpack, put in place atomically. The
-//! directory layout is described in [`layout`].
+//! ([`release_asset`]) and which accelerator archive goes over it on Linux
+//! ([`choose_accelerator`]), where Ollama's own installers put it
+//! ([`system::system_candidates`]), what `sha256sum.txt` says ([`parse_sha256sums`]),
+//! which proxy a URL goes through ([`HttpProxySettings::proxy_for`]), what to do given
+//! what was found ([`plan_install`]). [`install_ollama`] is the I/O that carries out an
+//! install: download (streamed, retried, resumed), verify, unpack (`.tar.zst`, `.tgz`,
+//! `.zip`), put in place atomically. The directory layout is described in [`layout`].
 
+pub mod accel;
 pub mod asset;
 pub mod checksum;
 pub mod download;
@@ -15,6 +18,8 @@ pub mod extract;
 pub mod layout;
 pub mod progress;
 pub mod proxy;
+pub mod system;
+pub mod unzip;
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -23,6 +28,7 @@ use std::time::Duration;
 use reqwest::Url;
 use tokio::sync::watch;
 
+pub use accel::{Accelerator, AcceleratorFacts, choose_accelerator, probe_accelerator};
 pub use asset::{
     ArchiveFormat, Asset, AssetError, DEFAULT_DOWNLOAD_BASE, OllamaVersion, ReleaseTag,
     SHA256SUMS_FILE, current_release_asset, parse_base_url, release_asset, release_file_url,
@@ -57,10 +63,9 @@ pub enum InstallError {
     /// The archive unpacked but holds no executable where releases put it.
     #[error(
         "the Ollama archive {asset} has neither bin/{exe} nor {exe} at its top; \
-         is --download-base-url a faithful mirror of the Ollama releases?",
-        exe = OLLAMA_EXE
+         is --download-base-url a faithful mirror of the Ollama releases?"
     )]
-    NoBinary { asset: String },
+    NoBinary { asset: String, exe: String },
     /// herd's install directory could not be prepared or updated.
     #[error("could not {action} in herd's Ollama install directory ({path}): {source}")]
     InstallDir {
@@ -88,7 +93,9 @@ pub enum InstallError {
 pub enum FoundOllama {
     /// An Ollama already answering at `--ollama-url`; found by the caller over HTTP.
     Running { url: Url, version: Option<String> },
-    /// An `ollama` on `PATH`: a system install herd uses but never touches.
+    /// An `ollama` on `PATH` or where Ollama's installer puts it (the macOS app
+    /// bundle, the Windows per-user folder): a system install herd uses but never
+    /// touches.
     OnPath { binary: PathBuf },
     /// A version in herd's own install directory.
     InstallDir { binary: PathBuf, version: String },
@@ -132,10 +139,26 @@ pub fn path_candidates(path_var: &OsStr) -> Vec<PathBuf> {
 
 /// Every Ollama binary that exists on this machine for herd's purposes: the requested
 /// version in herd's install directory, its `current` version, and the first `ollama`
-/// on `path_var` — in that order. Checking for a running Ollama is the caller's part
-/// (it needs HTTP); put it in front of this list.
+/// on `path_var` or else where Ollama's own installer puts it on this platform
+/// ([`system::system_candidates`]) — in that order. Checking for a running Ollama is
+/// the caller's part (it needs HTTP); put it in front of this list.
 pub fn find_ollama(
     path_var: Option<&OsStr>,
+    install_dir: &Path,
+    version: &OllamaVersion,
+) -> Vec<FoundOllama> {
+    find_ollama_in(
+        path_var,
+        &system::current_system_candidates(),
+        install_dir,
+        version,
+    )
+}
+
+/// [`find_ollama`] with the platform's install locations given.
+pub fn find_ollama_in(
+    path_var: Option<&OsStr>,
+    system: &[PathBuf],
     install_dir: &Path,
     version: &OllamaVersion,
 ) -> Vec<FoundOllama> {
@@ -162,6 +185,7 @@ pub fn find_ollama(
         .map(path_candidates)
         .unwrap_or_default()
         .into_iter()
+        .chain(system.iter().cloned())
         .find(|candidate| layout::is_executable(candidate));
     if let Some(binary) = on_path {
         found.push(FoundOllama::OnPath { binary });
@@ -256,6 +280,8 @@ pub struct InstallOptions {
     pub log_every: Duration,
     /// Receives every progress update, for `Node.status`.
     pub progress: Option<watch::Sender<InstallProgress>>,
+    /// Which accelerator archive goes over the main one on Linux (see [`accel`]).
+    pub accelerator: Accelerator,
 }
 
 impl InstallOptions {
@@ -275,6 +301,7 @@ impl InstallOptions {
             display: ProgressDisplay::Auto,
             log_every: Duration::from_secs(5),
             progress: None,
+            accelerator: Accelerator::None,
         }
     }
 
@@ -312,6 +339,8 @@ pub struct Installed {
     pub binary: PathBuf,
     /// The archive that was installed.
     pub asset: String,
+    /// The accelerator's archive unpacked over it (`-rocm`, `-jetpack6`), if any.
+    pub accelerator_asset: Option<String>,
     /// Its SHA-256.
     pub sha256: String,
     /// How many tries the archive download took.
@@ -339,9 +368,6 @@ async fn install_with(
 ) -> Result<Installed, InstallError> {
     // Fail on an unsupported platform before touching the network or the disk.
     let asset = release_asset(&options.os, &options.arch, &options.version)?;
-    if asset.format == ArchiveFormat::Zip {
-        return Err(ExtractError::ZipUnsupported.into());
-    }
     let layout = InstallLayout::new(&options.install_dir);
     for dir in [
         layout.root().to_owned(),
@@ -380,30 +406,93 @@ async fn install_with(
         }
     };
     let asset = release_asset(&options.os, &options.arch, &version)?;
+    let extra = accel::accelerator_asset(&asset, options.accelerator);
 
-    let expected = if options.verify_checksum {
+    let sums = if options.verify_checksum {
         let sums_url = release_file_url(base, &version, SHA256SUMS_FILE)?;
         let (text, _) = download::fetch_text(&client, &sums_url, retry, SHA256SUMS_LIMIT).await?;
-        let sums = parse_sha256sums(&text)?;
-        let digest = sums
-            .get(&asset.name)
-            .cloned()
-            .ok_or_else(|| ChecksumError::MissingEntry {
-                asset: asset.name.clone(),
-                source_url: sums_url.to_string(),
-            })?;
-        Some(digest)
+        Some((parse_sha256sums(&text)?, sums_url))
     } else {
         tracing::warn!("SHA-256 verification of the Ollama download is turned off");
         None
     };
 
-    let asset_url = release_file_url(base, &version, &asset.name)?;
+    // The main archive, then the accelerator's (unpacked over it), each verified.
+    let mut archives = Vec::new();
+    let mut fetched = Vec::new();
+    for asset in std::iter::once(&asset).chain(extra.as_ref()) {
+        let expected =
+            match &sums {
+                Some((sums, sums_url)) => {
+                    Some(sums.get(&asset.name).cloned().ok_or_else(|| {
+                        ChecksumError::MissingEntry {
+                            asset: asset.name.clone(),
+                            source_url: sums_url.to_string(),
+                        }
+                    })?)
+                }
+                None => None,
+            };
+        let got = fetch_verified(
+            &client, options, &layout, &version, asset, expected, reporter,
+        )
+        .await;
+        match got {
+            Ok((archive, sha256, attempts)) => {
+                archives.push((archive, asset.clone()));
+                fetched.push((sha256, attempts));
+            }
+            Err(e) => {
+                for (archive, _) in &archives {
+                    remove_quietly(archive).await;
+                }
+                return Err(e);
+            }
+        }
+    }
+    let (actual, attempts) = fetched.swap_remove(0);
+
+    reporter.phase(InstallPhase::Extracting, &asset.name);
+    let name = match &version {
+        OllamaVersion::Pinned(tag) => tag.to_string(),
+        OllamaVersion::Latest => format!("latest-{}", &actual[..12]),
+    };
+    let exe = layout::exe_name(&options.os);
+    let installed = unpack_and_place(&layout, &archives, exe, &name).await;
+    for (archive, _) in &archives {
+        remove_quietly(archive).await;
+    }
+    let (prefix, binary) = installed?;
+    Ok(Installed {
+        version: name,
+        prefix,
+        binary,
+        asset: asset.name,
+        accelerator_asset: extra.map(|a| a.name),
+        sha256: actual,
+        download_attempts: attempts,
+    })
+}
+
+/// Downloads one asset of `version` into `downloads/` and checks it against
+/// `expected`; returns the file, its SHA-256 and the tries the download took.
+async fn fetch_verified(
+    client: &reqwest::Client,
+    options: &InstallOptions,
+    layout: &InstallLayout,
+    version: &OllamaVersion,
+    asset: &Asset,
+    expected: Option<String>,
+    reporter: &mut Reporter,
+) -> Result<(PathBuf, String, u32), InstallError> {
+    reporter.phase(InstallPhase::Downloading, &asset.name);
+    let asset_url = release_file_url(&options.download_base_url, version, &asset.name)?;
     let archive = layout
         .downloads_dir()
         .join(format!("{version}-{}", asset.name));
     let downloaded =
-        download::download_file(&client, &asset_url, &archive, retry, reporter).await?;
+        download::download_file(client, &asset_url, &archive, &options.http.retry, reporter)
+            .await?;
 
     reporter.phase(InstallPhase::Verifying, &asset.name);
     let actual = blocking({
@@ -422,31 +511,15 @@ async fn install_with(
         }
         .into());
     }
-
-    reporter.phase(InstallPhase::Extracting, &asset.name);
-    let name = match &version {
-        OllamaVersion::Pinned(tag) => tag.to_string(),
-        OllamaVersion::Latest => format!("latest-{}", &actual[..12]),
-    };
-    let installed = unpack_and_place(&layout, &archive, &asset, &name).await;
-    remove_quietly(&archive).await;
-    let (prefix, binary) = installed?;
-    Ok(Installed {
-        version: name,
-        prefix,
-        binary,
-        asset: asset.name,
-        sha256: actual,
-        download_attempts: downloaded.attempts,
-    })
+    Ok((archive, actual, downloaded.attempts))
 }
 
 /// Unpacks into a staging directory inside the install directory, makes the binary
 /// executable, renames the whole tree to `versions/<name>` and points `current` at it.
 async fn unpack_and_place(
     layout: &InstallLayout,
-    archive: &Path,
-    asset: &Asset,
+    archives: &[(PathBuf, Asset)],
+    exe: &str,
     name: &str,
 ) -> Result<(PathBuf, PathBuf), InstallError> {
     let root = layout.root().to_owned();
@@ -458,21 +531,30 @@ async fn unpack_and_place(
             path: root,
             source,
         })?;
-    let staging_path = staging.path().to_owned();
-    let (archive_owned, format) = (archive.to_owned(), asset.format);
-    let stats = blocking(move || extract_archive(&archive_owned, format, &staging_path)).await??;
-    tracing::debug!(
-        entries = stats.entries,
-        bytes = stats.file_bytes,
-        "unpacked the Ollama archive"
-    );
+    for (archive, asset) in archives {
+        let staging_path = staging.path().to_owned();
+        let (archive_owned, format) = (archive.clone(), asset.format);
+        let stats =
+            blocking(move || extract_archive(&archive_owned, format, &staging_path)).await??;
+        tracing::debug!(
+            asset = %asset.name,
+            entries = stats.entries,
+            bytes = stats.file_bytes,
+            "unpacked an Ollama archive"
+        );
+    }
 
-    let relative_binary = layout::binary_candidates(Path::new(""))
+    let no_binary = || InstallError::NoBinary {
+        asset: archives
+            .first()
+            .map(|(_, a)| a.name.clone())
+            .unwrap_or_default(),
+        exe: exe.to_owned(),
+    };
+    let relative_binary = layout::binary_candidates_named(Path::new(""), exe)
         .into_iter()
         .find(|rel| staging.path().join(rel).is_file())
-        .ok_or_else(|| InstallError::NoBinary {
-            asset: asset.name.clone(),
-        })?;
+        .ok_or_else(no_binary)?;
     let staged_binary = staging.path().join(&relative_binary);
     layout::make_executable(&staged_binary).map_err(|source| InstallError::InstallDir {
         action: "make the binary executable",
@@ -767,6 +849,43 @@ mod tests {
                 assert_eq!(got, want, "{path:?}");
             }
         }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_system_install_counts_after_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let install_dir = dir.path().join("herd");
+        let bundle = dir.path().join("Ollama.app/Contents/Resources/ollama");
+        let on_path = dir.path().join("bin").join(OLLAMA_EXE);
+        for exe in [&bundle, &on_path] {
+            std::fs::create_dir_all(exe.parent().expect("parent")).expect("mkdir");
+            std::fs::write(exe, "x").expect("write");
+        }
+        layout::make_executable(&bundle).expect("chmod");
+        let path = std::env::join_paths([dir.path().join("bin")]).expect("join");
+        let system = [dir.path().join("missing/ollama"), bundle.clone()];
+        let found = |path: Option<&OsStr>| {
+            find_ollama_in(path, &system, &install_dir, &OllamaVersion::Latest)
+        };
+        // The PATH one is not executable yet: the bundle is found.
+        assert_eq!(
+            found(Some(&path)),
+            vec![FoundOllama::OnPath {
+                binary: bundle.clone()
+            }]
+        );
+        assert_eq!(
+            found(None),
+            vec![FoundOllama::OnPath {
+                binary: bundle.clone()
+            }]
+        );
+        layout::make_executable(&on_path).expect("chmod");
+        assert_eq!(
+            found(Some(&path)),
+            vec![FoundOllama::OnPath { binary: on_path }]
+        );
     }
 
     #[cfg(unix)]

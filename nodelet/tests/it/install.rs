@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use herd_nodelet::install::checksum::sha256_bytes;
 use herd_nodelet::install::{
-    ChecksumError, DownloadError, EnsureOutcome, ExtractError, FoundOllama, InstallError,
-    InstallLayout, InstallPhase, InstallProgress, ProgressDisplay, ensure_ollama, find_ollama,
-    install_ollama,
+    ChecksumError, DownloadError, EnsureOutcome, FoundOllama, InstallError, InstallLayout,
+    InstallPhase, InstallProgress, ProgressDisplay, ensure_ollama, find_ollama, install_ollama,
 };
 
 use crate::support::{
@@ -556,17 +555,123 @@ async fn unsupported_targets_fail_before_any_request() {
         let server = ReleaseServer::start(Vec::new(), Behaviour::default()).await;
         let dir = tempfile::tempdir().expect("tempdir");
         let mut options = test_options(dir.path(), &server.base, "latest");
-        options.os = "windows".into();
-        let err = install_ollama(&options).await.expect_err("zip");
-        assert!(
-            matches!(err, InstallError::Extract(ExtractError::ZipUnsupported)),
-            "{err}"
-        );
-        options.os = "linux".into();
         options.arch = "riscv64".into();
         let err = install_ollama(&options).await.expect_err("riscv");
         assert!(err.to_string().contains("linux/riscv64"), "{err}");
         assert!(server.seen().is_empty());
+    })
+    .await;
+}
+
+/// A zip laid out like Ollama's Windows release: `ollama.exe` at the top, libraries
+/// under `lib/ollama/`.
+fn windows_zip(exe: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for (name, data) in [
+        ("ollama.exe", exe),
+        ("lib/ollama/ggml-base.dll", b"a library".as_slice()),
+    ] {
+        zip.start_file(name, options).expect("start");
+        zip.write_all(data).expect("write");
+    }
+    zip.finish().expect("finish").into_inner()
+}
+
+#[tokio::test]
+async fn a_windows_zip_release_installs_with_its_checksum() {
+    bounded(async {
+        let zip = windows_zip(b"MZ not really a program");
+        let files = release_files("v0.33.0", "ollama-windows-amd64.zip", &zip);
+        let server = ReleaseServer::start(files, Behaviour::default()).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut options = test_options(dir.path(), &server.base, "0.33.0");
+        options.os = "windows".into();
+        let installed = install_ollama(&options).await.expect("install");
+        assert_eq!(installed.asset, "ollama-windows-amd64.zip");
+        assert_eq!(installed.sha256, sha256_bytes(&zip));
+        assert_eq!(
+            installed.binary,
+            dir.path().join("versions/v0.33.0/ollama.exe")
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("versions/v0.33.0/lib/ollama/ggml-base.dll"))
+                .expect("dll"),
+            b"a library"
+        );
+        assert_eq!(
+            InstallLayout::new(dir.path()).current_version().as_deref(),
+            Some("v0.33.0")
+        );
+
+        // A zip whose bytes differ from sha256sum.txt is refused and leaves nothing.
+        let other = tempfile::tempdir().expect("tempdir");
+        let mut files = release_files("v0.33.0", "ollama-windows-amd64.zip", &zip);
+        files[0].1 = windows_zip(b"MZ tampered");
+        let server = ReleaseServer::start(files, Behaviour::default()).await;
+        let mut options = test_options(other.path(), &server.base, "0.33.0");
+        options.os = "windows".into();
+        let err = install_ollama(&options).await.expect_err("tampered");
+        assert!(
+            matches!(err, InstallError::Checksum(ChecksumError::Mismatch { .. })),
+            "{err}"
+        );
+        assert!(!other.path().join("versions/v0.33.0").exists());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_amd_gpu_gets_the_rocm_archive_over_the_main_one() {
+    bounded(async {
+        let main = zstd(&release_tar("0.33.0", 0o755));
+        let rocm = {
+            let mut builder = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Regular);
+            h.set_mode(0o644);
+            h.set_size(4);
+            builder
+                .append_data(
+                    &mut h,
+                    "./lib/ollama/rocm/libggml-hip.so",
+                    b"rocm".as_slice(),
+                )
+                .expect("entry");
+            zstd(&builder.into_inner().expect("tar"))
+        };
+        let rocm_name = "ollama-linux-amd64-rocm.tar.zst";
+        let sums = crate::support::sums_file(&[(ASSET, &main), (rocm_name, &rocm)]);
+        let files = vec![
+            (format!("/download/v0.33.0/{ASSET}"), main.clone()),
+            (format!("/download/v0.33.0/{rocm_name}"), rocm.clone()),
+            (
+                "/download/v0.33.0/sha256sum.txt".to_owned(),
+                sums.into_bytes(),
+            ),
+        ];
+        let server = ReleaseServer::start(files, Behaviour::default()).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut options = test_options(dir.path(), &server.base, "0.33.0");
+        options.accelerator = herd_nodelet::install::Accelerator::Rocm;
+        let installed = install_ollama(&options).await.expect("install");
+        assert_eq!(installed.accelerator_asset.as_deref(), Some(rocm_name));
+        let prefix = dir.path().join("versions/v0.33.0");
+        assert_eq!(
+            run_version(&prefix.join("bin/ollama")),
+            "ollama version is 0.33.0"
+        );
+        assert_eq!(
+            std::fs::read(prefix.join("lib/ollama/rocm/libggml-hip.so")).expect("rocm lib"),
+            b"rocm"
+        );
+        assert_eq!(server.count(&format!("/download/v0.33.0/{rocm_name}")), 1);
+        assert_eq!(
+            ls(&InstallLayout::new(dir.path()).downloads_dir()),
+            Vec::<String>::new()
+        );
     })
     .await;
 }
