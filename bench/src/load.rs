@@ -254,37 +254,38 @@ pub async fn register_node(
     max_parallel: u32,
     loaded: bool,
 ) -> anyhow::Result<()> {
-    use herd_api::{Condition, ConditionStatus, Node, NodeModel, NodeSpec, Resource, conditions};
     let client = router.admin_client()?;
-    let nodes = client.api::<Node>();
-    let node = Node::new(
-        name,
-        NodeSpec {
-            url: ollama_url.to_owned(),
-            max_parallel,
-            ..NodeSpec::default()
-        },
-    );
-    nodes.apply(&node).await?;
-    let models: Vec<NodeModel> = models
+    // Raw JSON with the URL under its older name, which every build accepts,
+    // so a run can measure an older `herd` (`--variant old=@PATH`) beside
+    // this one.
+    let nodes_url = format!("{}/apis/herd/v1/nodes", router.url);
+    client
+        .http()
+        .post(&nodes_url)
+        .json(&serde_json::json!({"apiVersion": "herd/v1", "kind": "Node",
+            "metadata": {"name": name},
+            "spec": {"ollamaUrl": ollama_url, "maxParallel": max_parallel}}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let models: Vec<serde_json::Value> = models
         .iter()
-        .map(|m| NodeModel {
-            name: (*m).to_owned(),
-            loaded,
-            ..NodeModel::default()
-        })
+        .map(|m| serde_json::json!({"name": m, "loaded": loaded}))
         .collect();
-    nodes
-        .update_status_with_retry(name, |s| {
-            s.conditions = vec![Condition::new(
-                conditions::READY,
-                ConditionStatus::True,
-                "Benchmark",
-                "registered by the benchmark",
-            )];
-            s.models = models.clone();
-        })
-        .await?;
+    client
+        .http()
+        .patch(format!("{nodes_url}/{name}/status"))
+        .header("content-type", "application/merge-patch+json")
+        .body(
+            serde_json::json!({"status": {
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Benchmark",
+                                "message": "registered by the benchmark"}],
+                "models": models}})
+            .to_string(),
+        )
+        .send()
+        .await?
+        .error_for_status()?;
     let stats_url = format!("{}/apis/herd/v1/requests/stats", router.url);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
