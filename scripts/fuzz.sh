@@ -28,14 +28,17 @@ export CARGO_TARGET_DIR="$cache/fuzz-target"
 
 cd "$root/fuzz"
 # Seeds: the example manifests, and the JSON they stand for.
-mkdir -p corpus/manifest corpus/resource_json corpus/label_selector corpus/proxy_model
+mkdir -p corpus/manifest corpus/resource_json corpus/label_selector corpus/proxy_model corpus/translate
 cp "$root"/manifests/*.yaml corpus/manifest/ 2>/dev/null || true
 printf '%s' '{"apiVersion":"herd/v1","kind":"Node","metadata":{"name":"a","labels":{"gpu":"nvidia"}},"spec":{"ollamaUrl":"http://10.0.0.2:11434","weight":50}}' > corpus/resource_json/node.json
 printf '%s' '{"apiVersion":"herd/v1","kind":"ModelAssignment","metadata":{"name":"m"},"spec":{"model":"llama3.2:1b","replicas":2,"nodeSelector":{"matchLabels":{"gpu":"nvidia"}}}}' > corpus/resource_json/assignment.json
 printf '%s' 'gpu=nvidia,zone!=b,tier in (a, b),!old,herd.dev/x' > corpus/label_selector/selector.txt
 printf '%s' '{"model":"llama3.2:1b","messages":[{"role":"user","content":"hi"}],"stream":false}' > corpus/proxy_model/chat.json
 
-targets=(resource_json manifest label_selector proxy_model)
+printf '%s' '{"model":"m","messages":[{"role":"user","content":"hi","images":["iVBORw0KGgo="]}],"options":{"temperature":0.2},"format":"json"}' > corpus/translate/chat.json
+printf 'data: {"id":"c","created":1,"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\n\ndata: {"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}\n\ndata: [DONE]\n\n' > corpus/translate/stream.sse
+
+targets=(resource_json manifest label_selector proxy_model translate)
 failed=()
 started=$(date +%s)
 for t in "${targets[@]}"; do

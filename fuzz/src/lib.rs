@@ -110,10 +110,50 @@ pub fn proxy_model(data: &[u8]) {
     let _ = ModelName::parse(&String::from_utf8_lossy(data));
 }
 
+/// The translation layer on both of its outside inputs: a client's body in
+/// every dialect, and a node's answer (whole, and as a stream cut in two at
+/// a point the data chooses). Every answer it makes must be valid JSON or
+/// JSON lines / SSE of JSON.
+pub fn translate(data: &[u8]) {
+    use herd_translate::{Dialect, Plan, Timing, request};
+    const DIALECTS: [Dialect; 6] = [
+        Dialect::OllamaChat,
+        Dialect::OllamaGenerate,
+        Dialect::OllamaEmbed,
+        Dialect::OllamaEmbeddings,
+        Dialect::AnthropicMessages,
+        Dialect::OpenAiResponses,
+    ];
+    let cut = data.first().map_or(0, |b| usize::from(*b)).min(data.len());
+    for d in DIALECTS {
+        if let Ok(Plan::Forward(up, _)) = request(d, data) {
+            let _: serde_json::Value =
+                serde_json::from_slice(&up.body).expect("the node's request is JSON");
+        }
+        let seed = match d {
+            Dialect::AnthropicMessages => &br#"{"model":"m","max_tokens":5,"stream":true,"messages":[{"role":"user","content":"x"}]}"#[..],
+            Dialect::OpenAiResponses => br#"{"model":"m","stream":true,"input":"x"}"#,
+            _ => br#"{"model":"m","prompt":"x","input":"x","messages":[{"role":"user","content":"x"}]}"#,
+        };
+        if let Ok(Plan::Forward(_, reply)) = request(d, seed) {
+            let answer = reply.complete(200, data, Timing::default());
+            let _: serde_json::Value =
+                serde_json::from_slice(&answer.body).expect("a whole answer is JSON");
+            let mut s = reply.into_stream();
+            let mut out = s.feed(&data[..cut]);
+            out.extend(s.feed(&data[cut..]));
+            out.extend(s.finish(Timing::default()));
+            let _ = String::from_utf8(out).expect("a stream is UTF-8");
+        }
+    }
+    let _ = herd_translate::parse_models(data);
+}
+
 /// Every target by name, for the drivers.
 pub const TARGETS: &[(&str, fn(&[u8]))] = &[
     ("resource_json", resource_json),
     ("manifest", manifest),
     ("label_selector", label_selector),
     ("proxy_model", proxy_model),
+    ("translate", translate),
 ];

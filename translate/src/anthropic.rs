@@ -139,7 +139,8 @@ fn message(at: &str, m: &Obj, out: &mut Vec<Value>) -> Result<(), TranslateError
 }
 
 fn tools(top: &At<'_>, out: &mut Obj) -> Result<(), TranslateError> {
-    let Some(tools) = top.array("tools")? else {
+    // OpenAI refuses `tool_choice` without tools, so both go or neither.
+    let Some(tools) = top.array("tools")?.filter(|t| !t.is_empty()) else {
         return Ok(());
     };
     let mut mapped = Vec::new();

@@ -190,3 +190,36 @@ impl Calls {
         (pos, new)
     }
 }
+
+/// Test help: the client bytes for a node stream fed whole, one byte at a
+/// time and cut at every point, checked to agree.
+#[cfg(test)]
+pub(crate) fn run_stream(reply: &Reply, node: &str, timing: Timing) -> String {
+    let whole = {
+        let mut s = reply.clone().into_stream();
+        let mut out = s.feed(node.as_bytes());
+        out.extend(s.finish(timing));
+        out
+    };
+    let bytes = node.as_bytes();
+    let mut bytewise = reply.clone().into_stream();
+    let mut out: Vec<u8> = bytes.chunks(1).flat_map(|b| bytewise.feed(b)).collect();
+    out.extend(bytewise.finish(timing));
+    assert_eq!(out, whole, "byte by byte");
+    for cut in (0..bytes.len()).step_by(7) {
+        let mut s = reply.clone().into_stream();
+        let mut out = s.feed(&bytes[..cut]);
+        out.extend(s.feed(&bytes[cut..]));
+        out.extend(s.finish(timing));
+        assert_eq!(out, whole, "cut at {cut}");
+    }
+    String::from_utf8(whole).expect("UTF-8")
+}
+
+/// Test help: SSE `data:` events for the given JSON chunks, then `[DONE]`.
+#[cfg(test)]
+pub(crate) fn sse_of(chunks: &[serde_json::Value]) -> String {
+    let mut s: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    s.push_str("data: [DONE]\n\n");
+    s
+}
