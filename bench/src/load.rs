@@ -254,46 +254,49 @@ pub async fn register_node(
     max_parallel: u32,
     loaded: bool,
 ) -> anyhow::Result<()> {
-    let spec = herd_api::NodeSpec {
-        url: ollama_url.to_owned(),
-        max_parallel,
-        ..herd_api::NodeSpec::default()
-    };
+    // The URL under its older name, which every build accepts, so a run can
+    // measure an older `herd` (`--variant old=@PATH`) beside this one.
+    let spec = serde_json::json!({"ollamaUrl": ollama_url, "maxParallel": max_parallel});
     register_node_spec(router, name, spec, models, loaded).await
 }
 
-/// [`register_node`] with a whole spec (an OpenAI-compatible node, say).
+/// [`register_node`] with a whole spec as JSON (an OpenAI-compatible node,
+/// say).
 pub async fn register_node_spec(
     router: &Proc,
     name: &str,
-    spec: herd_api::NodeSpec,
+    spec: serde_json::Value,
     models: &[&str],
     loaded: bool,
 ) -> anyhow::Result<()> {
-    use herd_api::{Condition, ConditionStatus, Node, NodeModel, Resource, conditions};
     let client = router.admin_client()?;
-    let nodes = client.api::<Node>();
-    let node = Node::new(name, spec);
-    nodes.apply(&node).await?;
-    let models: Vec<NodeModel> = models
+    let nodes_url = format!("{}/apis/herd/v1/nodes", router.url);
+    client
+        .http()
+        .post(&nodes_url)
+        .json(&serde_json::json!({"apiVersion": "herd/v1", "kind": "Node",
+            "metadata": {"name": name}, "spec": spec}))
+        .send()
+        .await?
+        .error_for_status()?;
+    let models: Vec<serde_json::Value> = models
         .iter()
-        .map(|m| NodeModel {
-            name: (*m).to_owned(),
-            loaded,
-            ..NodeModel::default()
-        })
+        .map(|m| serde_json::json!({"name": m, "loaded": loaded}))
         .collect();
-    nodes
-        .update_status_with_retry(name, |s| {
-            s.conditions = vec![Condition::new(
-                conditions::READY,
-                ConditionStatus::True,
-                "Benchmark",
-                "registered by the benchmark",
-            )];
-            s.models = models.clone();
-        })
-        .await?;
+    client
+        .http()
+        .patch(format!("{nodes_url}/{name}/status"))
+        .header("content-type", "application/merge-patch+json")
+        .body(
+            serde_json::json!({"status": {
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Benchmark",
+                                "message": "registered by the benchmark"}],
+                "models": models}})
+            .to_string(),
+        )
+        .send()
+        .await?
+        .error_for_status()?;
     let stats_url = format!("{}/apis/herd/v1/requests/stats", router.url);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {

@@ -65,13 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let llama = start_llama(&dir, args.threads)?;
     let data = tempfile::tempdir()?;
     let (router, _) = load::start_router(&data.path().join("data"), &[])?;
-    let spec = herd_api::NodeSpec {
-        url: llama.url.clone(),
-        api: herd_api::NodeApi::OpenAi,
-        managed: false,
-        max_parallel: 1,
-        ..herd_api::NodeSpec::default()
-    };
+    let spec = json!({"url": llama.url, "api": "openai", "managed": false, "maxParallel": 1});
     load::register_node_spec(&router, "llama", spec, &[MODEL], true).await?;
     let http = reqwest::Client::builder().no_proxy().build()?;
     let targets: [(&str, String, Api); 3] = [
