@@ -112,6 +112,9 @@ impl PgTarget {
 fn host_name(h: &Host) -> String {
     match h {
         Host::Tcp(name) => name.clone(),
+        // A socket directory: only Unix has them (and only there does the
+        // driver's enum have this variant).
+        #[cfg(unix)]
         Host::Unix(path) => path.display().to_string(),
     }
 }
@@ -141,8 +144,9 @@ fn password_from(
         return Ok(None);
     };
     let host = match config.get_hosts().first() {
-        None | Some(Host::Unix(_)) => "localhost".to_owned(),
         Some(Host::Tcp(h)) => h.clone(),
+        // No host, or a Unix socket directory: `.pgpass` calls that localhost.
+        _ => "localhost".to_owned(),
     };
     let port = config
         .get_ports()
