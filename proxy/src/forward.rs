@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::request::Parts;
-use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, Request, Response, StatusCode};
 use herd_translate::{Plan, Reply};
 use bytes::Bytes;
@@ -454,40 +453,41 @@ pub(crate) async fn forward(
 
         // A request the node does not serve in the client's API is
         // translated (see `translated`); the Ollama path passes through.
-        let (translated_pq, translated_headers);
-        let (pq, headers, body, reply) = match translated::how(call.ep.kind, backend) {
-            How::Pass => (
-                &path_and_query,
-                &call.parts.headers,
-                call.body.clone(),
-                None,
-            ),
-            How::Show => {
-                return answered(rec, backend, translated::show(call.model));
-            }
-            How::Translate(dialect) => match herd_translate::request(dialect, &call.body) {
-                Err(e) => return answered(rec, backend, translated::response(e.answer(dialect))),
-                Ok(Plan::Answer(a)) => return answered(rec, backend, translated::response(a)),
-                Ok(Plan::Forward(up, reply)) => {
-                    translated_pq = PathAndQuery::from_static(up.path);
-                    translated_headers = translated::headers();
-                    (
-                        &translated_pq,
-                        &translated_headers,
-                        Bytes::from(up.body),
-                        Some(reply),
-                    )
+        // What a translation needs is one pointer here: kept across the
+        // await, it would otherwise enlarge every request's future.
+        let translation: Option<Box<translated::Translation>> =
+            match translated::how(call.ep.kind, backend) {
+                How::Pass => None,
+                How::Show => {
+                    return answered(rec, backend, translated::show(call.model));
                 }
-            },
-        };
+                How::Translate(dialect) => match herd_translate::request(dialect, &call.body) {
+                    Err(e) => {
+                        return answered(rec, backend, translated::response(e.answer(dialect)));
+                    }
+                    Ok(Plan::Answer(a)) => {
+                        return answered(rec, backend, translated::response(a));
+                    }
+                    Ok(Plan::Forward(up, reply)) => Some(translated::Translation::new(up, reply)),
+                },
+            };
         let in_flight = InFlight::new(backend.live.clone());
         rec.waiting_on(&backend.name, &backend.live);
-        let req = Outgoing {
-            method: &call.parts.method,
-            target,
-            path_and_query: pq,
-            headers,
-            body: UpBody::full(body),
+        let req = match &translation {
+            None => Outgoing {
+                method: &call.parts.method,
+                target,
+                path_and_query: &path_and_query,
+                headers: &call.parts.headers,
+                body: UpBody::full(call.body.clone()),
+            },
+            Some(t) => Outgoing {
+                method: &call.parts.method,
+                target,
+                path_and_query: &t.path,
+                headers: &t.headers,
+                body: UpBody::full(t.body.clone()),
+            },
         };
         let result = shared
             .client
@@ -542,9 +542,12 @@ pub(crate) async fn forward(
                     on_success,
                     counts_tokens: call.ep.counts_tokens,
                 };
-                if let Some(reply) = reply {
-                    return respond_translated(shared, resp, backend, rec, in_flight, served, reply, sent)
-                        .await;
+                if let Some(t) = translation {
+                    // Boxed: its state stays out of every request's future.
+                    return Box::pin(respond_translated(
+                        shared, resp, backend, rec, in_flight, served, t.reply, sent,
+                    ))
+                    .await;
                 }
                 return respond(shared, resp, backend, rec, in_flight, served);
             }

@@ -15,6 +15,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Body;
+use axum::http::uri::PathAndQuery;
 use axum::http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use bytes::Bytes;
 use herd_api::NodeApi;
@@ -55,6 +56,26 @@ pub(crate) fn how(kind: Kind, node: &Backend) -> How {
         (NodeApi::OpenAi, Kind::Embed) => How::Translate(Dialect::OllamaEmbed),
         (NodeApi::OpenAi, Kind::Embeddings) => How::Translate(Dialect::OllamaEmbeddings),
         (NodeApi::OpenAi, Kind::Show) => How::Show,
+    }
+}
+
+/// A translated request on its way: what goes to the node, and how its
+/// answer comes back.
+pub(crate) struct Translation {
+    pub path: PathAndQuery,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub reply: Reply,
+}
+
+impl Translation {
+    pub(crate) fn new(up: herd_translate::Upstream, reply: Reply) -> Box<Translation> {
+        Box::new(Translation {
+            path: PathAndQuery::from_static(up.path),
+            headers: headers(),
+            body: Bytes::from(up.body),
+            reply,
+        })
     }
 }
 
