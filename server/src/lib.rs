@@ -314,7 +314,10 @@ impl Server {
             state,
             proxy,
             nodes,
-            controller: config.controller.map(|c| (c, client, secrets)),
+            controller: config.controller.map(|mut c| {
+                c.identity.get_or_insert_with(|| lease_identity(addr, &data_dir));
+                (c, client, secrets)
+            }),
             token,
         })
     }
@@ -372,6 +375,24 @@ impl Server {
         }
         served.map_err(Error::Serve)
     }
+}
+
+/// Who this server's controller is in the `controller` lease: the same after
+/// a restart on the same machine, port and data directory, so a restarted
+/// server takes its lease back at once instead of waiting for it to expire;
+/// different for every other server sharing the store.
+fn lease_identity(addr: std::net::SocketAddr, data_dir: &std::path::Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "herd".to_owned());
+    let mut h = std::hash::DefaultHasher::new();
+    std::fs::canonicalize(data_dir)
+        .unwrap_or_else(|_| data_dir.to_owned())
+        .hash(&mut h);
+    format!("{host}:{}-{:08x}", addr.port(), h.finish() as u32)
 }
 
 fn spawn_controller(
