@@ -157,7 +157,7 @@ fn start_llama(args: &Args) -> anyhow::Result<Proc> {
     let url = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if healthy(port) {
+        if load::llama_healthy(port) {
             break;
         }
         if Instant::now() > deadline {
@@ -176,22 +176,6 @@ fn dirs_home() -> Option<PathBuf> {
     std::env::var_os("HOME").map(PathBuf::from)
 }
 
-/// Whether `llama-server` on `port` answers `/health` with 200 (once the
-/// model is loaded).
-fn healthy(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /health HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-    if s.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    s.read(&mut buf)
-        .is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.1 200"))
-}
 
 /// A system prompt of `words` words, its own for conversation `c`.
 fn system_prompt(c: usize, words: usize) -> String {

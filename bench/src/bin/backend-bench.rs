@@ -138,7 +138,7 @@ fn start_llama(dir: &std::path::Path, threads: u32) -> anyhow::Result<Proc> {
         .spawn()
         .context("starting llama-server")?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !healthy(port) {
+    while !load::llama_healthy(port) {
         if Instant::now() > deadline {
             bail!("llama-server on {port} did not become healthy");
         }
@@ -151,20 +151,6 @@ fn start_llama(dir: &std::path::Path, threads: u32) -> anyhow::Result<Proc> {
     })
 }
 
-fn healthy(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let request = format!("GET /health HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-    if s.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut buf = [0u8; 16];
-    s.read(&mut buf)
-        .is_ok_and(|n| buf[..n].starts_with(b"HTTP/1.1 200"))
-}
 
 /// One streamed chat; the question varies by round so no answer is cached
 /// whole, while the short prompt keeps prompt evaluation small.
