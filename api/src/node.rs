@@ -389,7 +389,10 @@ mod tests {
         let both = serde_json::from_str::<Node>(
             r#"{"metadata":{"name":"a"},"spec":{"ollamaUrl":"http://a","url":"http://b"}}"#,
         );
-        assert!(both.is_err(), "two names for one field must not both be given");
+        assert!(
+            both.is_err(),
+            "two names for one field must not both be given"
+        );
     }
 
     #[test]
@@ -407,8 +410,14 @@ mod tests {
         let cases = [
             (r#"{"url":"http://x","api":"openai"}"#, "spec.managed"),
             (r#"{"managed":false}"#, "spec.url"),
-            (r#"{"url":"http://x","auth":{"secretRef":""}}"#, "spec.auth.secretRef"),
-            (r#"{"url":"http://x","auth":{"secretRef":"Bad_Name"}}"#, "spec.auth.secretRef"),
+            (
+                r#"{"url":"http://x","auth":{"secretRef":""}}"#,
+                "spec.auth.secretRef",
+            ),
+            (
+                r#"{"url":"http://x","auth":{"secretRef":"Bad_Name"}}"#,
+                "spec.auth.secretRef",
+            ),
             (r#"{"url":"https://x","caCert":"not pem"}"#, "spec.caCert"),
             (
                 r#"{"url":"https://x","caCert":"-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"}"#,
@@ -416,8 +425,9 @@ mod tests {
             ),
         ];
         for (spec, field) in cases {
-            let n: Node = serde_json::from_str(&format!(r#"{{"metadata":{{"name":"a"}},"spec":{spec}}}"#))
-                .expect(spec);
+            let n: Node =
+                serde_json::from_str(&format!(r#"{{"metadata":{{"name":"a"}},"spec":{spec}}}"#))
+                    .expect(spec);
             let fields: Vec<String> = n.validate().into_iter().map(|e| e.field).collect();
             assert_eq!(fields, vec![field.to_owned()], "{spec}");
         }
@@ -425,9 +435,20 @@ mod tests {
             r#"{"metadata":{"name":"a"},"spec":{"url":"http://x","caCert":"not pem"}}"#,
         )
         .expect("parse");
-        assert!(plain.validate().iter().any(|e| e.message.contains("https://")));
-        let bad_api = serde_json::from_str::<Node>(r#"{"metadata":{"name":"a"},"spec":{"api":"vllm"}}"#);
-        assert!(bad_api.expect_err("unknown api").to_string().contains("vllm"));
+        assert!(
+            plain
+                .validate()
+                .iter()
+                .any(|e| e.message.contains("https://"))
+        );
+        let bad_api =
+            serde_json::from_str::<Node>(r#"{"metadata":{"name":"a"},"spec":{"api":"vllm"}}"#);
+        assert!(
+            bad_api
+                .expect_err("unknown api")
+                .to_string()
+                .contains("vllm")
+        );
     }
 
     #[test]

@@ -154,10 +154,19 @@ mod tests {
 
     #[test]
     fn a_token_of_the_wrong_type_is_not_quoted() {
-        for spec in [r#"{"token":918273645}"#, r#"{"token":["sk-in-a-list"]}"#, r#"{"token":true}"#] {
-            let err = serde_json::from_str::<SecretSpec>(spec).expect_err(spec).to_string();
+        for spec in [
+            r#"{"token":918273645}"#,
+            r#"{"token":["sk-in-a-list"]}"#,
+            r#"{"token":true}"#,
+        ] {
+            let err = serde_json::from_str::<SecretSpec>(spec)
+                .expect_err(spec)
+                .to_string();
             assert!(err.contains("spec.token must be a string"), "{err}");
-            assert!(!err.contains("918273645") && !err.contains("sk-in-a-list"), "{err}");
+            assert!(
+                !err.contains("918273645") && !err.contains("sk-in-a-list"),
+                "{err}"
+            );
         }
     }
 

@@ -173,9 +173,7 @@ pub fn pem_certificates(pem: &str, max: usize) -> Result<(), String> {
     let mut rest = pem.trim();
     while !rest.is_empty() {
         let Some(body) = rest.strip_prefix(BEGIN) else {
-            return Err(format!(
-                "must hold PEM certificates only ({BEGIN} … {END})"
-            ));
+            return Err(format!("must hold PEM certificates only ({BEGIN} … {END})"));
         };
         let Some((body, after)) = body.split_once(END) else {
             return Err(format!("a certificate has no {END} line"));

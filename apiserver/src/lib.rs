@@ -25,7 +25,7 @@ use axum::Router;
 use axum::response::{IntoResponse, Response};
 use axum::serve::ListenerExt as _;
 use futures_util::FutureExt as _;
-use herd_api::{ApiKey, ApiKeyHash, Event, ModelAssignment, Node, Resource, Secret, Lease};
+use herd_api::{ApiKey, ApiKeyHash, Event, Lease, ModelAssignment, Node, Resource, Secret};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

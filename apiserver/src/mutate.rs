@@ -645,7 +645,10 @@ mod tests {
         let cur = stored(5);
         // (patch, url after it)
         let cases = [
-            (json!({"spec":{"ollamaUrl":"http://10.0.0.9:11434"}}), "http://10.0.0.9:11434"),
+            (
+                json!({"spec":{"ollamaUrl":"http://10.0.0.9:11434"}}),
+                "http://10.0.0.9:11434",
+            ),
             (
                 json!({"spec":{"ollamaUrl":"http://old:1","url":"http://new:1"}}),
                 "http://new:1",

@@ -197,9 +197,7 @@ impl Token {
         // The secret has a fixed length: what follows it is nothing or the
         // CA's fingerprint, so there is no separator to search for.
         let malformed_secret = TokenError::Malformed("the secret");
-        let (secret, after) = rest
-            .split_at_checked(SECRET_LEN)
-            .ok_or(malformed_secret)?;
+        let (secret, after) = rest.split_at_checked(SECRET_LEN).ok_or(malformed_secret)?;
         let secret = Secret::from_bytes(secret).ok_or(malformed_secret)?;
         let ca = match after.split_first() {
             None => None,

@@ -48,9 +48,7 @@ pub fn problem(spec: &NodeSpec, secret: SecretLookup, ca_error: Option<&str>) ->
     let name = spec.auth.as_ref().map_or("", |a| a.secret_ref.as_str());
     match secret {
         SecretLookup::Missing => {
-            return Some(format!(
-                "spec.auth.secretRef: Secret {name} does not exist"
-            ));
+            return Some(format!("spec.auth.secretRef: Secret {name} does not exist"));
         }
         SecretLookup::Unreadable => {
             return Some(format!(
@@ -164,7 +162,12 @@ mod tests {
         };
         let cases: Vec<(NodeSpec, SecretLookup, Option<&str>, Option<&str>)> = vec![
             (spec("http://h", None), SecretLookup::NotNeeded, None, None),
-            (spec("", None), SecretLookup::NotNeeded, None, Some("spec.url is empty")),
+            (
+                spec("", None),
+                SecretLookup::NotNeeded,
+                None,
+                Some("spec.url is empty"),
+            ),
             (
                 spec("http://h", Some("k")),
                 SecretLookup::Missing,
@@ -210,7 +213,10 @@ mod tests {
         assert_eq!(names, ["smollm2", "e5"]);
         assert!(m.iter().all(|m| m.loaded));
         assert_eq!(models_from_openai(br#"{"models":[]}"#), None);
-        assert_eq!(version_from(br#"{"version":"0.14.2"}"#).as_deref(), Some("0.14.2"));
+        assert_eq!(
+            version_from(br#"{"version":"0.14.2"}"#).as_deref(),
+            Some("0.14.2")
+        );
         assert_eq!(version_from(b"{}"), None);
     }
 

@@ -267,16 +267,38 @@ mod tests {
     #[test]
     fn unmanaged_ready_comes_from_the_probe_alone() {
         use herd_api::Condition;
-        let reach = |status| vec![Condition::new(conditions::REACHABLE, status, "r", "refused: x")];
+        let reach = |status| {
+            vec![Condition::new(
+                conditions::REACHABLE,
+                status,
+                "r",
+                "refused: x",
+            )]
+        };
         let cases = [
             (vec![], ConditionStatus::Unknown, reasons::NOT_PROBED),
-            (reach(ConditionStatus::Unknown), ConditionStatus::Unknown, reasons::NOT_PROBED),
-            (reach(ConditionStatus::True), ConditionStatus::True, reasons::HEALTHY),
-            (reach(ConditionStatus::False), ConditionStatus::False, reasons::UNREACHABLE),
+            (
+                reach(ConditionStatus::Unknown),
+                ConditionStatus::Unknown,
+                reasons::NOT_PROBED,
+            ),
+            (
+                reach(ConditionStatus::True),
+                ConditionStatus::True,
+                reasons::HEALTHY,
+            ),
+            (
+                reach(ConditionStatus::False),
+                ConditionStatus::False,
+                reasons::UNREACHABLE,
+            ),
         ];
         for (conds, status, reason) in cases {
             let d = ready_unmanaged(&conds);
-            assert_eq!((d.condition.status, d.condition.reason.as_str()), (status, reason));
+            assert_eq!(
+                (d.condition.status, d.condition.reason.as_str()),
+                (status, reason)
+            );
             assert_eq!(d.deadline, None, "no heartbeat, no deadline");
         }
         let d = ready_unmanaged(&reach(ConditionStatus::False));

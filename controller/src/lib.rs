@@ -52,7 +52,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use herd_api::{ModelAssignment, Node, NodeSpec, Secret, Lease};
+use herd_api::{Lease, ModelAssignment, Node, NodeSpec, Secret};
 use herd_client::reflector::Store;
 use herd_client::{Api, Client, watcher};
 use tokio_util::sync::CancellationToken;
@@ -130,7 +130,10 @@ impl Context {
         if ca.is_empty() {
             return (self.http.clone(), None);
         }
-        let mut clients = self.ca_clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut clients = self
+            .ca_clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let built = clients.entry(ca.to_owned()).or_insert_with(|| {
             let certs = reqwest::Certificate::from_pem_bundle(ca.as_bytes())
                 .ok()

@@ -516,7 +516,10 @@ mod tests {
         );
         // No heartbeat ever; not probed yet.
         let d = reconcile_node(&n, &NodeObservation::default(), t(0.0), GRACE);
-        assert_eq!(cond(&d.status, conditions::READY), Some((Unknown, "NotProbed".into())));
+        assert_eq!(
+            cond(&d.status, conditions::READY),
+            Some((Unknown, "NotProbed".into()))
+        );
         assert_eq!(d.requeue_after, None, "no heartbeat deadline to wait for");
         apply(&mut n, &d);
 
@@ -539,7 +542,10 @@ mod tests {
             ..NodeObservation::default()
         };
         let d = reconcile_node(&n, &probed, t(1.0), GRACE);
-        assert_eq!(cond(&d.status, conditions::READY), Some((True, "Healthy".into())));
+        assert_eq!(
+            cond(&d.status, conditions::READY),
+            Some((True, "Healthy".into()))
+        );
         assert_eq!(d.status.models, models);
         assert_eq!(d.status.endpoints, Some(vec!["/v1/messages".to_owned()]));
         assert!(reasons_of(&d).contains(&reasons::READY));
@@ -547,7 +553,10 @@ mod tests {
 
         // Long after: still Ready, with no heartbeat.
         let d = reconcile_node(&n, &probed, t(3600.0), GRACE);
-        assert_eq!(cond(&d.status, conditions::READY), Some((True, "Healthy".into())));
+        assert_eq!(
+            cond(&d.status, conditions::READY),
+            Some((True, "Healthy".into()))
+        );
 
         let down = NodeObservation {
             probe: Some(ProbeVerdict {
@@ -558,7 +567,10 @@ mod tests {
             ..probed.clone()
         };
         let d = reconcile_node(&n, &down, t(3601.0), GRACE);
-        assert_eq!(cond(&d.status, conditions::READY), Some((False, "Unreachable".into())));
+        assert_eq!(
+            cond(&d.status, conditions::READY),
+            Some((False, "Unreachable".into()))
+        );
     }
 
     #[test]
@@ -575,7 +587,10 @@ mod tests {
             observed.backend.problem = Some("spec.auth.secretRef: Secret k does not exist".into());
             let d = reconcile_node(&n, &observed, t(1.0), GRACE);
             let ready = find_condition(&d.status.conditions, conditions::READY).expect("Ready");
-            assert_eq!((ready.status, ready.reason.as_str()), (False, "BackendUnusable"));
+            assert_eq!(
+                (ready.status, ready.reason.as_str()),
+                (False, "BackendUnusable")
+            );
             assert!(ready.message.contains("Secret k"), "{}", ready.message);
         }
     }

@@ -275,7 +275,9 @@ pub fn reconcile_placement<'a>(
             Unplaced::Deleted => "the node was deleted".to_owned(),
             Unplaced::NoLongerMatches => "the node no longer matches the node selector".to_owned(),
             Unplaced::Cordoned => "the node is cordoned".to_owned(),
-            Unplaced::Unmanaged => "the node is unmanaged: no nodelet there pulls models".to_owned(),
+            Unplaced::Unmanaged => {
+                "the node is unmanaged: no nodelet there pulls models".to_owned()
+            }
             Unplaced::NotReadyTooLong(d) => format!(
                 "the node has not been Ready for {} (replace after {})",
                 human(d),

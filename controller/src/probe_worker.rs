@@ -53,7 +53,8 @@ pub(crate) async fn probe_node(ctx: Arc<Context>, name: String) -> Result<Action
             token: token.as_deref(),
             allowed: &ctx.config.allow_node_addresses,
         };
-        let recheck_endpoints = before.endpoints.is_none() || ctx.endpoints_stale(&name, generation);
+        let recheck_endpoints =
+            before.endpoints.is_none() || ctx.endpoints_stale(&name, generation);
         result = target.probe(&mut seen, recheck_endpoints).await;
         if result.is_err() {
             // The server may come back another version: look again then.
@@ -72,7 +73,11 @@ pub(crate) async fn probe_node(ctx: Arc<Context>, name: String) -> Result<Action
             let changed = problem.is_none() && m.probe.record(result, at, ctx.config.probe);
             let backend_changed = m.backend != seen;
             m.backend = seen;
-            (changed || backend_changed, m.probe.verdict(), m.probe.failing())
+            (
+                changed || backend_changed,
+                m.probe.verdict(),
+                m.probe.failing(),
+            )
         })
     };
     let Some((changed, verdict, failing)) = recorded else {
@@ -161,7 +166,9 @@ impl Target<'_> {
         let code = resp.status().as_u16();
         if !resp.status().is_success() {
             // Only the status: a 2xx body is judged by the caller.
-            return Err(failed(classify_answer(code, b"").unwrap_or(ProbeFailure::BadStatus(code))));
+            return Err(failed(
+                classify_answer(code, b"").unwrap_or(ProbeFailure::BadStatus(code)),
+            ));
         }
         resp.bytes()
             .await

@@ -261,10 +261,7 @@ impl Affinity {
             g.current.insert(*key, holder.clone());
             if g.current.len() >= self.capacity / 2 {
                 let dropped = g.previous.len() as u64;
-                g.previous = std::mem::replace(
-                    &mut g.current,
-                    HashMap::with_hasher(key_hasher()),
-                );
+                g.previous = std::mem::replace(&mut g.current, HashMap::with_hasher(key_hasher()));
                 self.evicted.fetch_add(dropped, Ordering::Relaxed);
             }
         }
@@ -346,15 +343,18 @@ mod tests {
             let role = if i % 2 == 0 { "user" } else { "assistant" };
             messages.push(serde_json::json!({"role": role, "content": t}));
         }
-        serde_json::to_vec(&serde_json::json!({"model": "m", "messages": messages}))
-            .expect("json")
+        serde_json::to_vec(&serde_json::json!({"model": "m", "messages": messages})).expect("json")
     }
 
     #[test]
     fn follow_up_turns_share_the_leading_keys() {
         let system = "You are a careful assistant. ".repeat(40);
         let first = prefix_keys("m", &chat(&system, &["hello"]), None);
-        let second = prefix_keys("m", &chat(&system, &["hello", "hi there", "and now?"]), None);
+        let second = prefix_keys(
+            "m",
+            &chat(&system, &["hello", "hi there", "and now?"]),
+            None,
+        );
         assert!(first.prefix.len() >= 4, "{} keys", first.prefix.len());
         assert!(second.prefix.len() > first.prefix.len());
         assert_eq!(first.prefix[..], second.prefix[..first.prefix.len()]);
@@ -373,7 +373,8 @@ mod tests {
             ("short chat", chat("hi", &["yo"]), None, 0, false),
             (
                 "generate prompt",
-                serde_json::to_vec(&serde_json::json!({"model": "m", "prompt": long})).expect("json"),
+                serde_json::to_vec(&serde_json::json!({"model": "m", "prompt": long}))
+                    .expect("json"),
                 None,
                 3,
                 false,
@@ -388,13 +389,26 @@ mod tests {
             ),
             (
                 "user field is a session",
-                serde_json::to_vec(&serde_json::json!({"prompt": "hi", "user": "u-1"})).expect("json"),
+                serde_json::to_vec(&serde_json::json!({"prompt": "hi", "user": "u-1"}))
+                    .expect("json"),
                 None,
                 0,
                 true,
             ),
-            ("header is a session", chat("hi", &["yo"]), Some(b"abc".as_slice()), 0, true),
-            ("empty header is none", chat("hi", &["yo"]), Some(b"".as_slice()), 0, false),
+            (
+                "header is a session",
+                chat("hi", &["yo"]),
+                Some(b"abc".as_slice()),
+                0,
+                true,
+            ),
+            (
+                "empty header is none",
+                chat("hi", &["yo"]),
+                Some(b"".as_slice()),
+                0,
+                false,
+            ),
         ];
         for (name, body, session, prefixes, has_session) in cases {
             let k = prefix_keys("m", body, *session);
@@ -478,22 +492,26 @@ mod tests {
     #[test]
     fn bounded_load_table() {
         let cases: &[(&[u32], usize, bool)] = &[
-            (&[0, 0], 0, true),   // idle: always
-            (&[0, 5], 0, true),   // idle even when others are busy
-            (&[1, 0], 0, false),  // 2 vs mean 1: over 1.25×
-            (&[1, 1], 0, true),   // as idle as any other
+            (&[0, 0], 0, true),  // idle: always
+            (&[0, 5], 0, true),  // idle even when others are busy
+            (&[1, 0], 0, false), // 2 vs mean 1: over 1.25×
+            (&[1, 1], 0, true),  // as idle as any other
             (&[4, 4], 1, true),
-            (&[5, 3], 0, false),  // 6 vs mean 4.5: 1.33×
-            (&[3, 2], 0, false),  // 4 vs mean 3: 1.33×
-            (&[10, 9], 0, true),  // 11 vs mean 10: 1.1×
+            (&[5, 3], 0, false), // 6 vs mean 4.5: 1.33×
+            (&[3, 2], 0, false), // 4 vs mean 3: 1.33×
+            (&[10, 9], 0, true), // 11 vs mean 10: 1.1×
             (&[4, 4, 4, 4], 2, true),
             (&[6, 4, 4, 4], 0, false),
             (&[5, 4, 4, 4, 4, 4, 4, 4], 0, false), // 6 vs mean 4.25: 1.41×
-            (&[3], 0, true),      // the only candidate
-            (&[1, 1], 5, false),  // no such candidate
+            (&[3], 0, true),                       // the only candidate
+            (&[1, 1], 5, false),                   // no such candidate
         ];
         for (loads, pref, want) in cases {
-            assert_eq!(bounded(loads, *pref, DEFAULT_FACTOR), *want, "{loads:?} pref {pref}");
+            assert_eq!(
+                bounded(loads, *pref, DEFAULT_FACTOR),
+                *want,
+                "{loads:?} pref {pref}"
+            );
         }
     }
 

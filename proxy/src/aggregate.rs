@@ -42,9 +42,9 @@ fn openai_tags(shared: &Shared, table: &Table) -> Vec<Value> {
         .models
         .iter()
         .filter(|m| {
-            m.holders.iter().any(|h| {
-                serving.contains(&h.node) && table.nodes[h.node].api == NodeApi::OpenAi
-            })
+            m.holders
+                .iter()
+                .any(|h| serving.contains(&h.node) && table.nodes[h.node].api == NodeApi::OpenAi)
         })
         .map(|m| {
             json!({"name": &*m.raw, "model": &*m.raw, "size": 0, "digest": "",
@@ -184,7 +184,10 @@ pub(crate) async fn ps(shared: Arc<Shared>) -> Response<Body> {
 /// `GET /v1/models`: the OpenAI list over serving nodes, once per id.
 pub(crate) async fn openai_models(shared: Arc<Shared>) -> Response<Body> {
     let table = shared.current_table().await;
-    let data = dedupe(gather(&shared, &table, "/v1/models", "data", false).await, "id");
+    let data = dedupe(
+        gather(&shared, &table, "/v1/models", "data", false).await,
+        "id",
+    );
     json_response(
         &json!({ "object": "list", "data": data }),
         "application/json",

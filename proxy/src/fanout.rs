@@ -65,7 +65,10 @@ pub(crate) fn note_skipped(resp: &mut Response<Body>, skipped: &[Arc<str>]) {
         return;
     }
     let names: Vec<&str> = skipped.iter().map(|n| &**n).collect();
-    let text = format!("{} (OpenAI-compatible: no model management)", names.join(", "));
+    let text = format!(
+        "{} (OpenAI-compatible: no model management)",
+        names.join(", ")
+    );
     if let Ok(v) = HeaderValue::from_str(&text) {
         resp.headers_mut().insert(SKIPPED_HEADER, v);
     }

@@ -9,8 +9,8 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Request, Response, StatusCode};
-use herd_translate::{Plan, Reply};
 use bytes::Bytes;
+use herd_translate::{Plan, Reply};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
 use smallvec::SmallVec;
@@ -602,7 +602,10 @@ fn remembered(
     };
     let in_flight: SmallVec<[u32; 8]> = loads.iter().map(|l| l.in_flight).collect();
     let within = affinity::bounded(&in_flight, ci, affinity::DEFAULT_FACTOR);
-    shared.sink.metrics.affinity(if within { "hit" } else { "overloaded" });
+    shared
+        .sink
+        .metrics
+        .affinity(if within { "hit" } else { "overloaded" });
     within.then_some((
         ci,
         AffinityHit {
@@ -679,7 +682,11 @@ async fn respond_translated(
 ) -> Response<Body> {
     let (parts, body) = node_body(shared, resp, backend, rec, in_flight, served);
     let mut out = if reply.stream() && parts.status.is_success() {
-        let mut r = Response::new(Body::new(translated::Translating::new(body, reply.clone(), sent)));
+        let mut r = Response::new(Body::new(translated::Translating::new(
+            body,
+            reply.clone(),
+            sent,
+        )));
         r.headers_mut().insert(
             axum::http::header::CONTENT_TYPE,
             axum::http::HeaderValue::from_static(reply.content_type()),

@@ -201,7 +201,9 @@ impl Metrics {
 
     /// One prefix-affinity decision: `hit`, `overloaded` or `miss`.
     pub(crate) fn affinity(&self, outcome: &'static str) {
-        self.affinity.get_or_create(&AffinityLabels { outcome }).inc();
+        self.affinity
+            .get_or_create(&AffinityLabels { outcome })
+            .inc();
     }
 
     /// Resolves the series of one (model, node) pair.

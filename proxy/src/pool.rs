@@ -215,7 +215,11 @@ impl Conn {
     async fn write_request(&mut self, req: &mut Outgoing<'_>) -> Result<(), Failed> {
         let path = [req.target.prefix.as_str(), req.path_and_query.as_str()];
         let host = &req.target.host;
-        let auth = req.target.auth.as_ref().map(|v| (&header::AUTHORIZATION, v));
+        let auth = req
+            .target
+            .auth
+            .as_ref()
+            .map(|v| (&header::AUTHORIZATION, v));
         let headers = upstream::forwarded(req.headers).chain(auth);
         self.out.clear();
         match &mut req.body {

@@ -334,7 +334,10 @@ mod tests {
             })
         );
         assert_eq!(
-            names(&t, &candidates(&t, t.model("qwen"), Need::Any, 100, &[]).expect("ok")),
+            names(
+                &t,
+                &candidates(&t, t.model("qwen"), Need::Any, 100, &[]).expect("ok")
+            ),
             ["a"]
         );
     }
@@ -342,7 +345,10 @@ mod tests {
     #[test]
     fn fleet_errors_say_which_case() {
         let empty = table(&[]);
-        assert_eq!(candidates(&empty, None, Need::Any, 0, &[]), Err(NoRoute::NoNodes));
+        assert_eq!(
+            candidates(&empty, None, Need::Any, 0, &[]),
+            Err(NoRoute::NoNodes)
+        );
         assert_eq!(
             NoRoute::NoNodes.message("x"),
             "no nodes available: no nodes are registered"

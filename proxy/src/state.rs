@@ -86,9 +86,14 @@ impl Tables {
             .lives
             .set_tokens(secrets.generation(), || tokens(secrets));
         let nodes = self.nodes.list();
-        let Some(next) =
-            Table::refresh(&nodes, ready, &self.lives, &self.overlay, force, tokens_changed)
-        else {
+        let Some(next) = Table::refresh(
+            &nodes,
+            ready,
+            &self.lives,
+            &self.overlay,
+            force,
+            tokens_changed,
+        ) else {
             return;
         };
         tracing::trace!(
@@ -129,12 +134,7 @@ fn tokens(secrets: &Store<Secret>) -> Tokens {
     let by_name = secrets
         .list()
         .iter()
-        .map(|s| {
-            (
-                s.metadata.name.clone(),
-                Arc::from(s.spec.token.expose()),
-            )
-        })
+        .map(|s| (s.metadata.name.clone(), Arc::from(s.spec.token.expose())))
         .collect();
     Tokens::new(generation, by_name)
 }

@@ -453,7 +453,9 @@ pub(crate) struct Tls {
 
 impl std::fmt::Debug for Tls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tls").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Tls")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -489,14 +491,16 @@ impl Target {
         } else if scheme == Scheme::HTTPS {
             true
         } else {
-            return Err(format!("url {url:?}: only http:// and https:// are supported"));
+            return Err(format!(
+                "url {url:?}: only http:// and https:// are supported"
+            ));
         };
         let authority = uri
             .authority()
             .cloned()
             .ok_or_else(|| format!("url {url:?} has no host"))?;
-        let host = HeaderValue::from_str(authority.as_str())
-            .map_err(|e| format!("url {url:?}: {e}"))?;
+        let host =
+            HeaderValue::from_str(authority.as_str()).map_err(|e| format!("url {url:?}: {e}"))?;
         let addr = match authority.port_u16() {
             Some(_) => authority.as_str().to_owned(),
             None => format!("{}:{}", authority.host(), if https { 443 } else { 80 }),
@@ -505,9 +509,14 @@ impl Target {
             let config = if ca.is_empty() {
                 public_roots()?
             } else {
-                Arc::new(herd_tls::backend_client_config(ca).map_err(|e| format!("spec.caCert: {e}"))?)
+                Arc::new(
+                    herd_tls::backend_client_config(ca).map_err(|e| format!("spec.caCert: {e}"))?,
+                )
             };
-            let bare = authority.host().trim_start_matches('[').trim_end_matches(']');
+            let bare = authority
+                .host()
+                .trim_start_matches('[')
+                .trim_end_matches(']');
             let name = rustls::pki_types::ServerName::try_from(bare.to_owned())
                 .map_err(|_| format!("url {url:?}: the host is not a TLS server name"))?;
             Some(Tls {
@@ -757,7 +766,11 @@ impl Table {
         overlay: &Overlay,
     ) -> Table {
         let mut cache = lives.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-        let tokens = lives.tokens.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let tokens = lives
+            .tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         sync(&mut cache, nodes, &tokens, false);
         Table::assemble(&mut cache, synced, overlay)
     }
@@ -776,7 +789,11 @@ impl Table {
         tokens_changed: bool,
     ) -> Option<Table> {
         let mut cache = lives.nodes.lock().unwrap_or_else(PoisonError::into_inner);
-        let tokens = lives.tokens.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let tokens = lives
+            .tokens
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let changed = sync(&mut cache, nodes, &tokens, tokens_changed);
         (changed || force).then(|| Table::assemble(&mut cache, synced, overlay))
     }
@@ -833,7 +850,12 @@ impl Table {
 /// sorted by name, one merging pass), re-deriving what changed. True when
 /// a node was added, removed or changed in what routing reads. With
 /// `tokens_changed`, nodes that name a Secret are looked at again too.
-fn sync(cache: &mut Vec<Derived>, nodes: &[Arc<Node>], tokens: &Tokens, tokens_changed: bool) -> bool {
+fn sync(
+    cache: &mut Vec<Derived>,
+    nodes: &[Arc<Node>],
+    tokens: &Tokens,
+    tokens_changed: bool,
+) -> bool {
     let mut sorted: Vec<&Node> = nodes.iter().map(AsRef::as_ref).collect();
     sorted.sort_unstable_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     let mut changed = cache.len() != sorted.len();
@@ -902,7 +924,10 @@ fn backend(node: &Node, key: &RoutingKey, live: Arc<NodeLive>) -> Backend {
             }
         }
     };
-    let version = status.info.as_ref().map_or("", |i| i.ollama_version.as_str());
+    let version = status
+        .info
+        .as_ref()
+        .map_or("", |i| i.ollama_version.as_str());
     let native = |path: &str, since: (u64, u64, u64)| match node.spec.api {
         NodeApi::Ollama => version_at_least(version, since),
         NodeApi::OpenAi => node.serves(path),
@@ -1100,15 +1125,24 @@ mod tests {
             in_flight: 3,
         });
         let beat = at(&Arc::new(beat), "2");
-        assert!(Table::refresh(std::slice::from_ref(&beat), true, &lives, &o, false, false).is_none());
+        assert!(
+            Table::refresh(std::slice::from_ref(&beat), true, &lives, &o, false, false).is_none()
+        );
         assert!((t1.nodes[0].cpu_percent() - 42.0).abs() < f64::EPSILON);
         assert!((t1.nodes[0].memory_percent() - 7.0).abs() < f64::EPSILON);
         assert_eq!(t1.nodes[0].status_in_flight(), 3);
         // What routing reads changes: a new table.
         let mut unloaded = (*beat).clone();
         unloaded.status.models[0].loaded = false;
-        let t2 = Table::refresh(&[at(&Arc::new(unloaded), "3")], true, &lives, &o, false, false)
-            .expect("a new table");
+        let t2 = Table::refresh(
+            &[at(&Arc::new(unloaded), "3")],
+            true,
+            &lives,
+            &o,
+            false,
+            false,
+        )
+        .expect("a new table");
         assert!(!t2.model("m").expect("m").holders[0].loaded);
         assert!((t2.nodes[0].cpu_percent() - 42.0).abs() < f64::EPSILON);
         // A node added or removed: a new table; forced: a new table.
@@ -1184,7 +1218,11 @@ mod tests {
         let s = Target::parse("https://llm.example.com/openai").expect("https");
         assert_eq!(s.addr, "llm.example.com:443");
         assert!(s.tls.is_some() && t.tls.is_none());
-        let bad_ca = Target::with("https://x", None, "-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n");
+        let bad_ca = Target::with(
+            "https://x",
+            None,
+            "-----BEGIN CERTIFICATE-----\nAA\n-----END CERTIFICATE-----\n",
+        );
         assert!(bad_ca.expect_err("bad CA").contains("spec.caCert"));
         let a = Target::with("http://h:1", Some("sk-secret-token"), "").expect("token");
         let auth = a.auth.as_ref().expect("auth");
@@ -1226,12 +1264,22 @@ mod tests {
         let nodes = [Arc::new(n)];
         let (lives, overlay) = (Lives::default(), Overlay::default());
         let t = Table::build(&nodes, true, &lives, &overlay);
-        assert_eq!(t.nodes[0].unroutable(), Some(Unroutable::NoUrl), "no token yet");
+        assert_eq!(
+            t.nodes[0].unroutable(),
+            Some(Unroutable::NoUrl),
+            "no token yet"
+        );
         let tokens = || Tokens::new(1, HashMap::from([("key".to_owned(), Arc::from("t0ken"))]));
         assert!(lives.set_tokens(1, tokens));
-        assert!(!lives.set_tokens(1, tokens), "same generation: nothing to do");
+        assert!(
+            !lives.set_tokens(1, tokens),
+            "same generation: nothing to do"
+        );
         let t = Table::refresh(&nodes, true, &lives, &overlay, false, true).expect("rebuilt");
         let auth = t.nodes[0].target.as_ref().and_then(|t| t.auth.clone());
-        assert_eq!(auth.as_ref().map(HeaderValue::as_bytes), Some(&b"Bearer t0ken"[..]));
+        assert_eq!(
+            auth.as_ref().map(HeaderValue::as_bytes),
+            Some(&b"Bearer t0ken"[..])
+        );
     }
 }

@@ -127,7 +127,9 @@ fn elapsed_ns(since: Instant) -> u64 {
 /// The client's answer from the node's whole answer (not streamed, or an
 /// error status): read, then translated at once.
 pub(crate) async fn whole(status: u16, body: ProxyBody, reply: &Reply, sent: Instant) -> Answer {
-    let read = http_body_util::Limited::new(body, MAX_WHOLE).collect().await;
+    let read = http_body_util::Limited::new(body, MAX_WHOLE)
+        .collect()
+        .await;
     let timing = Timing {
         total_ns: elapsed_ns(sent),
         first_token_ns: None,
@@ -198,7 +200,9 @@ impl hyper::body::Body for Translating {
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else { continue };
+                    let Ok(data) = frame.into_data() else {
+                        continue;
+                    };
                     let out = this.tr.feed(&data);
                     if out.is_empty() {
                         continue;
@@ -269,18 +273,38 @@ mod tests {
             (&ollama_old, Kind::Chat, Pass),
             (&ollama_old, Kind::Show, Pass),
             (&ollama_old, Kind::OpenAi, Pass),
-            (&ollama_old, Kind::Messages, Translate(Dialect::AnthropicMessages)),
-            (&ollama_old, Kind::Responses, Translate(Dialect::OpenAiResponses)),
+            (
+                &ollama_old,
+                Kind::Messages,
+                Translate(Dialect::AnthropicMessages),
+            ),
+            (
+                &ollama_old,
+                Kind::Responses,
+                Translate(Dialect::OpenAiResponses),
+            ),
             (&ollama_new, Kind::Messages, Pass),
             (&ollama_new, Kind::Responses, Pass),
             (&openai, Kind::Chat, Translate(Dialect::OllamaChat)),
             (&openai, Kind::Generate, Translate(Dialect::OllamaGenerate)),
             (&openai, Kind::Embed, Translate(Dialect::OllamaEmbed)),
-            (&openai, Kind::Embeddings, Translate(Dialect::OllamaEmbeddings)),
+            (
+                &openai,
+                Kind::Embeddings,
+                Translate(Dialect::OllamaEmbeddings),
+            ),
             (&openai, Kind::Show, Show),
             (&openai, Kind::OpenAi, Pass),
-            (&openai, Kind::Messages, Translate(Dialect::AnthropicMessages)),
-            (&openai, Kind::Responses, Translate(Dialect::OpenAiResponses)),
+            (
+                &openai,
+                Kind::Messages,
+                Translate(Dialect::AnthropicMessages),
+            ),
+            (
+                &openai,
+                Kind::Responses,
+                Translate(Dialect::OpenAiResponses),
+            ),
             (&openai_native, Kind::Messages, Pass),
             (&openai_native, Kind::Responses, Pass),
             (&openai_native, Kind::Chat, Translate(Dialect::OllamaChat)),

@@ -199,12 +199,12 @@ impl Gate {
                 // in the extensions there would cost an allocation per
                 // request for nothing.
                 let plain = matches!(
-                        action,
-                        Action::Inference
-                            | Action::ModelPull
-                            | Action::ModelManagement
-                            | Action::Metrics
-                    );
+                    action,
+                    Action::Inference
+                        | Action::ModelPull
+                        | Action::ModelManagement
+                        | Action::Metrics
+                );
                 Ok(if plain {
                     Admitted::Plain
                 } else {

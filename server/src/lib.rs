@@ -315,7 +315,8 @@ impl Server {
             proxy,
             nodes,
             controller: config.controller.map(|mut c| {
-                c.identity.get_or_insert_with(|| lease_identity(addr, &data_dir));
+                c.identity
+                    .get_or_insert_with(|| lease_identity(addr, &data_dir));
                 (c, client, secrets)
             }),
             token,
@@ -357,9 +358,9 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
         let token = self.token;
-        let controller = self
-            .controller
-            .map(|(config, client, secrets)| spawn_controller(config, client, secrets, token.clone()));
+        let controller = self.controller.map(|(config, client, secrets)| {
+            spawn_controller(config, client, secrets, token.clone())
+        });
         let served = host::serve_with(
             self.app,
             self.listener,

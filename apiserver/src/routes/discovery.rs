@@ -5,7 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::get;
-use herd_api::{API_VERSION, ApiKey, Event, ModelAssignment, Node, Resource, Secret, api_resources, Lease};
+use herd_api::{
+    API_VERSION, ApiKey, Event, Lease, ModelAssignment, Node, Resource, Secret, api_resources,
+};
 use serde_json::json;
 
 use super::AppState;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::http::Uri;
 use axum::routing::get;
-use herd_api::{Event, ModelAssignment, Node, Secret, Lease};
+use herd_api::{Event, Lease, ModelAssignment, Node, Secret};
 use herd_auth::KeyRing;
 use tokio_util::sync::CancellationToken;
 

@@ -291,9 +291,23 @@ async fn discovery_schemas_and_health() {
         .collect();
     assert_eq!(
         kinds,
-        ["Node", "ModelAssignment", "Event", "ApiKey", "Secret", "Lease"]
+        [
+            "Node",
+            "ModelAssignment",
+            "Event",
+            "ApiKey",
+            "Secret",
+            "Lease"
+        ]
     );
-    for plural in ["nodes", "modelassignments", "events", "apikeys", "secrets", "leases"] {
+    for plural in [
+        "nodes",
+        "modelassignments",
+        "events",
+        "apikeys",
+        "secrets",
+        "leases",
+    ] {
         let (code, schema) = s.get(&format!("/schemas/{plural}")).await;
         assert_eq!(code, 200);
         assert!(schema["properties"]["spec"].is_object(), "{schema}");

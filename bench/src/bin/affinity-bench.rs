@@ -57,7 +57,11 @@ struct Args {
     #[arg(long, default_value_t = 4)]
     slots: u32,
     /// Modes to run, in order.
-    #[arg(long, value_delimiter = ',', default_value = "affinity,p2c,round_robin")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "affinity,p2c,round_robin"
+    )]
     modes: Vec<String>,
 }
 
@@ -76,7 +80,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     println!(
         "backend {}, {} conversations x {} turns, {} system words, {} tokens per turn, {} slots per node",
-        args.backend, args.conversations, args.turns, args.system_words, args.max_tokens, args.slots
+        args.backend,
+        args.conversations,
+        args.turns,
+        args.system_words,
+        args.max_tokens,
+        args.slots
     );
     for mode in &args.modes {
         let flags: &[&str] = match mode.as_str() {
@@ -90,8 +99,15 @@ async fn main() -> anyhow::Result<()> {
         let flags: Vec<String> = flags.iter().map(|s| (*s).to_owned()).collect();
         let (router, _) = load::start_router(&dir.path().join("data"), &flags)?;
         for (i, n) in nodes.iter().enumerate() {
-            load::register_node(&router, &format!("node-{i}"), &n.url, &[MODEL], args.slots, true)
-                .await?;
+            load::register_node(
+                &router,
+                &format!("node-{i}"),
+                &n.url,
+                &[MODEL],
+                args.slots,
+                true,
+            )
+            .await?;
         }
         let started = Instant::now();
         let runs = futures_util::future::join_all(
@@ -147,7 +163,14 @@ fn start_llama(args: &Args) -> anyhow::Result<Proc> {
         .args(["-m"])
         .arg(dir.join("models/smollm2-135m.gguf"))
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-        .args(["-t", "1", "-c", &ctx.to_string(), "-np", &args.slots.to_string()])
+        .args([
+            "-t",
+            "1",
+            "-c",
+            &ctx.to_string(),
+            "-np",
+            &args.slots.to_string(),
+        ])
         .args(["--alias", MODEL])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -176,7 +199,6 @@ fn dirs_home() -> Option<PathBuf> {
     std::env::var_os("HOME").map(PathBuf::from)
 }
 
-
 /// A system prompt of `words` words, its own for conversation `c`.
 fn system_prompt(c: usize, words: usize) -> String {
     const VOCAB: &[&str] = &[
@@ -198,10 +220,13 @@ fn system_prompt(c: usize, words: usize) -> String {
 
 async fn conversation(router: &str, c: usize, args: &Args) -> anyhow::Result<Vec<Turn>> {
     let http = reqwest::Client::builder().no_proxy().build()?;
-    let mut messages = vec![json!({"role": "system", "content": system_prompt(c, args.system_words)})];
+    let mut messages =
+        vec![json!({"role": "system", "content": system_prompt(c, args.system_words)})];
     let mut out = Vec::new();
     for turn in 0..args.turns {
-        messages.push(json!({"role": "user", "content": format!("Question {turn}: which note comes first?")}));
+        messages.push(
+            json!({"role": "user", "content": format!("Question {turn}: which note comes first?")}),
+        );
         let body = json!({"model": MODEL, "messages": messages, "stream": true,
             "max_tokens": args.max_tokens, "temperature": 0,
             "stream_options": {"include_usage": true}});

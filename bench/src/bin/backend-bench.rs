@@ -69,9 +69,21 @@ async fn main() -> anyhow::Result<()> {
     load::register_node_spec(&router, "llama", spec, &[MODEL], true).await?;
     let http = reqwest::Client::builder().no_proxy().build()?;
     let targets: [(&str, String, Api); 3] = [
-        ("direct /v1", format!("{}/v1/chat/completions", llama.url), Api::OpenAi),
-        ("herd /v1", format!("{}/v1/chat/completions", router.url), Api::OpenAi),
-        ("herd /api/chat", format!("{}/api/chat", router.url), Api::Ollama),
+        (
+            "direct /v1",
+            format!("{}/v1/chat/completions", llama.url),
+            Api::OpenAi,
+        ),
+        (
+            "herd /v1",
+            format!("{}/v1/chat/completions", router.url),
+            Api::OpenAi,
+        ),
+        (
+            "herd /api/chat",
+            format!("{}/api/chat", router.url),
+            Api::Ollama,
+        ),
     ];
     println!(
         "llama-server ({} thread), SmolLM2-135M, {} tokens per answer, {} rounds",
@@ -95,7 +107,12 @@ async fn main() -> anyhow::Result<()> {
         v[v.len() / 2]
     };
     for (t, (name, _, _)) in targets.iter().enumerate() {
-        let ttft = median(samples[t].iter().map(|s| s.ttft.as_secs_f64() * 1e3).collect());
+        let ttft = median(
+            samples[t]
+                .iter()
+                .map(|s| s.ttft.as_secs_f64() * 1e3)
+                .collect(),
+        );
         let tps = median(samples[t].iter().map(|s| s.tokens_per_sec).collect());
         if t == 0 {
             println!("{name:<16} TTFT p50 {ttft:>7.2} ms   {tps:>6.1} tokens/s");
@@ -150,7 +167,6 @@ fn start_llama(dir: &std::path::Path, threads: u32) -> anyhow::Result<Proc> {
         admin_key: None,
     })
 }
-
 
 /// One streamed chat; the question varies by round so no answer is cached
 /// whole, while the short prompt keeps prompt evaluation small.

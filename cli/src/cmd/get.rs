@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 use futures_util::StreamExt as _;
-use herd_api::{ApiKey, Event, ModelAssignment, Node, RequestRecord, Resource, Secret, Timestamp, Lease};
+use herd_api::{
+    ApiKey, Event, Lease, ModelAssignment, Node, RequestRecord, Resource, Secret, Timestamp,
+};
 use herd_client::{Client, ListParams, watcher};
 use serde::Serialize;
 
@@ -449,7 +451,11 @@ impl Printer {
         }
     }
 
-    fn change<T: Tabular + Serialize + Clone>(&mut self, item: &T, verb: &str) -> anyhow::Result<String> {
+    fn change<T: Tabular + Serialize + Clone>(
+        &mut self,
+        item: &T,
+        verb: &str,
+    ) -> anyhow::Result<String> {
         match self.format {
             OutputFormat::Table | OutputFormat::Wide => {
                 let t = self.table(&[(verb, item)]);

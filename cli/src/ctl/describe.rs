@@ -185,7 +185,10 @@ pub fn node(
         spec.push(("Auth Secret", auth.secret_ref.clone()));
     }
     if !node.spec.ca_cert.is_empty() {
-        spec.push(("CA Cert", format!("<set, {} bytes>", node.spec.ca_cert.len())));
+        spec.push((
+            "CA Cert",
+            format!("<set, {} bytes>", node.spec.ca_cert.len()),
+        ));
     }
     spec.extend([
         ("Unschedulable", node.spec.unschedulable.to_string()),

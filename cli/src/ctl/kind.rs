@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use herd_api::{ApiKey, Event, ModelAssignment, Node, Resource, Secret, Lease};
+use herd_api::{ApiKey, Event, Lease, ModelAssignment, Node, Resource, Secret};
 
 /// A type of thing `herd get` can show.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

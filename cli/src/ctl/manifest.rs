@@ -11,7 +11,7 @@ use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use herd_api::{API_VERSION, ApiKey, Event, ModelAssignment, Node, Secret, Lease};
+use herd_api::{API_VERSION, ApiKey, Event, Lease, ModelAssignment, Node, Secret};
 use serde::Deserialize as _;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -401,9 +401,12 @@ fn check_document(
         .to_owned();
     let Some(k) = Kind::from_manifest(kind) else {
         let message = if kind.is_empty() {
-            "kind is missing: must be one of Node, ModelAssignment, Event, ApiKey, Secret".to_owned()
+            "kind is missing: must be one of Node, ModelAssignment, Event, ApiKey, Secret"
+                .to_owned()
         } else {
-            format!("unknown kind {kind:?}: herd has Node, ModelAssignment, Event, ApiKey and Secret")
+            format!(
+                "unknown kind {kind:?}: herd has Node, ModelAssignment, Event, ApiKey and Secret"
+            )
         };
         parsed.problems.push(problem(&origin, None, message));
         return;

@@ -1,7 +1,7 @@
 //! Reads and writes of any stored kind, as JSON values: what the verbs that
 //! take a kind at run time (`apply`, `delete`, `get -o yaml`) need.
 
-use herd_api::{ApiKey, Event, ModelAssignment, Node, Secret, Lease};
+use herd_api::{ApiKey, Event, Lease, ModelAssignment, Node, Secret};
 use herd_client::{Client, Error, ListParams, PostParams};
 use serde_json::Value;
 

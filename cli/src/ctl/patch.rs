@@ -164,7 +164,10 @@ mod tests {
                          "metadata":{"name":"k"},"spec":{"token":"sk-very-secret"}});
         let want = desired(&doc);
         let created = for_create(&want);
-        assert_eq!(created["spec"]["token"], "sk-very-secret", "the token is sent");
+        assert_eq!(
+            created["spec"]["token"], "sk-very-secret",
+            "the token is sent"
+        );
         let recorded = created["metadata"]["annotations"][LAST_APPLIED].to_string();
         assert!(!recorded.contains("sk-very-secret"), "{recorded}");
         let live = json!({"kind":"Secret","metadata":{"name":"k","annotations":
@@ -172,7 +175,11 @@ mod tests {
                           "spec":{"token":"old"}});
         let patch = for_update(&live, &want);
         assert_eq!(patch["spec"]["token"], "sk-very-secret");
-        assert!(!patch["metadata"]["annotations"][LAST_APPLIED].to_string().contains("sk-very"));
+        assert!(
+            !patch["metadata"]["annotations"][LAST_APPLIED]
+                .to_string()
+                .contains("sk-very")
+        );
     }
 
     fn live_with(last: Option<&Value>, spec: Value, labels: Value) -> Value {

@@ -343,7 +343,12 @@ impl Tabular for Secret {
     fn row(&self, now: Timestamp, _wide: bool) -> Vec<String> {
         vec![
             self.metadata.name.clone(),
-            if self.spec.token.is_empty() { "<none>" } else { "<set>" }.to_owned(),
+            if self.spec.token.is_empty() {
+                "<none>"
+            } else {
+                "<set>"
+            }
+            .to_owned(),
             human::age(self.metadata.creation_timestamp, now),
         ]
     }
@@ -358,7 +363,8 @@ impl Tabular for Secret {
 
     fn for_output(&self) -> Cow<'_, Self> {
         let mut shown = self.clone();
-        shown.spec.token = SecretToken::new(format!("<redacted: {}>", token_shown(&self.spec.token)));
+        shown.spec.token =
+            SecretToken::new(format!("<redacted: {}>", token_shown(&self.spec.token)));
         Cow::Owned(shown)
     }
 }

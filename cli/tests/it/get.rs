@@ -43,7 +43,14 @@ fn get_in_every_output_format() {
         .collect();
     assert_eq!(
         rows,
-        ["gpu-box-1", "hosted", "llama-cpp-1", "mac-studio", "old-laptop", "vllm-1"]
+        [
+            "gpu-box-1",
+            "hosted",
+            "llama-cpp-1",
+            "mac-studio",
+            "old-laptop",
+            "vllm-1"
+        ]
     );
 
     let wide = herd(url, &["get", "no", "-o", "wide"]).success().stdout;
@@ -59,8 +66,9 @@ fn get_in_every_output_format() {
         "{wide}"
     );
     assert!(
-        wide.lines()
-            .any(|l| l.starts_with("gpu-box-1") && l.contains("gpu=nvidia,zone=lab") && l.trim_end().ends_with("200")),
+        wide.lines().any(|l| l.starts_with("gpu-box-1")
+            && l.contains("gpu=nvidia,zone=lab")
+            && l.trim_end().ends_with("200")),
         "{wide}"
     );
 

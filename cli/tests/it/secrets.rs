@@ -21,12 +21,18 @@ fn a_secret_s_token_is_never_printed() {
     assert_eq!(again.stdout, "secret/hosted-key unchanged\n");
 
     let stored = get(url, "secrets/hosted-key").expect("secret");
-    assert_eq!(stored["spec"]["token"], TOKEN, "the admin's API read has it");
+    assert_eq!(
+        stored["spec"]["token"], TOKEN,
+        "the admin's API read has it"
+    );
     let annotations = stored["metadata"]["annotations"].to_string();
     assert!(!annotations.contains(TOKEN), "{annotations}");
 
     let table = herd(url, &["get", "secrets"]).success().stdout;
-    assert!(table.contains("hosted-key") && table.contains("<set>"), "{table}");
+    assert!(
+        table.contains("hosted-key") && table.contains("<set>"),
+        "{table}"
+    );
     for args in [
         &["get", "secrets"][..],
         &["get", "secret", "hosted-key", "-o", "yaml"],
@@ -46,7 +52,9 @@ fn a_secret_s_token_is_never_printed() {
         .success()
         .stdout;
     assert!(yaml.contains("<redacted: <set, 26 bytes>>"), "{yaml}");
-    let described = herd(url, &["describe", "secret", "hosted-key"]).success().stdout;
+    let described = herd(url, &["describe", "secret", "hosted-key"])
+        .success()
+        .stdout;
     assert!(described.contains("Token:  <set, 26 bytes>"), "{described}");
 
     // What `-o yaml` printed does not apply: the note is no token.

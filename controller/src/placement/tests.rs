@@ -465,14 +465,20 @@ fn unmanaged_nodes_are_never_placed_on_and_the_condition_says_why() {
         assert_eq!(names(&d), ["a"], "{replicas:?}");
         let c = find_condition(&d.status.conditions, conditions::AVAILABLE).expect("Available");
         assert_eq!(c.status, False, "{replicas:?}");
-        assert!(c.message.contains("1 matching node is unmanaged"), "{}", c.message);
+        assert!(
+            c.message.contains("1 matching node is unmanaged"),
+            "{}",
+            c.message
+        );
     }
     // A node placed before it became unmanaged loses its place at once.
     let m = placed_on(&ma(Some(1), &[]), &["vllm"]);
     let d = decide(&m, &nodes, 100.0);
     assert_eq!(names(&d), ["a"]);
     assert!(
-        d.events.iter().any(|e| e.message.contains("vllm: the node is unmanaged")),
+        d.events
+            .iter()
+            .any(|e| e.message.contains("vllm: the node is unmanaged")),
         "{:?}",
         d.events
     );

@@ -106,7 +106,11 @@ async fn llama_real_model_behind_herd_with_every_client() {
     bounded(LIMIT, async {
         let mut a = Llama::start("llama-a", MODEL, &[]);
         let b = Llama::start("llama-b", MODEL, &[]);
-        let e = Llama::start("llama-embed", EMBED_MODEL, &["--embeddings", "--pooling", "mean"]);
+        let e = Llama::start(
+            "llama-embed",
+            EMBED_MODEL,
+            &["--embeddings", "--pooling", "mean"],
+        );
         let server = Server::start().await;
         for l in [&a, &b, &e] {
             l.wait_healthy().await;
@@ -115,8 +119,11 @@ async fn llama_real_model_behind_herd_with_every_client() {
         // `herd apply` is all a user does.
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("llama.yaml");
-        std::fs::write(&file, manifest(&[("llama-a", &a), ("llama-b", &b), ("llama-embed", &e)]))
-            .expect("write manifest");
+        std::fs::write(
+            &file,
+            manifest(&[("llama-a", &a), ("llama-b", &b), ("llama-embed", &e)]),
+        )
+        .expect("write manifest");
         let applied = herd_cli(&server, &["apply", "-f", file.to_str().expect("path")]);
         assert_eq!(applied.lines().count(), 3, "{applied}");
         for name in ["llama-a", "llama-b", "llama-embed"] {
@@ -132,7 +139,12 @@ async fn llama_real_model_behind_herd_with_every_client() {
         let script = clients_dir().join("llama_client.py");
         let out = run_client(
             &python(),
-            &[script.to_str().expect("path"), &server.url, MODEL, EMBED_MODEL],
+            &[
+                script.to_str().expect("path"),
+                &server.url,
+                MODEL,
+                EMBED_MODEL,
+            ],
             &[],
         )
         .await;
@@ -154,15 +166,30 @@ async fn llama_real_model_behind_herd_with_every_client() {
             ("anthropic_messages", "text"),
             ("anthropic_stream", "text"),
         ] {
-            assert!(!text(section, field).trim().is_empty(), "{section}: no text: {out}");
+            assert!(
+                !text(section, field).trim().is_empty(),
+                "{section}: no text: {out}"
+            );
         }
         for section in ["ollama_chat", "ollama_chat_stream"] {
-            let done = if section == "ollama_chat" { "done" } else { "last_done" };
+            let done = if section == "ollama_chat" {
+                "done"
+            } else {
+                "last_done"
+            };
             assert_eq!(out[section][done], true, "{out}");
         }
         assert_eq!(out["openai_embeddings"]["count"], 2, "{out}");
-        assert!(out["openai_embeddings"]["dim"].as_u64().is_some_and(|d| d > 0), "{out}");
-        assert_eq!(out["openai_responses_stream"]["last"], "response.completed", "{out}");
+        assert!(
+            out["openai_embeddings"]["dim"]
+                .as_u64()
+                .is_some_and(|d| d > 0),
+            "{out}"
+        );
+        assert_eq!(
+            out["openai_responses_stream"]["last"], "response.completed",
+            "{out}"
+        );
         eprintln!("llama clients: {out}");
 
         // Requests spread over both chat nodes.
@@ -177,8 +204,14 @@ async fn llama_real_model_behind_herd_with_every_client() {
                 .expect("chat");
             assert_eq!(r.status(), 200);
         }
-        let (pa, pb) = (processed(&server, "llama-a").await, processed(&server, "llama-b").await);
-        assert!(pa > 0 && pb > 0, "requests did not spread: llama-a {pa}, llama-b {pb}");
+        let (pa, pb) = (
+            processed(&server, "llama-a").await,
+            processed(&server, "llama-b").await,
+        );
+        assert!(
+            pa > 0 && pb > 0,
+            "requests did not spread: llama-a {pa}, llama-b {pb}"
+        );
 
         // Killing one node under load fails no non-streaming request.
         let load: Vec<_> = (0..4)
@@ -188,12 +221,18 @@ async fn llama_real_model_behind_herd_with_every_client() {
                     let mut statuses = Vec::new();
                     for i in 0..6 {
                         let (path, body) = if (worker + i) % 2 == 0 {
-                            ("/v1/chat/completions", serde_json::json!({"model": MODEL, "max_tokens": 24,
-                                "messages": [{"role": "user", "content": "Tell me a story."}]}))
+                            (
+                                "/v1/chat/completions",
+                                serde_json::json!({"model": MODEL, "max_tokens": 24,
+                                "messages": [{"role": "user", "content": "Tell me a story."}]}),
+                            )
                         } else {
-                            ("/api/chat", serde_json::json!({"model": MODEL, "stream": false,
+                            (
+                                "/api/chat",
+                                serde_json::json!({"model": MODEL, "stream": false,
                                 "options": {"num_predict": 24},
-                                "messages": [{"role": "user", "content": "Tell me a story."}]}))
+                                "messages": [{"role": "user", "content": "Tell me a story."}]}),
+                            )
                         };
                         let r = http.post(format!("{url}{path}")).json(&body).send().await;
                         statuses.push(match r {
@@ -227,7 +266,11 @@ async fn llama_real_model_behind_herd_with_every_client() {
                 }
             }
         }
-        assert!(failed.is_empty(), "{} of {total} failed after a node died: {failed:#?}", failed.len());
+        assert!(
+            failed.is_empty(),
+            "{} of {total} failed after a node died: {failed:#?}",
+            failed.len()
+        );
         assert!(
             processed(&server, "llama-b").await > pb,
             "llama-b took the load"

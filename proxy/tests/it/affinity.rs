@@ -29,9 +29,10 @@ fn system_prompt(conversation: usize) -> String {
 
 impl Herd {
     async fn turn(&self, messages: Vec<Value>, session: Option<&str>) -> String {
-        let mut req = self.http.post(self.at("/api/chat")).json(
-            &json!({"model": MODEL, "stream": false, "messages": messages}),
-        );
+        let mut req = self
+            .http
+            .post(self.at("/api/chat"))
+            .json(&json!({"model": MODEL, "stream": false, "messages": messages}));
         if let Some(s) = session {
             req = req.header("X-Herd-Session", s);
         }

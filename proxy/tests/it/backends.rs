@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use herd_api::{
-    ConditionStatus, Node, NodeApi, NodeAuth, NodeSpec, Resource as _, Secret, SecretSpec, SecretToken,
-    conditions, endpoints, find_condition,
+    ConditionStatus, Node, NodeApi, NodeAuth, NodeSpec, Resource as _, Secret, SecretSpec,
+    SecretToken, conditions, endpoints, find_condition,
 };
 use herd_client::PostParams;
 use herd_testkit::{Api, FakeOllama};
@@ -88,7 +88,10 @@ async fn an_unmanaged_openai_node_is_ready_from_probes_and_serves_v1_with_its_to
             .await
             .expect("create node");
         let node = wait_ready(&h, "vllm", ConditionStatus::True).await;
-        assert!(node.status.last_heartbeat_time.is_none(), "no nodelet, no heartbeat");
+        assert!(
+            node.status.last_heartbeat_time.is_none(),
+            "no nodelet, no heartbeat"
+        );
         let names: Vec<&str> = node.status.models.iter().map(|m| m.name.as_str()).collect();
         assert_eq!(names, ["smollm2"]);
         let node = eventually("endpoints probed", Duration::from_secs(10), || async {
@@ -96,8 +99,16 @@ async fn an_unmanaged_openai_node_is_ready_from_probes_and_serves_v1_with_its_to
             n.status.endpoints.is_some().then_some(n)
         })
         .await;
-        assert!(node.serves(endpoints::MESSAGES), "{:?}", node.status.endpoints);
-        assert!(!node.serves(endpoints::RESPONSES), "{:?}", node.status.endpoints);
+        assert!(
+            node.serves(endpoints::MESSAGES),
+            "{:?}",
+            node.status.endpoints
+        );
+        assert!(
+            !node.serves(endpoints::RESPONSES),
+            "{:?}",
+            node.status.endpoints
+        );
         h.wait_stats("vllm routable", |s| {
             s.nodes.iter().any(|x| x.node == "vllm" && x.routable)
         })
@@ -115,7 +126,10 @@ async fn an_unmanaged_openai_node_is_ready_from_probes_and_serves_v1_with_its_to
         let status = r.status();
         let body: serde_json::Value = r.json().await.expect("json");
         assert_eq!(status, 200, "{body}");
-        assert!(body["choices"][0]["message"]["content"].is_string(), "{body}");
+        assert!(
+            body["choices"][0]["message"]["content"].is_string(),
+            "{body}"
+        );
 
         let r = h
             .post(
@@ -184,20 +198,30 @@ async fn a_node_whose_secret_is_missing_is_not_ready_and_says_why() {
         let node = wait_ready(&h, "hosted", ConditionStatus::False).await;
         let ready = find_condition(&node.status.conditions, conditions::READY).expect("Ready");
         assert_eq!(ready.reason, "BackendUnusable");
-        assert!(ready.message.contains("Secret hosted-key does not exist"), "{}", ready.message);
+        assert!(
+            ready.message.contains("Secret hosted-key does not exist"),
+            "{}",
+            ready.message
+        );
 
         // A wrong token: the backend refuses it, and the node says so.
         add_secret(&h, "hosted-key", "sk-wrong").await;
         let node = eventually("refused credentials", Duration::from_secs(15), || async {
             let n = h.nodes.get("hosted").await.ok()?;
             let ready = find_condition(&n.status.conditions, conditions::READY)?;
-            ready.message.contains("refused the router's credentials").then_some(n)
+            ready
+                .message
+                .contains("refused the router's credentials")
+                .then_some(n)
         })
         .await;
         let ready = find_condition(&node.status.conditions, conditions::READY).expect("Ready");
         assert_eq!(ready.status, ConditionStatus::False);
         let wrong = serde_json::to_string(&node).expect("json");
-        assert!(!wrong.contains("sk-wrong"), "the token is in the node: {wrong}");
+        assert!(
+            !wrong.contains("sk-wrong"),
+            "the token is in the node: {wrong}"
+        );
 
         let mut secret = h
             .client
@@ -312,7 +336,14 @@ async fn https_nodes_are_reached_with_their_own_ca() {
 
 /// An unmanaged OpenAI node behind herd, Ready and routable.
 async fn openai_node(h: &Herd, name: &str, fake: &FakeOllama) {
-    if h.client.api::<Secret>().get_opt("node-key").await.ok().flatten().is_none() {
+    if h.client
+        .api::<Secret>()
+        .get_opt("node-key")
+        .await
+        .ok()
+        .flatten()
+        .is_none()
+    {
         add_secret(h, "node-key", TOKEN).await;
     }
     h.nodes
@@ -431,14 +462,19 @@ async fn messages_and_responses_are_translated_for_nodes_without_them() {
         let r = h
             .http
             .post(h.at("/v1/messages"))
-            .json(&json!({"model": "smollm2", "max_tokens": 16, "stream": true,
-                          "messages": [{"role": "user", "content": "hi"}]}))
+            .json(
+                &json!({"model": "smollm2", "max_tokens": 16, "stream": true,
+                          "messages": [{"role": "user", "content": "hi"}]}),
+            )
             .send()
             .await
             .expect("messages stream");
         assert_eq!(r.status(), 200);
         let text = r.text().await.expect("text");
-        assert!(text.contains("event: message_start") && text.contains("event: message_stop"), "{text}");
+        assert!(
+            text.contains("event: message_start") && text.contains("event: message_stop"),
+            "{text}"
+        );
 
         for stream in [false, true] {
             let r = h
@@ -449,7 +485,10 @@ async fn messages_and_responses_are_translated_for_nodes_without_them() {
                 .await;
             assert_eq!(r.status(), 200, "stream {stream}");
             let text = r.text().await.expect("text");
-            assert!(text.contains("output_text") || text.contains("response.completed"), "{text}");
+            assert!(
+                text.contains("output_text") || text.contains("response.completed"),
+                "{text}"
+            );
         }
         assert_eq!(
             fake.requests("/v1/chat/completions"),

@@ -405,7 +405,13 @@ async fn secrets_are_an_admin_s_only() {
         json!({"apiVersion": "herd/v1", "kind": "Secret", "metadata": {"name": name},
                "spec": {"token": token}})
     };
-    let (s, b) = send(&h.admin, Method::POST, &h.api("secrets"), Some(secret("hosted"))).await;
+    let (s, b) = send(
+        &h.admin,
+        Method::POST,
+        &h.api("secrets"),
+        Some(secret("hosted")),
+    )
+    .await;
     assert_eq!(s, 201, "{b}");
     let (s, b) = send(&h.admin, Method::GET, &h.api("secrets/hosted"), None).await;
     assert_eq!((s, b["spec"]["token"].as_str()), (200, Some(token)), "{b}");
@@ -444,7 +450,11 @@ async fn secrets_are_an_admin_s_only() {
     }
     assert!(wrong_cells.is_empty(), "{wrong_cells:#?}");
     let (s, b) = send(&h.admin, Method::GET, &h.api("secrets/hosted"), None).await;
-    assert_eq!(b["spec"]["token"].as_str(), Some(token), "unchanged: {s} {b}");
+    assert_eq!(
+        b["spec"]["token"].as_str(),
+        Some(token),
+        "unchanged: {s} {b}"
+    );
     h.stop().await;
 }
 

@@ -373,15 +373,7 @@ async fn chat(ctx: &Ctx, v: &Value, start: Instant) -> Result<Response<Body>, Ap
     };
     let stream = flag(v, "stream")?;
     let tool = chatlike::tool_call(&ask.tools, ask.last_is_user, "call_");
-    let g = generation(
-        ctx,
-        &model,
-        chatlike::prompt(v),
-        max_tokens,
-        start,
-        "chat",
-    )
-    .await?;
+    let g = generation(ctx, &model, chatlike::prompt(v), max_tokens, start, "chat").await?;
     let n = g.n_tokens();
     let id = chatlike::fresh_id("chatcmpl-");
     let created = unix_now();

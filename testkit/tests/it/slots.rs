@@ -173,7 +173,11 @@ async fn a_slot_reuses_the_cached_prefix_of_its_last_prompt() {
         turn3.push(json!({"role": "user", "content": "eleven"}));
         assert_eq!(prompt_eval_ms(&f, json!(turn3)).await, 1);
         // Without a prompt rate the time to first token ignores the prompt.
-        let plain = fake().ttft(Duration::from_millis(20)).tokens(2).start().await;
+        let plain = fake()
+            .ttft(Duration::from_millis(20))
+            .tokens(2)
+            .start()
+            .await;
         let long = json!([{"role": "user", "content": "w ".repeat(2000)}]);
         assert_eq!(prompt_eval_ms(&plain, long).await, 20);
     })
