@@ -113,3 +113,10 @@ export function quantile(values, p) {
 export function plural(n, one, many = `${one}s`) {
   return `${fmtInt(n)} ${n === 1 ? one : many}`;
 }
+
+/** A model name as Ollama compares them: `llama3` is `llama3:latest`. */
+export function canonicalModel(model) {
+  if (!model) return '';
+  const last = model.split('/').pop();
+  return last.includes(':') ? model : `${model}:latest`;
+}

@@ -7,7 +7,7 @@ import { isAdmin } from './session.js';
 import { store } from './store.js';
 import { href } from './router.js';
 import { Badge, Card, Empty, confirmAction } from './ui.js';
-import { DASH, fmtBytes, fmtInt, plural } from './format.js';
+import { DASH, canonicalModel, fmtBytes, fmtInt, plural } from './format.js';
 
 const PHASE_TONE = { Ready: 'ok', Pulling: 'info', Pending: 'neutral', Failed: 'danger' };
 
@@ -64,11 +64,6 @@ function AssignmentRow({ ma, onEdit }) {
 // Requests prefix affinity looks at: conversations and prompts.
 const AFFINE_PATHS = new Set(['/api/chat', '/api/generate', '/v1/chat/completions', '/v1/completions', '/v1/messages', '/v1/responses']);
 
-function canonical(model) {
-  if (!model) return '';
-  const last = model.split('/').pop();
-  return last.includes(':') ? model : `${model}:latest`;
-}
 
 // Per model, over the recent request history: requests sent back to the node
 // that held their prompt prefix, out of the answered conversation requests.
@@ -76,7 +71,7 @@ function affinityByModel() {
   const out = new Map();
   for (const r of store.records) {
     if (!AFFINE_PATHS.has(r.path) || !r.node) continue;
-    const key = canonical(r.model);
+    const key = canonicalModel(r.model);
     const m = out.get(key) || { hits: 0, total: 0 };
     m.total += 1;
     if (r.affinity) m.hits += 1;
@@ -103,7 +98,7 @@ function ModelsOnNodes() {
         <th scope="row" class="mono strong">${name}</th>
         <td class="num">${m.size ? fmtBytes(m.size) : DASH}</td>
         <td class="num">${fmtInt(m.nodes.filter((x) => x.loaded).length)} of ${fmtInt(m.nodes.length)}</td>
-        <td class="num" data-testid="affinity-hits">${affinityCell(affinity.get(canonical(name)))}</td>
+        <td class="num" data-testid="affinity-hits">${affinityCell(affinity.get(canonicalModel(name)))}</td>
         <td><span class="chips">${m.nodes.map(
           (x) => html`<a class=${`chip${x.loaded ? ' chip-loaded' : ''}`} href=${href(`/nodes/${encodeURIComponent(x.node)}`)}
             title=${x.loaded ? 'loaded in memory' : 'on disk'}>${x.loaded ? html`<span class="chip-dot" aria-hidden="true"></span>` : null}${x.node}${x.loaded ? html`<span class="sr-only"> (loaded)</span>` : null}</a>`,

@@ -5,7 +5,7 @@ import { html, useEffect, useRef, useState } from './lib.js';
 import { store } from './store.js';
 import { href, navigate } from './router.js';
 import { Badge, Empty } from './ui.js';
-import { DASH, fmtDateTime, fmtInt, fmtMs, fmtNum, fmtTime, plural, quantile } from './format.js';
+import { DASH, canonicalModel, fmtDateTime, fmtInt, fmtMs, fmtNum, fmtTime, plural, quantile } from './format.js';
 
 export const isError = (r) => r.status >= 400 || !!r.error;
 
@@ -116,11 +116,6 @@ const STATUS_FILTERS = {
   '5xx': (r) => r.status >= 500,
 };
 
-function canonical(model) {
-  if (!model) return '';
-  const last = model.split('/').pop();
-  return last.includes(':') ? model : `${model}:latest`;
-}
 
 export function RequestsView({ params }) {
   const [node, setNode] = useState(params.get('node') || '');
@@ -135,9 +130,9 @@ export function RequestsView({ params }) {
   if (paused && !frozen.current) frozen.current = store.records.slice();
   if (!paused) frozen.current = null;
   const source = frozen.current || store.records;
-  const want = canonical(model);
+  const want = canonicalModel(model);
   const matching = source.filter(
-    (r) => (!node || r.node === node) && (!model || canonical(r.model) === want) && STATUS_FILTERS[status](r),
+    (r) => (!node || r.node === node) && (!model || canonicalModel(r.model) === want) && STATUS_FILTERS[status](r),
   );
   const newestFirst = matching.slice().reverse();
   const s = summarize(matching);
